@@ -1,0 +1,1 @@
+"""Channel adapters: the SDK adapter authors import, and one package per channel."""

@@ -1,0 +1,58 @@
+"""The adapter SDK: everything a channel author imports, and nothing from the switch."""
+
+from adapters.sdk.adapter import ChannelAdapter, EventSink
+from adapters.sdk.errors import (
+    AdapterError,
+    InvalidRequestError,
+    InvalidResponseError,
+    NotSupportedError,
+    OutcomeUnknownError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from adapters.sdk.types import (
+    AuthorizeRequest,
+    Capabilities,
+    CaptureRequest,
+    Card,
+    ChannelEvent,
+    DeclineCode,
+    InquireRequest,
+    Money,
+    OperationResult,
+    OperationStatus,
+    OperationType,
+    PaymentMethod,
+    PaymentMethodType,
+    RefundRequest,
+    VoidRequest,
+    Wallet,
+)
+
+__all__ = [
+    "AdapterError",
+    "AuthorizeRequest",
+    "Capabilities",
+    "CaptureRequest",
+    "Card",
+    "ChannelAdapter",
+    "ChannelEvent",
+    "DeclineCode",
+    "EventSink",
+    "InquireRequest",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "Money",
+    "NotSupportedError",
+    "OperationResult",
+    "OperationStatus",
+    "OperationType",
+    "OutcomeUnknownError",
+    "PaymentMethod",
+    "PaymentMethodType",
+    "RefundRequest",
+    "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
+    "VoidRequest",
+    "Wallet",
+]

@@ -1,0 +1,1 @@
+"""The load-testing harness for the hot path and its baseline servers."""

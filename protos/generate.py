@@ -1,0 +1,47 @@
+"""Generate the Python code and type stubs for every contract under protos/ (run: make protos).
+
+The output goes to protos/gen/payswitch/, is committed, and is never edited by hand; CI runs
+this again and fails when the result differs from what is committed.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import sys
+
+from grpc_tools import protoc
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUT = HERE / "gen"
+
+
+def main() -> int:
+    sources = sorted(str(p.relative_to(HERE)) for p in (HERE / "payswitch").rglob("*.proto"))
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir()
+    include = str(pathlib.Path(protoc.__file__).parent / "_proto")
+    args = [
+        "protoc",
+        f"-I{HERE}",
+        f"-I{include}",
+        f"--python_out={OUT}",
+        f"--mypy_out={OUT}",
+        f"--grpc_python_out={OUT}",
+        f"--mypy_grpc_out={OUT}",
+        *sources,
+    ]
+    code = protoc.main(args)
+    if code != 0:
+        print(f"protoc failed with exit code {code}", file=sys.stderr)
+        return code
+    for folder in [OUT / "payswitch", *(OUT / "payswitch").rglob("*")]:
+        if folder.is_dir():
+            (folder / "__init__.py").touch()
+    (OUT / "payswitch" / "py.typed").touch()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The payment switch: the asyncio gRPC Gateway, its guards, routing and records."""

@@ -21,7 +21,9 @@ def _run_adapter(name: str, argv: list[str]) -> int:
     found = {ep.name: ep for ep in entry_points(group=ADAPTER_GROUP)}
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
-        print(f"payswitch adapter: no channel named {name!r} (registered: {known})", file=sys.stderr)
+        print(
+            f"payswitch adapter: no channel named {name!r} (registered: {known})", file=sys.stderr
+        )
         return 2
     worker_main: Callable[[list[str]], int] = found[name].load()
     return worker_main(argv)

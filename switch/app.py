@@ -1,0 +1,124 @@
+"""Wires the switch together in one place and runs it until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+import redis.asyncio as aioredis
+import uvloop
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from payswitch.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+from switch import config as config_mod
+from switch import logs
+from switch.cards import Fingerprinter
+from switch.metrics import Metrics
+from switch.payments import PaymentService
+from switch.pool import Pool
+from switch.reconciler import Reconciler
+from switch.routing import Router
+from switch.server import GatewayServicer, render
+from switch.store import Store
+from switch.watch import WatchHub
+
+log = logging.getLogger("payswitch.app")
+SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+
+
+async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) -> None:
+    """Run the switch until `stop` is set (or a signal arrives), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    metrics = Metrics()
+    if cfg.server.metrics_listen:
+        metrics.serve(cfg.server.metrics_listen)
+    client = aioredis.Redis.from_url(
+        cfg.redis.url,
+        socket_timeout=cfg.redis.timeout_ms / 1000,
+        socket_connect_timeout=cfg.redis.timeout_ms / 1000,
+        max_connections=cfg.redis.max_connections,
+        retry_on_timeout=False,
+    )
+    store = Store(
+        client=client,
+        idempotency_ttl_s=cfg.redis.idempotency_ttl_s,
+        payment_ttl_s=cfg.redis.payment_ttl_s,
+        journal_max_len=cfg.redis.journal_max_len,
+        in_flight_grace_ms=cfg.reconciler.in_flight_grace_ms,
+    )
+    merchants = {m.id: m for m in cfg.merchants}
+    pool = Pool(cfg.channels)
+    hub = WatchHub(store=store, merchants=list(merchants))
+    payments = PaymentService(
+        store=store,
+        pool=pool,
+        router=Router(pool.channels.values()),
+        fingerprints=Fingerprinter(cfg.fingerprint_key),
+        channels=cfg.channels,
+        metrics=metrics,
+        render=render,
+        on_change=hub.notify,
+        initial_backoff_ms=cfg.reconciler.initial_backoff_ms,
+    )
+    reconciler = Reconciler(
+        store=store,
+        pool=pool,
+        payments=payments,
+        merchants=list(merchants),
+        config=cfg.reconciler,
+        metrics=metrics,
+    )
+    await pool.start(on_event=reconciler.on_event)
+    reconciler.start()
+
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    servicer = GatewayServicer(
+        merchants=merchants, payments=payments, store=store, hub=hub, metrics=metrics
+    )
+    gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(cfg.server.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {cfg.server.listen}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    ready = {name: c.capabilities is not None for name, c in pool.channels.items()}
+    log.info("switch serving", extra={"listen": cfg.server.listen, "port": port, "channels": ready})
+
+    await stop.wait()
+    log.info(
+        "shutting down: no new calls; in-flight calls get up to the grace period",
+        extra={"grace_s": cfg.server.grace_period_s},
+    )
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(cfg.server.grace_period_s)
+    await payments.drain(cfg.server.grace_period_s)
+    await reconciler.stop()
+    await hub.close()
+    await pool.close()
+    await client.aclose()
+    log.info("switch stopped")
+
+
+def serve_main(path: str) -> int:
+    try:
+        cfg = config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        print(f"payswitch serve: config error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(cfg.server.log_level)
+    uvloop.run(serve(cfg))
+    return 0

@@ -1,0 +1,164 @@
+"""The payment state machine: which operations are legal, and what each channel answer does.
+
+Legal: authorize on a new payment; capture and void on AUTHORIZED; refund on CAPTURED or
+PARTIALLY_REFUNDED, in total at most the captured amount; capture at most the authorized amount.
+The same checks run atomically in Redis (scripts/claim_followup.lua) before anything is sent;
+`check` here is their reference version, used by the unit tests and by nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from switch.model import ChannelResult, Event, Operation, Outcome, Payment, RefundRecord, Status
+
+FINAL_UNKNOWN_MESSAGE = "the outcome is not known yet; the switch is asking the channel"
+
+
+class IllegalOperation(Exception):
+    """The operation is not legal for the payment; `kind` is 'state' or 'amount'."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def check(p: Payment, op: Operation, amount: int | None) -> int:
+    """The amount the operation is for, or IllegalOperation."""
+    if p.busy or p.status is Status.PENDING:
+        raise IllegalOperation("busy", f"payment {p.id} has an operation in flight")
+    if op is Operation.CAPTURE or op is Operation.VOID:
+        if p.status is not Status.AUTHORIZED:
+            raise IllegalOperation(
+                "state", f"cannot {op.name.lower()} a payment that is {p.status.name}"
+            )
+        value = p.authorized if amount is None or op is Operation.VOID else amount
+        if value > p.authorized:
+            raise IllegalOperation("amount", f"{value} is more than the authorized {p.authorized}")
+        return value
+    if op is Operation.REFUND:
+        if p.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED):
+            raise IllegalOperation("state", f"cannot refund a payment that is {p.status.name}")
+        left = p.captured - p.refunded
+        value = left if amount is None else amount
+        if value > left:
+            raise IllegalOperation("amount", f"{value} is more than the refundable {left}")
+        return value
+    raise IllegalOperation("state", "authorize makes a new payment")
+
+
+def settle(
+    p: Payment,
+    *,
+    op: Operation,
+    reference: str,
+    amount: int,
+    result: ChannelResult,
+    now_ms: int,
+    reason: str = "",
+) -> Payment:
+    """The payment after the channel answered `op` (sent under `reference`) with `result`."""
+    base = p.prior_status if p.status is Status.PENDING and p.prior_status else p.status
+    event_status: Status
+    changes: dict[str, object] = {"update_ms": now_ms, "version": p.version + 1}
+    if result.outcome is Outcome.PENDING:
+        event_status = Status.PENDING
+        changes.update(
+            status=Status.PENDING,
+            prior_status=None if op is Operation.AUTHORIZE else base,
+            pending_op=op,
+            pending_ref=reference,
+            pending_amount=amount,
+            busy=reference,
+            status_message=result.message or FINAL_UNKNOWN_MESSAGE,
+        )
+    else:
+        event_status = _final_status(p, base, op, amount, result)
+        changes.update(
+            status=event_status,
+            prior_status=None,
+            pending_op=None,
+            pending_ref="",
+            pending_amount=0,
+            pending_idem="",
+            busy="",
+            status_message=_message(op, result),
+        )
+        if result.outcome is Outcome.APPROVED:
+            changes.update(_approved_amounts(p, op, amount, result))
+            if op is Operation.AUTHORIZE:
+                changes.update(
+                    upstream_reference=result.upstream_reference,
+                    authorization_code=result.authorization_code,
+                )
+        elif op is Operation.AUTHORIZE and result.outcome is Outcome.DECLINED:
+            changes.update(decline=result.decline, upstream_reference=result.upstream_reference)
+    if op is Operation.REFUND:
+        changes["refunds"] = _refunds(p, reference, amount, reason, result, now_ms)
+    event = Event(
+        operation=op,
+        status=event_status,
+        amount=amount,
+        reference=reference,
+        time_ms=now_ms,
+        decline=result.decline if result.outcome is Outcome.DECLINED else None,
+    )
+    changes["events"] = (*p.events, event)
+    return p.evolve(**changes)
+
+
+def _final_status(p: Payment, base: Status, op: Operation, amount: int, r: ChannelResult) -> Status:
+    if r.outcome is Outcome.APPROVED:
+        if op is Operation.AUTHORIZE:
+            return Status.CAPTURED if p.auto_capture else Status.AUTHORIZED
+        if op is Operation.CAPTURE:
+            return Status.CAPTURED
+        if op is Operation.VOID:
+            return Status.VOIDED
+        refunded = p.refunded + amount
+        return Status.REFUNDED if refunded >= p.captured else Status.PARTIALLY_REFUNDED
+    if op is Operation.AUTHORIZE:
+        # NOT_FOUND: the channel never received it, so nothing was charged.
+        return Status.DECLINED if r.outcome is Outcome.DECLINED else Status.FAILED
+    return base
+
+
+def _approved_amounts(
+    p: Payment, op: Operation, amount: int, r: ChannelResult
+) -> dict[str, object]:
+    if op is Operation.AUTHORIZE:
+        value = r.approved_amount if r.approved_amount is not None else amount
+        return {"authorized": value, "captured": value if p.auto_capture else 0}
+    if op is Operation.CAPTURE:
+        return {"captured": amount}
+    if op is Operation.REFUND:
+        return {"refunded": p.refunded + amount}
+    return {}
+
+
+def _message(op: Operation, r: ChannelResult) -> str:
+    if r.outcome is Outcome.NOT_FOUND:
+        return f"the channel has no record of the {op.name.lower()}; nothing was done"
+    if r.outcome is Outcome.DECLINED:
+        return r.message or f"the channel declined the {op.name.lower()}"
+    return ""
+
+
+def _refunds(
+    p: Payment, reference: str, amount: int, reason: str, r: ChannelResult, now_ms: int
+) -> tuple[RefundRecord, ...]:
+    status = {
+        Outcome.APPROVED: Status.REFUNDED,
+        Outcome.PENDING: Status.PENDING,
+        Outcome.DECLINED: Status.DECLINED,
+        Outcome.NOT_FOUND: Status.FAILED,
+    }[r.outcome]
+    kept = [x for x in p.refunds if x.id != reference]
+    earlier = next((x for x in p.refunds if x.id == reference), None)
+    record = RefundRecord(
+        id=reference,
+        amount=amount,
+        reason=earlier.reason if earlier else reason,
+        status=status,
+        time_ms=earlier.time_ms if earlier else now_ms,
+    )
+    return (*kept, record)

@@ -1,0 +1,96 @@
+"""Prometheus metrics of the switch, in a registry of their own, served over HTTP when configured."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    """Every metric the switch exports; one instance, passed to whoever counts."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "payswitch_requests",
+            "Gateway requests by RPC and gRPC status code.",
+            ["rpc", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "payswitch_request_seconds",
+            "Gateway request latency by RPC.",
+            ["rpc"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "payswitch_overhead_seconds",
+            "The switch's own time per request, channel calls excluded.",
+            ["rpc"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.channel_outcomes = Counter(
+            "payswitch_channel_outcomes",
+            "Channel answers by channel, operation and outcome.",
+            ["channel", "operation", "outcome"],
+            registry=r,
+        )
+        self.channel_latency = Histogram(
+            "payswitch_channel_seconds",
+            "Channel call latency by channel.",
+            ["channel"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replays = Counter(
+            "payswitch_idempotent_replays",
+            "Requests answered from a stored idempotent response.",
+            ["rpc"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "payswitch_rate_limited",
+            "Requests refused by a rate limit, by scope.",
+            ["scope"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "payswitch_pending_payments", "Payments whose outcome is not known yet.", registry=r
+        )
+        self.resolutions = Counter(
+            "payswitch_resolutions",
+            "Pending outcomes resolved, by source and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "payswitch_store_unavailable",
+            "Requests refused because Redis was unreachable.",
+            registry=r,
+        )
+
+    def serve(self, address: str) -> None:
+        """Serve /metrics on host:port in a background thread."""
+        host, _, port = address.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry)

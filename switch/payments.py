@@ -1,0 +1,544 @@
+"""The payment flows: guards, routing, forwarding and recording for each Gateway operation.
+
+Per request: validate (done by the caller), one Redis round trip that claims the idempotency key
+with the rate limits and the payment's lock, the forward to a channel, and one round trip that
+records the outcome, the idempotent response and the journal entry together. The work after the
+claim is shielded from the caller's cancellation, so a caller who leaves never leaves a payment
+half written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from payswitch.channel.v1 import channel_service_pb2 as ch
+from payswitch.common.v1 import payment_method_pb2
+from switch import errors, lifecycle
+from switch.cards import Fingerprinter
+from switch.config import ChannelConfig, MerchantConfig
+from switch.metrics import Metrics
+from switch.model import (
+    ChannelResult,
+    MethodSummary,
+    MethodType,
+    Operation,
+    Outcome,
+    Payment,
+    Status,
+)
+from switch.pool import NotSent, Pool, jitter, money
+from switch.routing import Router, RouteRequest
+from switch.store import Claimed, Limit, Store
+
+log = logging.getLogger("payswitch.payments")
+
+# Time kept back from the caller's deadline to record the outcome after the channel answers.
+RECORD_RESERVE_S = 0.05
+
+Render = Callable[[Operation, Payment], bytes]
+
+
+@dataclass(slots=True)
+class Timing:
+    """Time spent waiting on channels during one request, to separate it from the switch's own."""
+
+    channel_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A stored idempotent response, to be sent again as it was."""
+
+    response: bytes
+
+
+def new_payment_id() -> str:
+    return "pay_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:24]
+
+
+def reference(merchant: str, payment_id: str, op: Operation) -> str:
+    """The channel reference of an operation: merchant and payment recoverable from it."""
+    if op is Operation.AUTHORIZE:
+        return f"{merchant}-{payment_id}"
+    return f"{merchant}-{payment_id}-{op.name[0].lower()}{secrets.token_hex(4)}"
+
+
+def parse_reference(ref: str) -> tuple[str, str] | None:
+    parts = ref.split("-")
+    if len(parts) < 2 or not parts[1].startswith("pay_"):
+        return None
+    return parts[0], parts[1]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def journal_entry(p: Payment, op: Operation) -> dict[str, str]:
+    """What downstream consumers of the payments journal see of a change: no instrument data."""
+    entry = {
+        "pid": p.id,
+        "mid": p.merchant_id,
+        "op": op.name,
+        "status": p.status.name,
+        "amount": str(p.amount),
+        "cur": p.currency,
+        "authorized": str(p.authorized),
+        "captured": str(p.captured),
+        "refunded": str(p.refunded),
+        "channel": p.channel,
+        "method": p.method.type.name,
+        "ver": str(p.version),
+        "t": str(p.update_ms),
+    }
+    if p.decline is not None and p.status is Status.DECLINED:
+        entry["decline"] = str(p.decline.code)
+    return entry
+
+
+def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter) -> MethodSummary:
+    """What is kept of an instrument: BIN, last four, expiry and a keyed fingerprint."""
+    which = pm.WhichOneof("method")
+    if which == "card":
+        c = pm.card
+        return MethodSummary(
+            type=MethodType.CARD,
+            card_bin=c.number[:6],
+            card_last4=c.number[-4:],
+            expiry_month=c.expiry_month,
+            expiry_year=c.expiry_year,
+            fingerprint=fingerprints.instrument(c.number),
+        )
+    if which == "alipay":
+        return MethodSummary(
+            type=MethodType.ALIPAY, fingerprint=fingerprints.instrument(pm.alipay.auth_code)
+        )
+    return MethodSummary(
+        type=MethodType.WECHAT_PAY, fingerprint=fingerprints.instrument(pm.wechat_pay.auth_code)
+    )
+
+
+class PaymentService:
+    """Runs every state-changing flow; the server turns protos into calls on it and back."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pool: Pool,
+        router: Router,
+        fingerprints: Fingerprinter,
+        channels: Sequence[ChannelConfig],
+        metrics: Metrics,
+        render: Render,
+        on_change: Callable[[Payment], None],
+        initial_backoff_ms: int,
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._router = router
+        self._fp = fingerprints
+        self._limits = {c.name: Limit.per_second(c.rate_per_s, c.burst) for c in channels}
+        self._timeouts = {c.name: c.timeout_ms / 1000 for c in channels}
+        self._metrics = metrics
+        self._render = render
+        self._on_change = on_change
+        self._backoff_ms = initial_backoff_ms
+        self._merchant_limits: dict[str, Limit] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _merchant_limit(self, m: MerchantConfig) -> Limit:
+        limit = self._merchant_limits.get(m.id)
+        if limit is None:
+            limit = self._merchant_limits[m.id] = Limit.per_second(m.rate_per_s, m.burst)
+        return limit
+
+    # --- authorize ------------------------------------------------------------------------
+
+    async def authorize(
+        self,
+        *,
+        merchant: MerchantConfig,
+        idempotency_key: str,
+        canonical: bytes,
+        amount: int,
+        currency: str,
+        method: payment_method_pb2.PaymentMethod,
+        auto_capture: bool,
+        merchant_reference: str,
+        description: str,
+        deadline_s: float | None,
+        timing: Timing,
+    ) -> Payment | Replay:
+        summary = summarize(method, self._fp)
+        candidates = self._router.candidates(
+            RouteRequest(
+                method=summary.type,
+                currency=currency,
+                amount=amount,
+                manual_capture=not auto_capture,
+            )
+        )
+        pid = new_payment_id()
+        t = now_ms()
+        ref = reference(merchant.id, pid, Operation.AUTHORIZE)
+        payment = Payment(
+            id=pid,
+            merchant_id=merchant.id,
+            status=Status.PENDING,
+            currency=currency,
+            amount=amount,
+            auto_capture=auto_capture,
+            method=summary,
+            channel="",
+            create_ms=t,
+            update_ms=t,
+            merchant_reference=merchant_reference,
+            description=description,
+            pending_op=Operation.AUTHORIZE,
+            pending_ref=ref,
+            pending_amount=amount,
+            busy=ref,
+            version=1,
+            status_message="forwarding to the channel",
+        )
+        claimed = await self._store.claim_authorize(
+            merchant=merchant.id,
+            idempotency_key=idempotency_key,
+            fingerprint=self._fp.request(b"Authorize\x00" + canonical),
+            payment=payment,
+            merchant_limit=self._merchant_limit(merchant),
+            candidates=[(c.name, self._limits[c.name]) for c in candidates],
+        )
+        replay = self._refusal(claimed, "Authorize")
+        if replay is not None:
+            return replay
+        tail = candidates[claimed.index :]
+        payment = payment.evolve(
+            channel=tail[0].name, pending_idem=self._store.idem_key(merchant.id, idempotency_key)
+        )
+        request = ch.AuthorizeRequest(
+            reference=ref,
+            merchant_id=merchant.id,
+            amount=money(amount, currency),
+            payment_method=method,
+            capture=auto_capture,
+            description=description,
+        )
+        names = [c.name for c in tail]
+        return await self._shielded(
+            self._forward_authorize(payment, names, request, deadline_s, timing)
+        )
+
+    async def _forward_authorize(
+        self,
+        payment: Payment,
+        names: list[str],
+        request: ch.AuthorizeRequest,
+        deadline_s: float | None,
+        timing: Timing,
+    ) -> Payment:
+        last: NotSent | None = None
+        for name in names:
+            try:
+                result = await self._send(name, Operation.AUTHORIZE, request, deadline_s, timing)
+            except NotSent as exc:
+                last = exc
+                log.warning(
+                    "channel did not take the request; trying the next",
+                    extra={"channel": name, "pid": payment.id},
+                )
+                continue
+            return await self._record(
+                payment.evolve(channel=name),
+                Operation.AUTHORIZE,
+                request.reference,
+                payment.amount,
+                result,
+            )
+        # Nothing was sent anywhere: the payment failed without a charge, and the key is freed
+        # so the caller may retry with it.
+        failed = lifecycle.settle(
+            payment,
+            op=Operation.AUTHORIZE,
+            reference=request.reference,
+            amount=payment.amount,
+            result=ChannelResult(outcome=Outcome.NOT_FOUND),
+            now_ms=now_ms(),
+        ).evolve(status_message="every channel was unreachable; nothing was sent or charged")
+        await self._store.complete(
+            before=payment,
+            after=failed,
+            idempotency="release",
+            idem_key=payment.pending_idem,
+            journal=journal_entry(failed, Operation.AUTHORIZE),
+        )
+        raise errors.ChannelUnavailable(
+            f"no channel could be reached ({last}); nothing was charged and the same key may be retried"
+        )
+
+    # --- capture, void, refund ------------------------------------------------------------
+
+    async def follow_up(
+        self,
+        *,
+        op: Operation,
+        merchant: MerchantConfig,
+        idempotency_key: str,
+        canonical: bytes,
+        payment_id: str,
+        amount: int | None,
+        currency: str,
+        reason: str,
+        deadline_s: float | None,
+        timing: Timing,
+    ) -> Payment | Replay:
+        ref = reference(merchant.id, payment_id, op)
+        claimed = await self._store.claim_followup(
+            merchant=merchant.id,
+            idempotency_key=idempotency_key,
+            fingerprint=self._fp.request(op.name.encode() + b"\x00" + canonical),
+            payment_id=payment_id,
+            operation=op.name,
+            amount=amount,
+            currency=currency,
+            reference=ref,
+            merchant_limit=self._merchant_limit(merchant),
+            channel_limits=list(self._limits.items()),
+        )
+        replay = self._refusal(claimed, op.name.title(), payment_id=payment_id)
+        if replay is not None:
+            return replay
+        payment = claimed.payment
+        assert payment is not None
+        value = claimed.amount
+        unsupported = self._unsupported(payment, op, value)
+        if unsupported:
+            await self._store.release(
+                merchant=merchant.id,
+                idempotency_key=idempotency_key,
+                payment_id=payment_id,
+                reference=ref,
+            )
+            raise errors.OperationNotSupported(unsupported)
+        request = self._followup_request(payment, op, ref, value, reason)
+        return await self._shielded(
+            self._forward_followup(
+                payment, op, ref, value, reason, request, idempotency_key, deadline_s, timing
+            )
+        )
+
+    def _unsupported(self, p: Payment, op: Operation, value: int) -> str:
+        client = self._pool.channels.get(p.channel)
+        caps = client.capabilities if client else None
+        if caps is None:
+            return ""
+        if op is Operation.CAPTURE and value < p.authorized and not caps.partial_capture:
+            return f"channel {p.channel} does not support partial capture"
+        if op is Operation.VOID and not caps.void:
+            return f"channel {p.channel} does not support voids"
+        if op is Operation.REFUND and not caps.refund:
+            return f"channel {p.channel} does not support refunds"
+        if (
+            op is Operation.REFUND
+            and (value < p.captured - p.refunded or p.refunded)
+            and not caps.partial_refund
+        ):
+            return f"channel {p.channel} does not support partial refunds"
+        return ""
+
+    def _followup_request(
+        self, p: Payment, op: Operation, ref: str, value: int, reason: str
+    ) -> object:
+        common = {
+            "reference": ref,
+            "merchant_id": p.merchant_id,
+            "original_reference": reference(p.merchant_id, p.id, Operation.AUTHORIZE),
+            "upstream_reference": p.upstream_reference,
+            "amount": money(value, p.currency),
+        }
+        if op is Operation.CAPTURE:
+            return ch.CaptureRequest(**common, authorized_amount=money(p.authorized, p.currency))
+        if op is Operation.VOID:
+            return ch.VoidRequest(**common)
+        return ch.RefundRequest(
+            **common, captured_amount=money(p.captured, p.currency), reason=reason
+        )
+
+    async def _forward_followup(
+        self,
+        payment: Payment,
+        op: Operation,
+        ref: str,
+        value: int,
+        reason: str,
+        request: object,
+        idempotency_key: str,
+        deadline_s: float | None,
+        timing: Timing,
+    ) -> Payment:
+        try:
+            result = await self._send(payment.channel, op, request, deadline_s, timing)
+        except NotSent as exc:
+            await self._store.release(
+                merchant=payment.merchant_id,
+                idempotency_key=idempotency_key,
+                payment_id=payment.id,
+                reference=ref,
+            )
+            raise errors.ChannelUnavailable(
+                f"channel {payment.channel} could not be reached ({exc}); nothing was sent and the same key may be retried"
+            ) from exc
+        return await self._record(payment, op, ref, value, result, reason=reason)
+
+    # --- shared steps ---------------------------------------------------------------------
+
+    def _refusal(self, c: Claimed, rpc: str, payment_id: str = "") -> Replay | None:
+        """Turn a claim that did not start a new operation into a replay or an error."""
+        if c.kind == "new":
+            return None
+        if c.kind == "replay":
+            self._metrics.replays.labels(rpc).inc()
+            return Replay(c.response)
+        if c.kind == "in_progress":
+            raise errors.IdempotencyKeyInProgress(
+                "a request with this idempotency key is still being processed; retry later with the same key"
+            )
+        if c.kind == "reused":
+            raise errors.IdempotencyKeyReused(
+                "this idempotency key was already used for a different request; use a new key"
+            )
+        if c.kind == "limited":
+            self._metrics.rate_limited.labels(c.detail).inc()
+            who = f"channel {c.channel}" if c.detail == "channel" else "the merchant"
+            raise errors.RateLimited(
+                f"rate limit of {who} exceeded; retry after {c.retry_after_ms} ms",
+                retry_after_ms=c.retry_after_ms,
+                channel=c.channel if c.detail == "channel" else "",
+            )
+        if c.kind == "not_found":
+            raise errors.PaymentNotFound(f"no payment {payment_id}")
+        if c.kind == "currency":
+            raise errors.InvalidRequest(
+                [("amount.currency", f"must be the payment's currency {c.detail}")]
+            )
+        if c.kind == "busy":
+            raise errors.PaymentBusy(
+                f"payment {payment_id} has an operation whose outcome is not known yet; retry later"
+            )
+        if c.kind == "state":
+            raise errors.InvalidPaymentState(
+                f"{rpc.lower()} is not allowed on a payment that is {c.detail}",
+                subject=f"payments/{payment_id}",
+            )
+        if c.kind == "amount":
+            raise errors.AmountTooLarge(
+                f"the amount is more than the {c.detail} that can be {'captured' if rpc == 'Capture' else 'refunded'}",
+                subject=f"payments/{payment_id}",
+            )
+        raise errors.SwitchError(f"unexpected claim answer {c.kind!r}")
+
+    async def _send(
+        self, channel: str, op: Operation, request: object, deadline_s: float | None, timing: Timing
+    ) -> ChannelResult:
+        timeout = self._timeouts[channel]
+        if deadline_s is not None:
+            timeout = max(0.01, min(timeout, deadline_s - RECORD_RESERVE_S))
+        start = time.perf_counter()
+        try:
+            result = await self._pool.call(channel, op, request, timeout)
+        finally:
+            spent = time.perf_counter() - start
+            timing.channel_s += spent
+            self._metrics.channel_latency.labels(channel).observe(spent)
+        self._metrics.channel_outcomes.labels(channel, op.name, result.outcome.name).inc()
+        return result
+
+    async def _record(
+        self,
+        payment: Payment,
+        op: Operation,
+        ref: str,
+        value: int,
+        result: ChannelResult,
+        reason: str = "",
+    ) -> Payment:
+        after = lifecycle.settle(
+            payment,
+            op=op,
+            reference=ref,
+            amount=value,
+            result=result,
+            now_ms=now_ms(),
+            reason=reason,
+        )
+        pending_at = after.update_ms + self._backoff_ms if after.status is Status.PENDING else None
+        written = await self.persist(payment, after, op, pending_at)
+        if not written:
+            # A resolver recorded an outcome first (an event or the reconciler): that one stands.
+            current = await self._store.get(payment.merchant_id, payment.id)
+            return current or after
+        return after
+
+    async def persist(
+        self, before: Payment, after: Payment, op: Operation, pending_at: int | None
+    ) -> bool:
+        """Write an outcome; if Redis is down, keep retrying in the background (nothing is lost)."""
+        kwargs = {
+            "before": before,
+            "after": after,
+            "idempotency": "done" if before.pending_idem else "none",
+            "idem_key": before.pending_idem,
+            "response": self._render(op, after),
+            "pending_at_ms": pending_at,
+            "journal": journal_entry(after, op),
+        }
+        try:
+            written = await self._store.complete(**kwargs)  # type: ignore[arg-type]
+        except errors.StoreUnavailable:
+            log.error(
+                "could not record an outcome; retrying until Redis is back", extra={"pid": after.id}
+            )
+            task = asyncio.create_task(self._retry_persist(kwargs))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return True
+        if written:
+            self._on_change(after)
+        return written
+
+    async def _retry_persist(self, kwargs: dict[str, object]) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(jitter(100, attempt, 5_000) / 1000)
+            attempt += 1
+            try:
+                await self._store.complete(**kwargs)  # type: ignore[arg-type]
+            except errors.StoreUnavailable:
+                continue
+            after = kwargs["after"]
+            assert isinstance(after, Payment)
+            self._on_change(after)
+            log.info(
+                "recorded an outcome after Redis came back",
+                extra={"pid": after.id, "attempts": attempt},
+            )
+            return
+
+    async def _shielded(self, work: object) -> Payment:
+        # The caller may cancel (deadline, disconnect); the forward and the record must not stop.
+        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for shielded work and pending writes, at most `timeout_s`."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout_s)

@@ -1,0 +1,147 @@
+"""Resolves every payment whose outcome is unknown: by Inquire with backoff, or by a channel event.
+
+A payment is in the pending set from the moment its operation is claimed. The request's own
+flow removes it when the outcome is known; otherwise, once its due time passes (a PENDING answer,
+or a switch that stopped mid-flight), a reconciler leases it, asks the channel, and records the
+answer. Leases and version checks keep two switch instances from applying one outcome twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from payswitch.channel.v1 import channel_service_pb2 as ch
+from switch import lifecycle
+from switch.config import ReconcilerConfig
+from switch.errors import StoreUnavailable
+from switch.metrics import Metrics
+from switch.model import ChannelResult, Operation, Outcome, Payment
+from switch.payments import PaymentService, now_ms, parse_reference, reference
+from switch.pool import NotSent, Pool, jitter, money, result_from_proto
+from switch.store import Store
+
+log = logging.getLogger("payswitch.reconciler")
+
+LEASE_MS = 10_000
+BATCH = 100
+
+
+class Reconciler:
+    """The background resolver of unknown outcomes."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pool: Pool,
+        payments: PaymentService,
+        merchants: Sequence[str],
+        config: ReconcilerConfig,
+        metrics: Metrics,
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._payments = payments
+        self._merchants = list(merchants)
+        self._cfg = config
+        self._metrics = metrics
+        self._attempts: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="reconciler")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+                self._metrics.pending.set(await self._store.pending_count(self._merchants))
+            except StoreUnavailable:
+                log.warning("reconciler cannot reach Redis; will retry")
+            await asyncio.sleep(self._cfg.interval_ms / 1000)
+
+    async def run_once(self) -> int:
+        """Lease and resolve every due payment once; returns how many were looked at."""
+        seen = 0
+        for merchant in self._merchants:
+            due = await self._store.lease_due(merchant, lease_ms=LEASE_MS, batch=BATCH)
+            seen += len(due)
+            await asyncio.gather(*(self._resolve(merchant, pid) for pid in due))
+        return seen
+
+    async def _resolve(self, merchant: str, payment_id: str) -> None:
+        p = await self._store.get(merchant, payment_id)
+        if p is None or p.pending_op is None:
+            await self._store.forget_pending(merchant, payment_id)
+            self._attempts.pop(payment_id, None)
+            return
+        request = ch.InquireRequest(
+            reference=p.pending_ref,
+            merchant_id=merchant,
+            operation=p.pending_op.value,  # type: ignore[arg-type]
+            original_reference=reference(merchant, p.id, Operation.AUTHORIZE),
+            amount=money(p.pending_amount, p.currency),
+        )
+        try:
+            result = await self._pool.inquire(p.channel, request, timeout_s=5.0)
+        except NotSent as exc:
+            log.info("inquiry not possible now", extra={"pid": p.id, "why": str(exc)})
+            await self._later(p)
+            return
+        if result.outcome is Outcome.PENDING:
+            await self._later(p)
+            return
+        await self.apply(p, result, source="inquire")
+
+    async def _later(self, p: Payment) -> None:
+        n = self._attempts.get(p.id, 0)
+        self._attempts[p.id] = n + 1
+        delay = self._cfg.initial_backoff_ms + jitter(
+            self._cfg.initial_backoff_ms, n, self._cfg.max_backoff_ms
+        )
+        await self._store.reschedule(p.merchant_id, p.id, now_ms() + delay)
+
+    async def apply(self, p: Payment, result: ChannelResult, *, source: str) -> bool:
+        """Record a known outcome of the payment's pending operation."""
+        assert p.pending_op is not None
+        op = p.pending_op
+        after = lifecycle.settle(
+            p,
+            op=op,
+            reference=p.pending_ref,
+            amount=p.pending_amount,
+            result=result,
+            now_ms=now_ms(),
+        )
+        written = await self._payments.persist(p, after, op, None)
+        if written:
+            self._attempts.pop(p.id, None)
+            self._metrics.resolutions.labels(source, result.outcome.name).inc()
+            log.info(
+                "resolved an unknown outcome",
+                extra={"pid": p.id, "op": op.name, "status": after.status.name, "source": source},
+            )
+        return written
+
+    async def on_event(self, channel: str, event: ch.WatchEventsResponse) -> None:
+        """A channel announced an outcome: record it if it resolves a pending operation."""
+        parsed = parse_reference(event.reference)
+        if parsed is None:
+            return
+        merchant, payment_id = parsed
+        if merchant not in self._merchants:
+            return
+        result = result_from_proto(event.result)
+        if result.outcome is Outcome.PENDING:
+            return
+        p = await self._store.get(merchant, payment_id)
+        if p is None or p.pending_ref != event.reference or p.channel != channel:
+            return  # already resolved, or not this payment's operation: duplicates change nothing
+        await self.apply(p, result, source="event")

@@ -1,0 +1,360 @@
+"""The GatewayService servicer: authentication, validation, protos in and out, errors to status.
+
+Protos stop here: requests are checked and turned into calls on PaymentService, and payments
+come back as protos. Every answer carries the trailer `x-switch-overhead-us`, the time the switch
+spent on the request excluding channel calls, so load tests can separate the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+from grpc_status import rpc_status
+
+from payswitch.common.v1 import money_pb2, payment_method_pb2
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
+from payswitch.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
+from payswitch.gateway.v1 import payment_pb2
+from switch import errors, validation
+from switch.config import MerchantConfig
+from switch.metrics import Metrics
+from switch.model import Decline, Operation, Payment, Status
+from switch.payments import PaymentService, Replay, Timing
+from switch.store import Store
+from switch.watch import WatchHub
+
+log = logging.getLogger("payswitch.server")
+
+R = TypeVar("R")
+OVERHEAD_TRAILER = "x-switch-overhead-us"
+_WATCH_POLL_S = 1.0
+
+
+def _ts(ms: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def _decline(d: Decline | None) -> payment_pb2.Decline | None:
+    if d is None:
+        return None
+    return payment_pb2.Decline(code=d.code, raw_code=d.raw_code, message=d.message)  # type: ignore[arg-type]
+
+
+def payment_proto(p: Payment) -> payment_pb2.Payment:
+    """The caller's view of a payment."""
+    cur = p.currency
+
+    def m(v: int) -> money_pb2.Money:
+        return money_pb2.Money(amount_minor=v, currency=cur)
+
+    out = payment_pb2.Payment(
+        id=p.id,
+        merchant_reference=p.merchant_reference,
+        status=p.status.value,  # type: ignore[arg-type]
+        amount=m(p.amount),
+        authorized_amount=m(p.authorized),
+        captured_amount=m(p.captured),
+        refunded_amount=m(p.refunded),
+        capture_mode=payment_pb2.CAPTURE_MODE_AUTOMATIC
+        if p.auto_capture
+        else payment_pb2.CAPTURE_MODE_MANUAL,
+        payment_method=payment_method_pb2.PaymentMethodSummary(
+            type=p.method.type.value,  # type: ignore[arg-type]
+            card_bin=p.method.card_bin,
+            card_last4=p.method.card_last4,
+            card_expiry_month=p.method.expiry_month,
+            card_expiry_year=p.method.expiry_year,
+            fingerprint=p.method.fingerprint,
+        ),
+        channel=p.channel,
+        upstream_reference=p.upstream_reference,
+        authorization_code=p.authorization_code,
+        decline=_decline(p.decline),
+        pending_operation=p.pending_op.value if p.status is Status.PENDING and p.pending_op else 0,  # type: ignore[arg-type]
+        create_time=_ts(p.create_ms),
+        update_time=_ts(p.update_ms),
+        status_message=p.status_message,
+    )
+    for r in p.refunds:
+        out.refunds.append(
+            payment_pb2.Refund(
+                id=r.id,
+                amount=m(r.amount),
+                reason=r.reason,
+                status=r.status.value,
+                create_time=_ts(r.time_ms),
+            )  # type: ignore[arg-type]
+        )
+    for e in p.events:
+        out.events.append(
+            payment_pb2.PaymentEvent(
+                operation=e.operation.value,  # type: ignore[arg-type]
+                status=e.status.value,  # type: ignore[arg-type]
+                amount=m(e.amount),
+                channel_reference=e.reference,
+                decline=_decline(e.decline),
+                time=_ts(e.time_ms),
+            )
+        )
+    return out
+
+
+def render(op: Operation, p: Payment) -> bytes:
+    """The serialized response of the RPC that `op` came from, as idempotent replays send it."""
+    proto = payment_proto(p)
+    if op is Operation.AUTHORIZE:
+        return gw.AuthorizeResponse(payment=proto).SerializeToString()
+    if op is Operation.CAPTURE:
+        return gw.CaptureResponse(payment=proto).SerializeToString()
+    if op is Operation.VOID:
+        return gw.VoidResponse(payment=proto).SerializeToString()
+    # The refund this response is about is the one the payment's latest event recorded.
+    latest = p.events[-1].reference if p.events else ""
+    refund = next((r for r in proto.refunds if r.id == latest), None)
+    return gw.RefundResponse(payment=proto, refund=refund).SerializeToString()
+
+
+class GatewayServicer(gw_grpc.GatewayServiceServicer):
+    """payswitch.gateway.v1.GatewayService."""
+
+    def __init__(
+        self,
+        *,
+        merchants: Mapping[str, MerchantConfig],
+        payments: PaymentService,
+        store: Store,
+        hub: WatchHub,
+        metrics: Metrics,
+    ) -> None:
+        self._by_key_hash = {m.api_key_sha256: m for m in merchants.values()}
+        self._payments = payments
+        self._store = store
+        self._hub = hub
+        self._metrics = metrics
+        self.accepting = True
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _merchant(self, context: grpc.aio.ServicerContext) -> MerchantConfig:
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                token = value.removeprefix("Bearer ").strip() if isinstance(value, str) else ""
+                found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
+                if found is not None:
+                    return found
+                break
+        raise errors.Unauthenticated(
+            "missing or unknown API key: send 'authorization: Bearer <key>'"
+        )
+
+    async def _run(
+        self,
+        rpc: str,
+        context: grpc.aio.ServicerContext,
+        body: Callable[[MerchantConfig, Timing], Awaitable[R]],
+    ) -> R:
+        start = time.perf_counter()
+        timing = Timing()
+        code = "OK"
+        try:
+            if not self.accepting:
+                raise errors.ShuttingDown("the switch is shutting down; retry on another instance")
+            return await body(self._merchant(context), timing)
+        except errors.SwitchError as exc:
+            code = exc.code.name
+            if isinstance(exc, errors.StoreUnavailable):
+                self._metrics.store_errors.inc()
+            self._trailer(context, start, timing)
+            await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
+            raise  # unreachable: abort raises
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            log.exception("unexpected failure", extra={"rpc": rpc})
+            self._trailer(context, start, timing)
+            await context.abort_with_status(
+                rpc_status.to_status(
+                    errors.to_status(errors.SwitchError("internal error in the switch"))
+                )
+            )
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            self._metrics.requests.labels(rpc, code).inc()
+            self._metrics.latency.labels(rpc).observe(elapsed)
+            self._metrics.overhead.labels(rpc).observe(max(0.0, elapsed - timing.channel_s))
+            if code == "OK":
+                self._trailer(context, start, timing)
+
+    @staticmethod
+    def _trailer(context: grpc.aio.ServicerContext, start: float, timing: Timing) -> None:
+        us = int((time.perf_counter() - start - timing.channel_s) * 1_000_000)
+        context.set_trailing_metadata(((OVERHEAD_TRAILER, str(max(0, us))),))
+
+    @staticmethod
+    def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+        remaining = context.time_remaining()
+        return remaining if remaining is not None and remaining < 1e6 else None
+
+    # --- RPCs -----------------------------------------------------------------------------
+
+    async def Authorize(
+        self, request: gw.AuthorizeRequest, context: grpc.aio.ServicerContext
+    ) -> gw.AuthorizeResponse:
+        async def body(m: MerchantConfig, timing: Timing) -> gw.AuthorizeResponse:
+            validation.authorize(request, max_amount_minor=m.max_amount_minor)
+            canonical = _canonical(request)
+            out = await self._payments.authorize(
+                merchant=m,
+                idempotency_key=request.idempotency_key,
+                canonical=canonical,
+                amount=request.amount.amount_minor,
+                currency=request.amount.currency,
+                method=request.payment_method,
+                auto_capture=request.capture_mode == payment_pb2.CAPTURE_MODE_AUTOMATIC,
+                merchant_reference=request.merchant_reference,
+                description=request.description,
+                deadline_s=self._deadline(context),
+                timing=timing,
+            )
+            if isinstance(out, Replay):
+                return gw.AuthorizeResponse.FromString(out.response)
+            return gw.AuthorizeResponse(payment=payment_proto(out))
+
+        return await self._run("Authorize", context, body)
+
+    async def Capture(
+        self, request: gw.CaptureRequest, context: grpc.aio.ServicerContext
+    ) -> gw.CaptureResponse:
+        async def body(m: MerchantConfig, timing: Timing) -> gw.CaptureResponse:
+            validation.capture(request, max_amount_minor=m.max_amount_minor)
+            out = await self._follow_up(
+                Operation.CAPTURE,
+                m,
+                request,
+                request.amount if request.HasField("amount") else None,
+                "",
+                context,
+                timing,
+            )
+            if isinstance(out, Replay):
+                return gw.CaptureResponse.FromString(out.response)
+            return gw.CaptureResponse(payment=payment_proto(out))
+
+        return await self._run("Capture", context, body)
+
+    async def Void(
+        self, request: gw.VoidRequest, context: grpc.aio.ServicerContext
+    ) -> gw.VoidResponse:
+        async def body(m: MerchantConfig, timing: Timing) -> gw.VoidResponse:
+            validation.void(request)
+            out = await self._follow_up(
+                Operation.VOID, m, request, None, request.reason, context, timing
+            )
+            if isinstance(out, Replay):
+                return gw.VoidResponse.FromString(out.response)
+            return gw.VoidResponse(payment=payment_proto(out))
+
+        return await self._run("Void", context, body)
+
+    async def Refund(
+        self, request: gw.RefundRequest, context: grpc.aio.ServicerContext
+    ) -> gw.RefundResponse:
+        async def body(m: MerchantConfig, timing: Timing) -> gw.RefundResponse:
+            validation.refund(request, max_amount_minor=m.max_amount_minor)
+            out = await self._follow_up(
+                Operation.REFUND,
+                m,
+                request,
+                request.amount if request.HasField("amount") else None,
+                request.reason,
+                context,
+                timing,
+            )
+            if isinstance(out, Replay):
+                return gw.RefundResponse.FromString(out.response)
+            return gw.RefundResponse.FromString(render(Operation.REFUND, out))
+
+        return await self._run("Refund", context, body)
+
+    async def _follow_up(
+        self,
+        op: Operation,
+        m: MerchantConfig,
+        request: Any,
+        amount: money_pb2.Money | None,
+        reason: str,
+        context: grpc.aio.ServicerContext,
+        timing: Timing,
+    ) -> Payment | Replay:
+        return await self._payments.follow_up(
+            op=op,
+            merchant=m,
+            idempotency_key=request.idempotency_key,
+            canonical=_canonical(request),
+            payment_id=request.payment_id,
+            amount=amount.amount_minor if amount is not None else None,
+            currency=amount.currency if amount is not None else "",
+            reason=reason,
+            deadline_s=self._deadline(context),
+            timing=timing,
+        )
+
+    async def GetPayment(
+        self, request: gw.GetPaymentRequest, context: grpc.aio.ServicerContext
+    ) -> gw.GetPaymentResponse:
+        async def body(m: MerchantConfig, timing: Timing) -> gw.GetPaymentResponse:
+            validation.payment_id(request.payment_id)
+            return gw.GetPaymentResponse(
+                payment=payment_proto(await self._get(m, request.payment_id))
+            )
+
+        return await self._run("GetPayment", context, body)
+
+    async def _get(self, m: MerchantConfig, payment_id: str) -> Payment:
+        p = await self._store.get(m.id, payment_id)
+        if p is None:
+            raise errors.PaymentNotFound(f"no payment {payment_id}")
+        return p
+
+    async def WatchPayment(
+        self, request: gw.WatchPaymentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gw.WatchPaymentResponse]:
+        try:
+            m = self._merchant(context)
+            validation.payment_id(request.payment_id)
+            with self._hub.subscribe(request.payment_id) as changed:
+                p = await self._get(m, request.payment_id)
+                yield gw.WatchPaymentResponse(payment=payment_proto(p))
+                last = p.version
+                while p.status is Status.PENDING or p.busy:
+                    try:
+                        await asyncio.wait_for(changed.get(), _WATCH_POLL_S)
+                    except TimeoutError:
+                        pass  # a safety net: look again even without a signal
+                    p = await self._get(m, request.payment_id)
+                    if p.version != last:
+                        last = p.version
+                        yield gw.WatchPaymentResponse(payment=payment_proto(p))
+        except errors.SwitchError as exc:
+            self._metrics.requests.labels("WatchPayment", exc.code.name).inc()
+            await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
+            return
+        self._metrics.requests.labels("WatchPayment", "OK").inc()
+
+
+def _canonical(request: Any) -> bytes:
+    """The request as fingerprinted for idempotency: deterministic bytes, the key left out."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.idempotency_key = ""
+    return bytes(copy.SerializeToString(deterministic=True))

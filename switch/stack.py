@@ -1,0 +1,259 @@
+"""`payswitch up`: the whole stack on this machine - redis, adapter workers, the switch - in one command.
+
+Every process is a child of this one. Ctrl-C or SIGTERM stops them all, and so does any exit
+of this process; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_API_KEY = "psk_dev_local_only"
+DEFAULT_MERCHANT = "m_dev"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"{proc.args!r} exited with {proc.returncode} before listening on {port}"
+            )
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s")
+
+
+@dataclass
+class ChannelSpec:
+    """One channel of the stack: its adapter worker and, for real channels, the upstream simulator."""
+
+    name: str
+    adapter: str
+    adapter_args: list[str] = field(default_factory=list)
+    priority: int = 100
+    weight: int = 100
+    timeout_ms: int = 5000
+    rate_per_s: int = 0
+    burst: int = 0
+    port: int = 0
+
+
+def config_toml(
+    *,
+    listen: str,
+    redis_url: str,
+    api_key: str,
+    channels: Sequence[ChannelSpec],
+    fingerprint_key_file: str,
+    merchant: str = DEFAULT_MERCHANT,
+    merchant_rate: int = 100_000,
+    merchant_burst: int = 100_000,
+    metrics_listen: str = "",
+    grace_period_s: float = 10.0,
+    extra: str = "",
+) -> str:
+    """The switch's config for a local stack."""
+    key_hash = hashlib.sha256(api_key.encode()).hexdigest()
+    lines = [
+        "[server]",
+        f'listen = "{listen}"',
+        f'metrics_listen = "{metrics_listen}"',
+        f"grace_period_s = {grace_period_s}",
+        "",
+        "[redis]",
+        f'url = "{redis_url}"',
+        "",
+        "[security]",
+        f'fingerprint_key_file = "{fingerprint_key_file}"',
+        "",
+        "[[merchants]]",
+        f'id = "{merchant}"',
+        f'api_key_sha256 = "{key_hash}"',
+        f"rate_per_s = {merchant_rate}",
+        f"burst = {merchant_burst}",
+        "",
+    ]
+    for c in channels:
+        lines += [
+            "[[channels]]",
+            f'name = "{c.name}"',
+            f'endpoints = ["127.0.0.1:{c.port}"]',
+            f"priority = {c.priority}",
+            f"weight = {c.weight}",
+            f"timeout_ms = {c.timeout_ms}",
+            f"rate_per_s = {c.rate_per_s}",
+            f"burst = {c.burst}",
+            "",
+        ]
+    return "\n".join(lines) + extra
+
+
+class Processes:
+    """Children started by the stack, stopped together in reverse order."""
+
+    def __init__(self, log_dir: pathlib.Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.procs.clear()
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def start_redis(procs: Processes, workdir: pathlib.Path) -> str:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError(
+            "redis-server is not installed (apt-get install redis-server), or pass --redis-url"
+        )
+    port = free_port()
+    proc = procs.start(
+        "redis",
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+    )
+    wait_for_port("127.0.0.1", port, 10, proc)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def default_channels() -> list[ChannelSpec]:
+    """The local default: the sandbox channel for cards and wallets."""
+    return [ChannelSpec(name="sandbox", adapter="sandbox", priority=10)]
+
+
+@contextlib.contextmanager
+def running_stack(
+    *, listen: str, api_key: str, redis_url: str | None, channels: list[ChannelSpec] | None = None
+) -> Iterator[tuple[Processes, pathlib.Path]]:
+    """Start redis (unless given), the channels' workers and the switch; stop all on exit."""
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="payswitch-up-"))
+    procs = Processes(workdir)
+    try:
+        url = redis_url or start_redis(procs, workdir)
+        specs = channels if channels is not None else default_channels()
+        for spec in specs:
+            spec.port = free_port()
+            proc = procs.start(
+                f"adapter-{spec.name}",
+                python_module(
+                    "switch",
+                    "adapter",
+                    spec.adapter,
+                    "--listen",
+                    f"127.0.0.1:{spec.port}",
+                    *spec.adapter_args,
+                ),
+            )
+            wait_for_port("127.0.0.1", spec.port, 20, proc)
+        key_file = workdir / "fingerprint.key"
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+        cfg = workdir / "switch.toml"
+        cfg.write_text(
+            config_toml(
+                listen=listen,
+                redis_url=url,
+                api_key=api_key,
+                channels=specs,
+                fingerprint_key_file=str(key_file),
+            )
+        )
+        host, _, port = listen.rpartition(":")
+        proc = procs.start("switch", python_module("switch", "serve", "--config", str(cfg)))
+        wait_for_port(host.strip("[]") or "127.0.0.1", int(port), 30, proc)
+        yield procs, workdir
+    finally:
+        procs.stop_all()
+
+
+def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_s: float) -> int:
+    key = api_key or DEFAULT_API_KEY
+    stop = {"now": False}
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        with running_stack(listen=listen, api_key=key, redis_url=redis_url) as (procs, workdir):
+            print(f"payswitch is up: Gateway on {listen} (logs in {workdir})")
+            print(f"  API key: {key}   (send as metadata 'authorization: Bearer {key}')")
+            print(f"  try:     grpcurl -plaintext -H 'authorization: Bearer {key}' {listen} list")
+            if traffic_s > 0:
+                from switch.demo import run_demo
+
+                return run_demo(target=listen, api_key=key, seconds=traffic_s)
+            print("Ctrl-C stops everything.")
+            while not stop["now"]:
+                for name, proc in procs.procs:
+                    if proc.poll() is not None:
+                        print(
+                            f"{name} exited with {proc.returncode}; stopping (see {workdir}/{name}.log)"
+                        )
+                        return 1
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopping...")
+    return 0

@@ -1,0 +1,303 @@
+"""The Redis store: key layout, the registered Lua scripts, and reads of payment records.
+
+Keys of one merchant share the hash tag `{m:<id>}`, so every script that touches only one
+merchant's keys is valid on Redis Cluster. Channel rate-limit keys (`ps:{ch:<name>}:rl`) are
+global per channel; the claim scripts touch them beside the merchant's keys, which a single
+Redis (or a cluster where channel limits are disabled) allows.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from switch.errors import StoreUnavailable
+from switch.model import Payment, from_hash, to_hash
+
+T = TypeVar("T")
+
+
+def _script(name: str) -> str:
+    return importlib.resources.files("switch.scripts").joinpath(name).read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A GCRA limit in the scripts' units: emission interval and burst tolerance, microseconds."""
+
+    interval_us: int
+    tau_us: int
+
+    @classmethod
+    def per_second(cls, rate: int, burst: int) -> Limit:
+        if rate <= 0:
+            return cls(0, 0)
+        interval = max(1, 1_000_000 // rate)
+        return cls(interval, interval * max(1, burst))
+
+
+NO_LIMIT = Limit(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The answer of a claim script: `kind` is new, replay, in_progress, reused, limited, ..."""
+
+    kind: str
+    index: int = 0
+    response: bytes = b""
+    payment: Payment | None = None
+    amount: int = 0
+    detail: str = ""
+    channel: str = ""
+    retry_after_ms: int = 0
+
+
+class Store:
+    """All Redis I/O of the switch. Every method raises StoreUnavailable when Redis is down."""
+
+    def __init__(
+        self,
+        *,
+        client: aioredis.Redis,
+        idempotency_ttl_s: int,
+        payment_ttl_s: int,
+        journal_max_len: int,
+        in_flight_grace_ms: int,
+    ) -> None:
+        self._r = client
+        self._idem_ttl = idempotency_ttl_s
+        self._pay_ttl = payment_ttl_s
+        self._journal_max = journal_max_len
+        self._grace_ms = in_flight_grace_ms
+        self._claim_authorize = client.register_script(_script("claim_authorize.lua"))
+        self._claim_followup = client.register_script(_script("claim_followup.lua"))
+        self._complete = client.register_script(_script("complete.lua"))
+        self._release = client.register_script(_script("release.lua"))
+        self._lease = client.register_script(_script("lease.lua"))
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._r
+
+    # --- keys -----------------------------------------------------------------------------
+
+    @staticmethod
+    def idem_key(merchant: str, key: str) -> str:
+        return f"ps:{{m:{merchant}}}:idem:{key}"
+
+    @staticmethod
+    def payment_key(merchant: str, payment_id: str) -> str:
+        return f"ps:{{m:{merchant}}}:pay:{payment_id}"
+
+    @staticmethod
+    def journal_key(merchant: str) -> str:
+        return f"ps:{{m:{merchant}}}:journal"
+
+    @staticmethod
+    def pending_key(merchant: str) -> str:
+        return f"ps:{{m:{merchant}}}:pending"
+
+    @staticmethod
+    def merchant_limit_key(merchant: str) -> str:
+        return f"ps:{{m:{merchant}}}:rl"
+
+    @staticmethod
+    def channel_limit_key(channel: str) -> str:
+        return f"ps:{{ch:{channel}}}:rl"
+
+    # --- scripts --------------------------------------------------------------------------
+
+    async def claim_authorize(
+        self,
+        *,
+        merchant: str,
+        idempotency_key: str,
+        fingerprint: str,
+        payment: Payment,
+        merchant_limit: Limit,
+        candidates: Sequence[tuple[str, Limit]],
+    ) -> Claimed:
+        keys = [
+            self.idem_key(merchant, idempotency_key),
+            self.payment_key(merchant, payment.id),
+            self.pending_key(merchant),
+            self.merchant_limit_key(merchant),
+            *(self.channel_limit_key(name) for name, _ in candidates),
+        ]
+        args: list[Any] = [
+            fingerprint,
+            self._idem_ttl,
+            self._pay_ttl,
+            self._grace_ms,
+            merchant_limit.interval_us,
+            merchant_limit.tau_us,
+            len(candidates),
+        ]
+        for name, limit in candidates:
+            args += [name, limit.interval_us, limit.tau_us]
+        fields = to_hash(payment.evolve(pending_idem=keys[0]))
+        del fields["channel"]
+        for k, v in fields.items():
+            args += [k, v]
+        out = await self._call(self._claim_authorize, keys, args)
+        return _claimed(out)
+
+    async def claim_followup(
+        self,
+        *,
+        merchant: str,
+        idempotency_key: str,
+        fingerprint: str,
+        payment_id: str,
+        operation: str,
+        amount: int | None,
+        currency: str,
+        reference: str,
+        merchant_limit: Limit,
+        channel_limits: Sequence[tuple[str, Limit]],
+    ) -> Claimed:
+        keys = [
+            self.idem_key(merchant, idempotency_key),
+            self.payment_key(merchant, payment_id),
+            self.pending_key(merchant),
+            self.merchant_limit_key(merchant),
+        ]
+        limited = [(n, lim) for n, lim in channel_limits if lim.interval_us]
+        args: list[Any] = [
+            fingerprint,
+            self._idem_ttl,
+            self._grace_ms,
+            merchant_limit.interval_us,
+            merchant_limit.tau_us,
+            len(limited),
+            "",
+            operation,
+            "" if amount is None else amount,
+            currency,
+            reference,
+            payment_id,
+        ]
+        for name, limit in limited:
+            args += [name, limit.interval_us, limit.tau_us]
+        out = await self._call(self._claim_followup, keys, args)
+        claimed = _claimed(out)
+        if claimed.kind == "new":
+            flat = [_s(x) for x in out[2:]]
+            record = from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+            return Claimed(kind="new", amount=int(out[1]), payment=record)
+        return claimed
+
+    async def complete(
+        self,
+        *,
+        before: Payment,
+        after: Payment,
+        idempotency: str,
+        idem_key: str = "",
+        response: bytes = b"",
+        pending_at_ms: int | None = None,
+        journal: dict[str, str],
+    ) -> bool:
+        """Write an outcome; False when another resolver changed the payment first."""
+        merchant = after.merchant_id
+        pay_key = self.payment_key(merchant, after.id)
+        keys = [
+            pay_key,
+            idem_key or pay_key,
+            self.journal_key(merchant),
+            self.pending_key(merchant),
+        ]
+        fields = to_hash(after)
+        args: list[Any] = [
+            str(before.version),
+            idempotency,
+            response,
+            self._pay_ttl,
+            self._journal_max,
+            -1 if pending_at_ms is None else pending_at_ms,
+            after.id,
+            len(fields),
+        ]
+        for k, v in fields.items():
+            args += [k, v]
+        for k, v in journal.items():
+            args += [k, v]
+        out = await self._call(self._complete, keys, args)
+        return int(out[0]) == 1
+
+    async def release(
+        self, *, merchant: str, idempotency_key: str, payment_id: str, reference: str
+    ) -> None:
+        keys = [
+            self.idem_key(merchant, idempotency_key),
+            self.payment_key(merchant, payment_id),
+            self.pending_key(merchant),
+        ]
+        await self._call(self._release, keys, [reference, payment_id])
+
+    async def lease_due(self, merchant: str, *, lease_ms: int, batch: int) -> list[str]:
+        out = await self._call(self._lease, [self.pending_key(merchant)], [lease_ms, batch])
+        return [_s(x) for x in out]
+
+    async def reschedule(self, merchant: str, payment_id: str, at_ms: int) -> None:
+        await self._guard(self._r.zadd(self.pending_key(merchant), {payment_id: at_ms}, xx=True))
+
+    async def forget_pending(self, merchant: str, payment_id: str) -> None:
+        await self._guard(self._r.zrem(self.pending_key(merchant), payment_id))
+
+    async def pending_count(self, merchants: Iterable[str]) -> int:
+        total = 0
+        for m in merchants:
+            total += int(await self._guard(self._r.zcard(self.pending_key(m))))
+        return total
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, merchant: str, payment_id: str) -> Payment | None:
+        raw = await self._guard(self._r.hgetall(self.payment_key(merchant, payment_id)))
+        if not raw:
+            return None
+        return from_hash({_s(k): _s(v) for k, v in raw.items()})
+
+    async def idempotency_state(self, key: str) -> str:
+        state = await self._guard(self._r.hget(key, "state"))
+        return _s(state) if state is not None else ""
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        return await self._guard(script(keys=keys, args=args))
+
+    async def _guard(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                "the payment store (Redis) is unavailable; nothing was accepted"
+            ) from exc
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _claimed(out: list[Any]) -> Claimed:
+    kind = _s(out[0])
+    if kind == "new":
+        return Claimed(kind=kind, index=int(out[1]) - 1)
+    if kind == "replay":
+        return Claimed(kind=kind, response=bytes(out[1]))
+    if kind == "in_progress":
+        return Claimed(kind=kind, detail=_s(out[1]))
+    if kind == "limited":
+        retry_ms = max(1, (int(out[2]) + 999) // 1000)
+        return Claimed(kind=kind, detail=_s(out[1]), retry_after_ms=retry_ms, channel=_s(out[3]))
+    if kind in ("currency", "state", "amount"):
+        return Claimed(kind=kind, detail=_s(out[1]))
+    return Claimed(kind=kind)

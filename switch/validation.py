@@ -1,0 +1,172 @@
+"""Checks every Gateway request before anything is stored or forwarded: one violation per bad field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from payswitch.common.v1 import money_pb2, payment_method_pb2
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
+from payswitch.gateway.v1 import payment_pb2
+from switch.cards import luhn_valid
+from switch.currency import exponent
+from switch.errors import InvalidRequest
+
+MAX_AMOUNT_MINOR = 100_000_000_000
+_DIGITS = re.compile(r"^[0-9]+$")
+_PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{20,40}$")
+
+Violations = list[tuple[str, str]]
+Clock = Callable[[], dt.date]
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _printable(s: str) -> bool:
+    return all(" " <= c <= "~" for c in s)
+
+
+def _text(v: Violations, name: str, value: str, limit: int, *, ascii_only: bool = False) -> None:
+    if len(value) > limit:
+        v.append((name, f"must be at most {limit} characters, got {len(value)}"))
+    elif ascii_only and not _printable(value):
+        v.append((name, "must be printable ASCII characters"))
+    elif not ascii_only and any(c < " " or c == "\x7f" for c in value):
+        v.append((name, "must not contain control characters"))
+
+
+def _idempotency_key(v: Violations, key: str) -> None:
+    if not key:
+        v.append(("idempotency_key", "is required: 1 to 255 printable ASCII characters"))
+    elif len(key) > 255:
+        v.append(("idempotency_key", f"must be at most 255 characters, got {len(key)}"))
+    elif not _printable(key):
+        v.append(("idempotency_key", "must be printable ASCII characters (0x20-0x7E)"))
+
+
+def _money(v: Violations, name: str, m: money_pb2.Money, max_minor: int) -> None:
+    if m.amount_minor <= 0:
+        v.append((f"{name}.amount_minor", f"must be positive, got {m.amount_minor}"))
+    elif m.amount_minor > max_minor:
+        v.append((f"{name}.amount_minor", f"must be at most {max_minor}, got {m.amount_minor}"))
+    if not m.currency:
+        v.append((f"{name}.currency", "is required: an ISO 4217 code such as USD"))
+    elif exponent(m.currency) is None:
+        v.append((f"{name}.currency", f"is not a known ISO 4217 currency code: {m.currency[:8]!r}"))
+
+
+def _payment_id(v: Violations, pid: str) -> None:
+    if not pid:
+        v.append(("payment_id", "is required"))
+    elif not _PAYMENT_ID.match(pid):
+        v.append(
+            (
+                "payment_id",
+                "is not a payment id (pay_ followed by 20-40 lower-case letters or digits)",
+            )
+        )
+
+
+def _card(v: Violations, c: payment_method_pb2.Card, today: dt.date) -> None:
+    p = "payment_method.card"
+    if not c.number:
+        v.append((f"{p}.number", "is required"))
+    elif not _DIGITS.match(c.number) or not 12 <= len(c.number) <= 19:
+        v.append((f"{p}.number", "must be 12 to 19 digits"))
+    elif not luhn_valid(c.number):
+        v.append((f"{p}.number", "fails the Luhn check"))
+    month_ok = 1 <= c.expiry_month <= 12
+    if not month_ok:
+        v.append((f"{p}.expiry_month", f"must be from 1 to 12, got {c.expiry_month}"))
+    if not 1000 <= c.expiry_year <= 9999:
+        v.append((f"{p}.expiry_year", f"must be a four-digit year, got {c.expiry_year}"))
+    elif month_ok and (c.expiry_year, c.expiry_month) < (today.year, today.month):
+        v.append((f"{p}.expiry_year", "the card has expired"))
+    elif c.expiry_year > today.year + 50:
+        v.append((f"{p}.expiry_year", f"must be at most {today.year + 50}"))
+    if not c.cvc:
+        v.append((f"{p}.cvc", "is required: 3 or 4 digits"))
+    elif not _DIGITS.match(c.cvc) or not 3 <= len(c.cvc) <= 4:
+        v.append((f"{p}.cvc", "must be 3 or 4 digits"))
+    _text(v, f"{p}.holder_name", c.holder_name, 64)
+
+
+def _wallet_code(v: Violations, name: str, code: str) -> None:
+    if not code:
+        v.append((name, "is required: the buyer's payment code"))
+    elif not _DIGITS.match(code) or not 16 <= len(code) <= 24:
+        v.append((name, "must be 16 to 24 digits"))
+
+
+def _payment_method(v: Violations, pm: payment_method_pb2.PaymentMethod, today: dt.date) -> None:
+    which = pm.WhichOneof("method")
+    if which is None:
+        v.append(("payment_method", "is required: one of card, alipay, wechat_pay"))
+    elif which == "card":
+        _card(v, pm.card, today)
+    elif which == "alipay":
+        _wallet_code(v, "payment_method.alipay.auth_code", pm.alipay.auth_code)
+    else:
+        _wallet_code(v, "payment_method.wechat_pay.auth_code", pm.wechat_pay.auth_code)
+
+
+def authorize(req: gw.AuthorizeRequest, *, max_amount_minor: int, today: Clock = _today) -> None:
+    v: Violations = []
+    _idempotency_key(v, req.idempotency_key)
+    if not req.HasField("amount"):
+        v.append(("amount", "is required"))
+    else:
+        _money(v, "amount", req.amount, max_amount_minor)
+    if not req.HasField("payment_method"):
+        v.append(("payment_method", "is required: one of card, alipay, wechat_pay"))
+    else:
+        _payment_method(v, req.payment_method, today())
+    if req.capture_mode not in (
+        payment_pb2.CAPTURE_MODE_AUTOMATIC,
+        payment_pb2.CAPTURE_MODE_MANUAL,
+    ):
+        v.append(("capture_mode", "must be CAPTURE_MODE_AUTOMATIC or CAPTURE_MODE_MANUAL"))
+    _text(v, "merchant_reference", req.merchant_reference, 64, ascii_only=True)
+    _text(v, "description", req.description, 128)
+    if v:
+        raise InvalidRequest(v)
+
+
+def capture(req: gw.CaptureRequest, *, max_amount_minor: int) -> None:
+    v: Violations = []
+    _idempotency_key(v, req.idempotency_key)
+    _payment_id(v, req.payment_id)
+    if req.HasField("amount"):
+        _money(v, "amount", req.amount, max_amount_minor)
+    if v:
+        raise InvalidRequest(v)
+
+
+def void(req: gw.VoidRequest) -> None:
+    v: Violations = []
+    _idempotency_key(v, req.idempotency_key)
+    _payment_id(v, req.payment_id)
+    _text(v, "reason", req.reason, 256)
+    if v:
+        raise InvalidRequest(v)
+
+
+def refund(req: gw.RefundRequest, *, max_amount_minor: int) -> None:
+    v: Violations = []
+    _idempotency_key(v, req.idempotency_key)
+    _payment_id(v, req.payment_id)
+    if req.HasField("amount"):
+        _money(v, "amount", req.amount, max_amount_minor)
+    _text(v, "reason", req.reason, 256)
+    if v:
+        raise InvalidRequest(v)
+
+
+def payment_id(pid: str) -> None:
+    v: Violations = []
+    _payment_id(v, pid)
+    if v:
+        raise InvalidRequest(v)

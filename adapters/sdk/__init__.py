@@ -28,6 +28,7 @@ from adapters.sdk.types import (
     VoidRequest,
     Wallet,
 )
+from adapters.sdk.worker import EventHub, Worker, run_worker, serve_worker, worker_main
 
 __all__ = [
     "AdapterError",
@@ -38,6 +39,7 @@ __all__ = [
     "ChannelAdapter",
     "ChannelEvent",
     "DeclineCode",
+    "EventHub",
     "EventSink",
     "InquireRequest",
     "InvalidRequestError",
@@ -55,4 +57,8 @@ __all__ = [
     "UpstreamUnavailableError",
     "VoidRequest",
     "Wallet",
+    "Worker",
+    "run_worker",
+    "serve_worker",
+    "worker_main",
 ]

@@ -1,4 +1,4 @@
-"""The `payswitch` command: serve the switch, run an adapter worker, bring up the local stack, bench."""
+"""The `payswitch` command: serve the switch, run an adapter, bring up the local stack, bench."""
 
 from __future__ import annotations
 
@@ -8,11 +8,6 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 ADAPTER_GROUP = "payswitch.adapters"
-
-
-def adapter_entry_points() -> dict[str, Callable[[list[str]], int]]:
-    """Every channel registered in the `payswitch.adapters` entry-point group, by name."""
-    return {ep.name: ep.load for ep in entry_points(group=ADAPTER_GROUP)}  # type: ignore[misc]
 
 
 def _run_adapter(name: str, argv: list[str]) -> int:
@@ -58,11 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "bench":
         from bench.cli import main as bench_main
 
-        return bench_main(args[1:])
+        return int(bench_main(args[1:]))
     if args and args[0] == "conformance":
         from adapters.sdk.conformance.cli import main as conformance_main
 
-        return conformance_main(args[1:])
+        return int(conformance_main(args[1:]))
 
     ns = parser.parse_args(args)
     if ns.command == "serve":

@@ -99,7 +99,7 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
     _only(raw, "", {"server", "redis", "merchants", "channels", "reconciler", "security"})
     server_raw = _table(raw, "server")
     server = ServerConfig(
-        listen=_get(server_raw, "server.listen", str, ServerConfig.listen, _address),
+        listen=_get(server_raw, "server.listen", str, "127.0.0.1:50051", _address),
         metrics_listen=_get(server_raw, "server.metrics_listen", str, "", _address_or_empty),
         grace_period_s=float(
             _get(server_raw, "server.grace_period_s", (int, float), 10.0, _range(0, 600))
@@ -116,7 +116,7 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
     redis_raw = _table(raw, "redis")
     _only(redis_raw, "redis", set(RedisConfig.__slots__))
     redis = RedisConfig(
-        url=_get(redis_raw, "redis.url", str, RedisConfig.url, _redis_url),
+        url=_get(redis_raw, "redis.url", str, "redis://127.0.0.1:6379/0", _redis_url),
         timeout_ms=_get(redis_raw, "redis.timeout_ms", int, 1000, _range(1, 60_000)),
         max_connections=_get(redis_raw, "redis.max_connections", int, 64, _range(1, 10_000)),
         idempotency_ttl_s=_get(
@@ -281,7 +281,7 @@ def _get(raw: dict[str, Any], name: str, kind: Any, default: T, check: Check | N
     key = name.rsplit(".", 1)[-1]
     if key not in raw:
         return default
-    return _checked(raw[key], name, kind, check)
+    return _checked(raw[key], name, kind, check)  # type: ignore[no-any-return]
 
 
 def _req(raw: dict[str, Any], name: str, kind: Any, check: Check | None = None) -> Any:

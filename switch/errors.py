@@ -181,7 +181,7 @@ def to_status(error: SwitchError) -> status_pb2.Status:
     )
     status = status_pb2.Status(code=_CODES[error.code], message=error.message)
     for detail in [info, *error.details()]:
-        status.details.add().Pack(detail)  # type: ignore[arg-type]
+        status.details.add().Pack(detail)
     return status
 
 

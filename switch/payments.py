@@ -14,8 +14,9 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.common.v1 import payment_method_pb2
@@ -132,7 +133,7 @@ class PaymentService:
         *,
         store: Store,
         pool: Pool,
-        router: Router,
+        router: Router[Any],
         fingerprints: Fingerprinter,
         channels: Sequence[ChannelConfig],
         metrics: Metrics,
@@ -151,7 +152,7 @@ class PaymentService:
         self._on_change = on_change
         self._backoff_ms = initial_backoff_ms
         self._merchant_limits: dict[str, Limit] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     def _merchant_limit(self, m: MerchantConfig) -> Limit:
         limit = self._merchant_limits.get(m.id)
@@ -356,7 +357,7 @@ class PaymentService:
     def _followup_request(
         self, p: Payment, op: Operation, ref: str, value: int, reason: str
     ) -> object:
-        common = {
+        common: dict[str, Any] = {
             "reference": ref,
             "merchant_id": p.merchant_id,
             "original_reference": reference(p.merchant_id, p.id, Operation.AUTHORIZE),
@@ -490,7 +491,7 @@ class PaymentService:
         self, before: Payment, after: Payment, op: Operation, pending_at: int | None
     ) -> bool:
         """Write an outcome; if Redis is down, keep retrying in the background (nothing is lost)."""
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "before": before,
             "after": after,
             "idempotency": "done" if before.pending_idem else "none",
@@ -500,7 +501,7 @@ class PaymentService:
             "journal": journal_entry(after, op),
         }
         try:
-            written = await self._store.complete(**kwargs)  # type: ignore[arg-type]
+            written = await self._store.complete(**kwargs)
         except errors.StoreUnavailable:
             log.error(
                 "could not record an outcome; retrying until Redis is back", extra={"pid": after.id}
@@ -513,13 +514,13 @@ class PaymentService:
             self._on_change(after)
         return written
 
-    async def _retry_persist(self, kwargs: dict[str, object]) -> None:
+    async def _retry_persist(self, kwargs: dict[str, Any]) -> None:
         attempt = 0
         while True:
             await asyncio.sleep(jitter(100, attempt, 5_000) / 1000)
             attempt += 1
             try:
-                await self._store.complete(**kwargs)  # type: ignore[arg-type]
+                await self._store.complete(**kwargs)
             except errors.StoreUnavailable:
                 continue
             after = kwargs["after"]
@@ -531,9 +532,9 @@ class PaymentService:
             )
             return
 
-    async def _shielded(self, work: object) -> Payment:
+    async def _shielded(self, work: Coroutine[Any, Any, Payment]) -> Payment:
         # The caller may cancel (deadline, disconnect); the forward and the record must not stop.
-        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return await asyncio.shield(task)

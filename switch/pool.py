@@ -263,7 +263,7 @@ def _never_sent(exc: grpc.aio.AioRpcError) -> bool:
         details = exc.details() or ""
         if "failed to connect" in details or "Connection refused" in details:
             return True
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     if status is None:
         return False
     for detail in status.details:

@@ -88,9 +88,9 @@ def payment_proto(p: Payment) -> payment_pb2.Payment:
                 id=r.id,
                 amount=m(r.amount),
                 reason=r.reason,
-                status=r.status.value,
+                status=r.status.value,  # type: ignore[arg-type]
                 create_time=_ts(r.time_ms),
-            )  # type: ignore[arg-type]
+            )
         )
     for e in p.events:
         out.events.append(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import redis.exceptions
 
@@ -61,7 +62,7 @@ class WatchHub:
         streams: dict[str, str] = {Store.journal_key(m): "$" for m in self._merchants}
         while self._subs:
             try:
-                batch = await r.xread(streams, block=500, count=500)  # type: ignore[arg-type]
+                batch: Any = await r.xread(streams, block=500, count=500)  # type: ignore[arg-type]
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
                 await asyncio.sleep(0.5)
                 continue

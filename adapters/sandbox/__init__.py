@@ -1,0 +1,1 @@
+"""The sandbox channel: outcomes chosen by test cards and wallet codes, for demos and benches."""

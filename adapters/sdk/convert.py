@@ -13,9 +13,6 @@ import re
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from payswitch.channel.v1 import channel_service_pb2 as ch
-from payswitch.common.v1 import decline_code_pb2, money_pb2, payment_status_pb2
-from payswitch.common.v1 import payment_method_pb2 as pm
 
 from adapters.sdk.errors import InvalidRequestError
 from adapters.sdk.types import (
@@ -36,6 +33,9 @@ from adapters.sdk.types import (
     VoidRequest,
     Wallet,
 )
+from payswitch.channel.v1 import channel_service_pb2 as ch
+from payswitch.common.v1 import decline_code_pb2, money_pb2, payment_status_pb2
+from payswitch.common.v1 import payment_method_pb2 as pm
 
 REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CURRENCY = re.compile(r"[A-Z]{3}")

@@ -6,9 +6,6 @@ from collections.abc import Callable
 
 import pytest
 from google.protobuf.message import Message
-from payswitch.channel.v1 import channel_service_pb2 as ch
-from payswitch.common.v1 import money_pb2
-from payswitch.common.v1 import payment_method_pb2 as pm
 
 from adapters.sdk import convert
 from adapters.sdk.errors import InvalidRequestError
@@ -29,6 +26,9 @@ from adapters.sdk.types import (
     VoidRequest,
     Wallet,
 )
+from payswitch.channel.v1 import channel_service_pb2 as ch
+from payswitch.common.v1 import money_pb2
+from payswitch.common.v1 import payment_method_pb2 as pm
 
 CARD = Card(number="4242424242424242", expiry_month=12, expiry_year=2031, cvc="123")
 USD_10 = Money(1000, "USD")

@@ -1,0 +1,183 @@
+"""The Alipay-style channel: barcode pay, cancel, refund and query over the RSA2-signed open API.
+
+Flows: Authorize (capture=true only) -> alipay.trade.pay with out_trade_no = the reference;
+Void -> alipay.trade.cancel; Refund -> alipay.trade.refund with out_request_no = the refund's
+reference; Inquire -> alipay.trade.query (or alipay.trade.fastpay.refund.query for refunds).
+An answer that says nothing final (20000, ACQ.SYSTEM_ERROR, a repeat) is settled by a query;
+a buyer still confirming (10003, WAIT_BUYER_PAY) is PENDING and polled in the background.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from adapters.alipay import mapping
+from adapters.alipay.client import AlipayClient
+from adapters.sdk.adapter import EventSink
+from adapters.sdk.errors import InvalidResponseError, UpstreamUnavailableError
+from adapters.sdk.types import (
+    AuthorizeRequest,
+    DeclineCode,
+    OperationResult,
+    OperationStatus,
+    OperationType,
+    PaymentMethodType,
+    RefundRequest,
+)
+from adapters.walletkit.memo import OpenOperation
+from adapters.walletkit.wallet import Tuning, WalletAdapter
+
+PAY = "alipay.trade.pay"
+QUERY = "alipay.trade.query"
+CANCEL = "alipay.trade.cancel"
+REFUND = "alipay.trade.refund"
+REFUND_QUERY = "alipay.trade.fastpay.refund.query"
+
+
+@dataclass(frozen=True, slots=True)
+class AlipaySettings:
+    """Everything the channel needs, parsed and checked once at start-up."""
+
+    gateway_url: str
+    app_id: str
+    app_private_key: rsa.RSAPrivateKey = field(repr=False)
+    platform_public_key: rsa.RSAPublicKey = field(repr=False)
+    tuning: Tuning = field(default_factory=Tuning)
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.gateway_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"gateway_url: not an http(s) URL: {self.gateway_url!r}")
+        if not self.app_id:
+            raise ValueError("app_id: must not be empty")
+
+
+class AlipayAdapter(WalletAdapter):
+    """A ChannelAdapter for an Alipay-style wallet (payment by the buyer's payment code)."""
+
+    NAME = "alipay"
+    METHOD = PaymentMethodType.ALIPAY
+    LABEL = "Alipay"
+
+    def __init__(self, settings: AlipaySettings, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(settings.tuning)
+        self._settings = settings
+        self._clock = clock
+        self._client: AlipayClient | None = None
+
+    @property
+    def connections_opened(self) -> int:
+        return self._client.http.connections_opened if self._client is not None else 0
+
+    async def _open(self, events: EventSink) -> None:
+        s = self._settings
+        parts = urllib.parse.urlsplit(s.gateway_url)
+        self._client = AlipayClient(
+            gateway_url=s.gateway_url,
+            app_id=s.app_id,
+            app_private_key=s.app_private_key,
+            platform_public_key=s.platform_public_key,
+            http=s.tuning.http_client(f"{parts.scheme}://{parts.netloc}"),
+            clock=self._clock,
+        )
+
+    async def _close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _resolve(self, op: OpenOperation) -> OperationResult:
+        if op.operation is OperationType.AUTHORIZE:
+            return await self._query(op.reference, OperationType.AUTHORIZE)
+        if op.operation is OperationType.VOID:
+            return await self._query(op.original_reference, OperationType.VOID)
+        if op.operation is OperationType.REFUND:
+            body = await self._call(
+                REFUND_QUERY,
+                {"out_trade_no": op.original_reference, "out_request_no": op.reference},
+                echo=("out_trade_no", op.original_reference),
+                required=False,
+            )
+            return mapping.refund_query_result(body)
+        # This channel never captures separately, so no capture ever happened.
+        return OperationResult(status=OperationStatus.NOT_FOUND, message="no captures here")
+
+    async def _pay(self, request: AuthorizeRequest, auth_code: str) -> OperationResult:
+        ref = request.reference
+        biz = {
+            "out_trade_no": ref,
+            "scene": "bar_code",
+            "auth_code": auth_code,
+            "product_code": "FACE_TO_FACE_PAYMENT",
+            "subject": request.description or f"payswitch {request.merchant_id}",
+            "total_amount": mapping.to_yuan(request.amount),
+        }
+        body = await self._call(PAY, biz, echo=("out_trade_no", ref))
+        result = mapping.pay_result(body)
+        if result is not None:
+            if (
+                result.status is OperationStatus.APPROVED
+                and result.approved_amount != request.amount
+            ):
+                raise InvalidResponseError(f"{PAY}: approved amount differs from the request")
+            return result
+        # No final answer (20000, a system error, a repeat of a paid trade): the query decides.
+        queried = await self._query(ref, OperationType.AUTHORIZE)
+        if queried.status is not OperationStatus.NOT_FOUND:
+            return queried
+        if str(body.get("code")) == mapping.BUSINESS_FAILED:
+            # A business failure and no trade at all: the payment certainly did not happen.
+            return OperationResult.declined(
+                DeclineCode.DO_NOT_HONOR,
+                raw_code=str(body.get("sub_code", "")),
+                message=str(body.get("sub_msg", ""))[:200],
+            )
+        return OperationResult.pending("the platform has no trade yet", raw_code=queried.raw_code)
+
+    async def _query(self, out_trade_no: str, operation: OperationType) -> OperationResult:
+        body = await self._call(
+            QUERY, {"out_trade_no": out_trade_no}, echo=("out_trade_no", out_trade_no)
+        )
+        return mapping.trade_result(body, operation)
+
+    async def _void(self, original_reference: str) -> OperationResult:
+        biz = {"out_trade_no": original_reference}
+        body = await self._call(CANCEL, biz, echo=("out_trade_no", original_reference))
+        return mapping.cancel_result(body)
+
+    async def _refund(self, request: RefundRequest) -> OperationResult:
+        biz = {
+            "out_trade_no": request.original_reference,
+            "refund_amount": mapping.to_yuan(request.amount),
+            "out_request_no": request.reference,
+        }
+        if request.reason:
+            biz["refund_reason"] = request.reason
+        body = await self._call(REFUND, biz, echo=("out_trade_no", request.original_reference))
+        return mapping.refund_result(body)
+
+    async def _call(
+        self,
+        method: str,
+        biz: Mapping[str, Any],
+        *,
+        echo: tuple[str, str],
+        required: bool = True,
+    ) -> dict[str, Any]:
+        if self._client is None:
+            raise UpstreamUnavailableError("the Alipay channel is not started")
+        body = await self._client.call(method, biz)
+        # A genuine answer about some other trade (a replay, a misrouted answer) is refused.
+        name, expected = echo
+        if str(body.get("code")) in (mapping.SUCCESS, mapping.WAITING):
+            got = body.get(name)
+            if (got is not None or required) and got != expected:
+                raise InvalidResponseError(
+                    f"{method}: answer is about {name} {got!r}, not {expected!r} (replayed?)"
+                )
+        return body

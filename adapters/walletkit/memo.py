@@ -1,0 +1,133 @@
+"""What a wallet adapter remembers per operation reference: first final results and open operations.
+
+The memo makes a repeated request with the same reference answer the first result without a
+second upstream call, and keeps the list of operations whose outcome is still unknown so that a
+background watcher (or a notification) can settle them and publish the news exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from adapters.sdk.errors import InvalidRequestError, UpstreamUnavailableError
+from adapters.sdk.types import InquireRequest, OperationResult, OperationStatus, OperationType
+
+FINAL = frozenset({OperationStatus.APPROVED, OperationStatus.DECLINED})
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOperation:
+    """An operation that may have reached the upstream and whose outcome is not known yet."""
+
+    reference: str
+    operation: OperationType
+    original_reference: str
+    since: float
+
+
+Flow = Callable[[], Awaitable[OperationResult]]
+
+
+class OperationMemo:
+    """Per-reference locks, the first final result per reference, and the open operations."""
+
+    def __init__(self, *, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._final: OrderedDict[str, OperationResult] = OrderedDict()
+        self._open: dict[str, OpenOperation] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiters: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, reference: str) -> AsyncIterator[None]:
+        """Hold the reference's lock, so concurrent repeats wait for the first and reuse it."""
+        lock = self._locks.setdefault(reference, asyncio.Lock())
+        self._waiters[reference] = self._waiters.get(reference, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiters[reference] -= 1
+            if self._waiters[reference] == 0:
+                del self._waiters[reference]
+                del self._locks[reference]
+
+    def final(self, reference: str) -> OperationResult | None:
+        """The first final result recorded for `reference`, if any."""
+        return self._final.get(reference)
+
+    def open(self, reference: str) -> OpenOperation | None:
+        """The open operation under `reference`, if its outcome is still unknown."""
+        return self._open.get(reference)
+
+    def open_operations(self) -> list[OpenOperation]:
+        return list(self._open.values())
+
+    def begin(self, reference: str, operation: OperationType, original_reference: str) -> None:
+        """Note that a request is about to leave: from now on its outcome may be unknown."""
+        if reference not in self._open:
+            self._open[reference] = OpenOperation(
+                reference, operation, original_reference, time.monotonic()
+            )
+
+    def forget(self, reference: str) -> None:
+        """The request certainly did not reach the upstream: nothing is open under it."""
+        self._open.pop(reference, None)
+
+    def settle(self, reference: str, result: OperationResult) -> bool:
+        """Record `result`; True only when it is the first final result (news worth publishing)."""
+        if result.status not in FINAL or reference in self._final:
+            return False
+        self._open.pop(reference, None)
+        self._final[reference] = result
+        while len(self._final) > self._capacity:
+            self._final.popitem(last=False)
+        return True
+
+    async def once(
+        self,
+        reference: str,
+        operation: OperationType,
+        original_reference: str,
+        *,
+        send: Flow,
+        repeat: Flow | None = None,
+    ) -> OperationResult:
+        """Run an operation at most once per reference.
+
+        A repeat after a final result gets that result; a repeat while the first outcome is
+        unknown runs `repeat` (say, a query) when given, else `send` again (for requests the
+        upstream deduplicates). A request that certainly did not leave leaves nothing open.
+        """
+        async with self.exclusive(reference):
+            if (done := self.final(reference)) is not None:
+                return done
+            began = self.open(reference) is None
+            flow = send if began or repeat is None else repeat
+            self.begin(reference, operation, original_reference)
+            try:
+                result = await flow()
+            except (UpstreamUnavailableError, InvalidRequestError):
+                if began:
+                    self.forget(reference)
+                raise
+            self.settle(reference, result)
+            return result
+
+    async def inquire(
+        self,
+        request: InquireRequest,
+        resolve: Callable[[OpenOperation], Awaitable[OperationResult]],
+    ) -> OperationResult:
+        """The recorded final result, else what `resolve` finds out now (recorded if final)."""
+        if (done := self.final(request.reference)) is not None:
+            return done
+        op = OpenOperation(request.reference, request.operation, request.original_reference, 0.0)
+        result = await resolve(op)
+        self.settle(request.reference, result)
+        return result

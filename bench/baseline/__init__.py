@@ -1,0 +1,1 @@
+"""Baselines measured beside the switch: a bare echo server and h2load driving it."""

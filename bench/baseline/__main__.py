@@ -1,0 +1,5 @@
+"""`python -m bench.baseline --listen ADDR` runs the echo server."""
+
+from bench.baseline.echo_server import main
+
+raise SystemExit(main())

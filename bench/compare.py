@@ -1,0 +1,165 @@
+"""Two reports figure by figure: the change, the run-to-run noise, and whether it exceeds it.
+
+Noise of a figure is the larger of
+- the spread measured in either report: (max - min) / median over its repeated runs
+  (`payswitch bench run --repeat N`), and
+- a stated floor for that kind of figure (FLOORS), because two or three repeats understate
+  the spread and a single run measures none.
+A change is "within noise" when its size relative to A is at most that noise. Error ratios are
+compared in absolute terms (percentage points), since a relative change of almost nothing means
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.table import grid
+
+# Stated floors: the run-to-run spread seen on a shared 2-core machine for each kind of figure.
+FLOORS: tuple[tuple[str, float], ...] = (
+    ("send_lag", 0.50),
+    ("share_of_echo", 0.10),
+    ("overhead_p99_9", 0.30),
+    ("overhead_p99", 0.20),
+    ("overhead_p50", 0.10),
+    ("p99_9", 0.30),
+    ("p99", 0.20),
+    ("p90", 0.10),
+    ("p50", 0.10),
+    ("max", 0.50),
+    ("share", 0.05),
+    ("rps", 0.08),
+    ("rate", 0.08),
+)
+ERROR_RATIO_FLOOR = 0.001  # 0.1 percentage point
+HIGHER_IS_BETTER = ("rate", "rps", "share", "share_of_echo")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One figure of both reports and the verdict on its change."""
+
+    name: str
+    a: float | None
+    b: float | None
+    change: float | None  # relative to A; absolute for error ratios
+    noise: float
+    noise_source: str  # "measured" or "stated"
+    verdict: str  # better, worse, within noise, only in A, only in B
+
+
+def floor_for(name: str) -> float:
+    last = name.rsplit(".", 1)[-1]
+    for key, floor in FLOORS:
+        if key in last:
+            return floor
+    return 0.10
+
+
+def higher_is_better(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1]
+    return any(last == key or last.endswith(key) for key in HIGHER_IS_BETTER)
+
+
+def _row(
+    name: str, fa: Mapping[str, Any] | None, fb: Mapping[str, Any] | None, floor: float | None
+) -> Row:
+    if fa is None or fb is None:
+        only = "only in B" if fa is None else "only in A"
+        a = None if fa is None else float(fa["value"])
+        b = None if fb is None else float(fb["value"])
+        return Row(name, a, b, None, 0.0, "-", only)
+    a, b = float(fa["value"]), float(fb["value"])
+    absolute = name == "error_ratio"
+    stated = floor if floor is not None else (ERROR_RATIO_FLOOR if absolute else floor_for(name))
+    if absolute:
+        measured = max(fa["max"] - fa["min"], fb["max"] - fb["min"])
+        change: float = b - a
+    else:
+        measured = max(float(fa["noise"]), float(fb["noise"]))
+        change = (b - a) / abs(a) if a else (0.0 if b == 0 else float("inf"))
+    noise = max(measured, stated)
+    source = "measured" if measured > stated else "stated"
+    if abs(change) <= noise:
+        verdict = "within noise"
+    elif (change > 0) == higher_is_better(name):
+        verdict = "better"
+    else:
+        verdict = "worse"
+    return Row(name, a, b, change, noise, source, verdict)
+
+
+def compare(a: Mapping[str, Any], b: Mapping[str, Any], *, floor: float | None = None) -> list[Row]:
+    """Every figure of either report, in A's order then B's new ones."""
+    fa: Mapping[str, Any] = a.get("figures", {})
+    fb: Mapping[str, Any] = b.get("figures", {})
+    names = list(fa) + [n for n in fb if n not in fa]
+    return [_row(name, fa.get(name), fb.get(name), floor) for name in names]
+
+
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Settings that differ between the two reports (dotted names), besides the date."""
+
+    def flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                flat(f"{prefix}.{key}" if prefix else str(key), inner, out)
+        else:
+            out[prefix] = value
+
+    ca: dict[str, Any] = {}
+    cb: dict[str, Any] = {}
+    flat("", a.get("config", {}), ca)
+    flat("", b.get("config", {}), cb)
+    return sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+
+
+def _value(name: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if name == "error_ratio" or name.endswith("share") or name.endswith("share_of_echo"):
+        return f"{v:.2%}"
+    if name.endswith("_us"):
+        return f"{v / 1000:.2f} ms"
+    return f"{v:,.1f}"
+
+
+def _change(name: str, row: Row) -> str:
+    if row.change is None:
+        return "-"
+    if name == "error_ratio":
+        return f"{row.change * 100:+.2f} pp"
+    if row.change == float("inf"):
+        return "new"
+    return f"{row.change:+.1%}"
+
+
+def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
+    def who(tag: str, r: Mapping[str, Any]) -> str:
+        commit = (r.get("git") or {}).get("commit") or "?"
+        return f"{tag}: {r.get('date', '?')} commit {commit[:10]}  {r.get('command', '')}"
+
+    table_rows = [
+        [
+            row.name,
+            _value(row.name, row.a),
+            _value(row.name, row.b),
+            _change(row.name, row),
+            (f"±{row.noise * 100:.2f} pp" if row.name == "error_ratio" else f"±{row.noise:.0%}")
+            + f" {row.noise_source}",
+            row.verdict,
+        ]
+        for row in rows
+    ]
+    parts = [who("A", a), who("B", b)]
+    differs = config_differences(a, b)
+    if differs:
+        parts.append("settings differ: " + ", ".join(differs))
+    parts.append(grid(("figure", "A", "B", "change", "noise", "verdict"), table_rows))
+    better = sum(r.verdict == "better" for r in rows)
+    worse = sum(r.verdict == "worse" for r in rows)
+    parts.append(f"{better} better, {worse} worse, the rest within noise or in one report only")
+    return "\n".join(parts)

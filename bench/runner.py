@@ -1,0 +1,231 @@
+"""Runs one measurement: starts the generator processes, shows progress, merges their figures."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from bench import histo, schedule, stats
+from bench.config import RunConfig
+from bench.worker import process_main
+
+READY_TIMEOUT_S = 60.0
+START_SLACK_NS = 200_000_000
+
+
+class BenchError(RuntimeError):
+    """A generator process failed, or the target could not be reached."""
+
+
+@dataclass
+class _Interval:
+    """One progress interval's figures from every process, by RPC."""
+
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    hists: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, payload: dict[str, tuple[int, int, str]]) -> None:
+        for rpc, (calls, errors, hist) in payload.items():
+            self.calls[rpc] += calls
+            self.errors[rpc] += errors
+            self.hists[rpc].append(hist)
+
+
+class ProgressLine:
+    """The live line: rate in the last interval, p99 so far, unexpected outcomes so far."""
+
+    def __init__(self, out: TextIO | None, interval_s: float, warmup_s: float) -> None:
+        self.out = out
+        self.tty = bool(out is not None and out.isatty())
+        self.interval_s = interval_s
+        self.warmup_s = warmup_s
+        self.cumulative = histo.new_histogram()
+        self.errors = 0
+        self._last_print = 0.0
+
+    def update(self, k: int, interval: _Interval) -> None:
+        t = (k + 1) * self.interval_s
+        phase = "warm-up" if t <= self.warmup_s else "measure"
+        if phase == "measure" and (k * self.interval_s) >= self.warmup_s:
+            for hists in interval.hists.values():
+                for text in hists:
+                    self.cumulative.add(histo.decode(text))
+            self.errors += sum(interval.errors.values())
+        if self.out is None:
+            return
+        rate = sum(interval.calls.values()) / self.interval_s
+        p99 = self.cumulative.get_value_at_percentile(99.0) / 1000
+        line = (
+            f"{t:7.1f}s {phase:8} {rate:9,.0f} calls/s   p99 so far {p99:8.2f} ms"
+            f"   errors {self.errors}"
+        )
+        if self.tty:
+            self.out.write("\r" + line)
+        elif time.monotonic() - self._last_print >= 5.0:
+            self.out.write(line + "\n")
+            self._last_print = time.monotonic()
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.out is not None and self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _timeline(intervals: dict[int, _Interval], interval_s: float, warmup_s: float) -> list[Any]:
+    rows: list[dict[str, Any]] = []
+    for k in sorted(intervals):
+        iv = intervals[k]
+        rpcs: dict[str, Any] = {}
+        for rpc in sorted(iv.calls):
+            h = histo.merge(iv.hists[rpc])
+            s = histo.summarize(h)
+            rpcs[rpc] = {
+                "calls": iv.calls[rpc],
+                "errors": iv.errors[rpc],
+                "p50_us": s["p50"],
+                "p99_us": s["p99"],
+                "max_us": s["max"],
+            }
+        start = k * interval_s
+        rows.append(
+            {
+                "t_s": round(start + interval_s, 3),
+                "phase": "warm-up" if start < warmup_s else "measure",
+                "rpcs": rpcs,
+            }
+        )
+    return rows
+
+
+def merge_results(
+    cfg: RunConfig, results: list[dict[str, Any]], timeline: list[Any]
+) -> dict[str, Any]:
+    """One run's figures from its processes' results."""
+    load = cfg.load
+    by_rpc: dict[str, list[Any]] = defaultdict(list)
+    by_op: dict[str, list[Any]] = defaultdict(list)
+    for result in results:
+        for export in result["stats"]:
+            by_rpc[export["rpc"]].append(export)
+            by_op[f"{export['rpc']}/{export['op']}"].append(export)
+    measure_start = min((r["measure_start_ns"] for r in results), default=0)
+    last_end = max((r["last_end_ns"] for r in results), default=0)
+    exhausted = any(r["exhausted"] for r in results)
+    warnings: list[str] = []
+    if load.duration_s is not None and not exhausted:
+        measure_s = load.duration_s
+    else:
+        measure_s = max(1e-9, (last_end - measure_start) / schedule.NS_PER_S)
+    if exhausted:
+        warnings.append(
+            "a generator ran out of ready-made requests before the end: raise --pool-rate"
+        )
+    rpcs = {}
+    for rpc in sorted(by_rpc):
+        merged = stats.merge_exports(by_rpc[rpc])
+        merged["rate"] = round(merged["calls"] / measure_s, 1)
+        rpcs[rpc] = merged
+    operations = {}
+    for name in sorted(by_op):
+        merged = stats.merge_exports(by_op[name])
+        del merged["histogram"], merged["overhead_histogram"]
+        merged["rate"] = round(merged["calls"] / measure_s, 1)
+        operations[name] = merged
+    calls = sum(r["calls"] for r in rpcs.values())
+    errors = sum(r["errors"] for r in rpcs.values())
+    lag = histo.merge(r["lag"] for r in results)
+    return {
+        "mode": load.mode,
+        "offered_rate": load.rate if load.mode == "open" else None,
+        "concurrency": load.concurrency if load.mode == "closed" else None,
+        "measure_s": round(measure_s, 3),
+        "calls": calls,
+        "rate": round(calls / measure_s, 1),
+        "errors": errors,
+        "error_ratio": round(errors / calls, 6) if calls else 0.0,
+        "rpcs": rpcs,
+        "operations": operations,
+        "send_lag_us": histo.summarize(lag) if lag.get_total_count() else None,
+        "timeline": timeline,
+        "warnings": warnings,
+    }
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    out: TextIO | None = sys.stderr,
+    on_interval: Callable[[int, dict[str, int]], None] | None = None,
+) -> dict[str, Any]:
+    """Run one measurement and return its merged figures (see `merge_results`)."""
+    cfg.check()
+    load = cfg.load
+    ctx = multiprocessing.get_context("spawn")
+    events: Any = ctx.Queue()
+    go = ctx.Event()
+    start_at = ctx.Value("q", 0)
+    procs = [
+        ctx.Process(
+            target=process_main,
+            args=(cfg, i, events, go, start_at),
+            daemon=True,
+            name=f"bench-generator-{i}",
+        )
+        for i in range(load.processes)
+    ]
+    for p in procs:
+        p.start()
+    progress = ProgressLine(out, load.interval_s, load.warmup_s)
+    intervals: dict[int, _Interval] = defaultdict(_Interval)
+    reported = [-1] * load.processes
+    shown = -1
+    results: dict[int, dict[str, Any]] = {}
+    ready = 0
+    ready_by = time.monotonic() + READY_TIMEOUT_S
+    try:
+        while len(results) < load.processes:
+            try:
+                kind, index, k, payload = events.get(timeout=0.2)
+            except queue_module.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise BenchError(f"{dead[0].name} exited with {dead[0].exitcode}") from None
+                if ready < load.processes and time.monotonic() > ready_by:
+                    raise BenchError("generators were not ready in time") from None
+                continue
+            if kind == "error":
+                raise BenchError(f"generator {index} failed:\n{payload}")
+            if kind == "ready":
+                ready += 1
+                if ready == load.processes:
+                    start_at.value = time.monotonic_ns() + START_SLACK_NS
+                    go.set()
+            elif kind == "tick":
+                intervals[k].add(payload)
+                reported[index] = max(reported[index], k)
+                while shown < min(reported):
+                    shown += 1
+                    progress.update(shown, intervals[shown])
+                    if on_interval is not None:
+                        on_interval(shown, dict(intervals[shown].calls))
+            elif kind == "done":
+                results[index] = payload
+    finally:
+        progress.close()
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        events.close()
+        events.join_thread()
+    timeline = _timeline(intervals, load.interval_s, load.warmup_s)
+    return merge_results(cfg, [results[i] for i in sorted(results)], timeline)

@@ -1,0 +1,106 @@
+"""Per-call figures a generator keeps, and how the parent merges them across processes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bench import histo
+
+
+class CallStats:
+    """The measured calls of one RPC within one operation: latency, overhead, outcomes."""
+
+    __slots__ = ("codes", "count", "hist", "overhead", "statuses")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.hist = histo.new_histogram()
+        self.overhead = histo.new_histogram()
+        self.codes: dict[str, int] = {}
+        self.statuses: dict[str, int] = {}
+
+    def add(self, latency_us: int, code: str, status: str, overhead_us: int | None) -> None:
+        self.count += 1
+        histo.record_us(self.hist, latency_us)
+        self.codes[code] = self.codes.get(code, 0) + 1
+        if status:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+        if overhead_us is not None:
+            histo.record_us(self.overhead, overhead_us)
+
+    def export(self) -> dict[str, Any]:
+        """Plain data that crosses the process boundary (histograms encoded)."""
+        return {
+            "count": self.count,
+            "hist": histo.encode(self.hist),
+            "overhead": histo.encode(self.overhead) if self.overhead.get_total_count() else "",
+            "codes": dict(self.codes),
+            "statuses": dict(self.statuses),
+        }
+
+
+class IntervalStats:
+    """Calls of one RPC completed in the current progress interval, measured or not."""
+
+    __slots__ = ("count", "errors", "hist")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.hist = histo.new_histogram()
+
+    def add(self, latency_us: int, expected: bool) -> None:
+        self.count += 1
+        if not expected:
+            self.errors += 1
+        histo.record_us(self.hist, latency_us)
+
+    def take(self) -> tuple[int, int, str]:
+        """(calls, unexpected outcomes, encoded histogram) so far, and start afresh."""
+        taken = (self.count, self.errors, histo.encode(self.hist))
+        self.count = 0
+        self.errors = 0
+        self.hist.reset()
+        return taken
+
+
+def expected_code(op: str) -> str:
+    """The gRPC status an operation is meant to get: a bad request is meant to be refused."""
+    return "INVALID_ARGUMENT" if op == "bad" else "OK"
+
+
+def unexpected(op: str, codes: Mapping[str, int]) -> int:
+    """Calls of an operation that ended with another status than the one it is meant to get."""
+    want = expected_code(op)
+    return sum(n for code, n in codes.items() if code != want)
+
+
+def merge_exports(exports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One RPC/operation's figures merged from its exports (several processes or operations)."""
+    count = 0
+    hists: list[str] = []
+    overheads: list[str] = []
+    codes: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    errors = 0
+    for e in exports:
+        count += int(e["count"])
+        hists.append(str(e["hist"]))
+        overheads.append(str(e["overhead"]))
+        codes.update(e["codes"])
+        statuses.update(e["statuses"])
+        errors += unexpected(str(e["op"]), e["codes"])
+    hist = histo.merge(hists)
+    overhead = histo.merge(overheads)
+    return {
+        "calls": count,
+        "errors": errors,
+        "latency_us": histo.summarize(hist),
+        "overhead_us": histo.summarize(overhead) if overhead.get_total_count() else None,
+        "codes": dict(sorted(codes.items())),
+        "statuses": dict(sorted(statuses.items())),
+        "histogram": histo.encode(hist),
+        "overhead_histogram": histo.encode(overhead) if overhead.get_total_count() else "",
+    }

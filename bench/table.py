@@ -1,0 +1,147 @@
+"""Plain-text tables of a run, a calibration and a step search, for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to width; the first column left-aligned, the others right-aligned."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def ms(us: float | int | None) -> str:
+    """Microseconds shown as milliseconds with two decimals."""
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in counts.items()) or "-"
+
+
+def _latency_row(name: str, r: Mapping[str, Any]) -> list[str]:
+    lat = r["latency_us"]
+    over = r.get("overhead_us")
+    return [
+        name,
+        f"{r['calls']:,}",
+        f"{r['rate']:,.1f}",
+        ms(lat["p50"]),
+        ms(lat["p90"]),
+        ms(lat["p99"]),
+        ms(lat["p99_9"]),
+        ms(lat["max"]),
+        f"{ms(over['p50'])}/{ms(over['p99'])}" if over else "-",
+        f"{r['errors']:,}",
+    ]
+
+
+_HEADERS = (
+    "",
+    "calls",
+    "calls/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max ms",
+    "switch p50/p99 ms",
+    "errors",
+)
+
+
+def render_run(result: Mapping[str, Any]) -> str:
+    """One run: per RPC and per operation, then outcomes by gRPC status and payment status."""
+    head = f"{result['mode']} loop, "
+    if result["mode"] == "open":
+        head += f"offered {result['offered_rate']:,.0f} calls/s, "
+    else:
+        head += f"{result['concurrency']} callers, "
+    head += (
+        f"{result['measure_s']:g} s measured: {result['calls']:,} calls, "
+        f"{result['rate']:,.1f} calls/s, {result['errors']:,} unexpected outcomes"
+    )
+    rows = [_latency_row(rpc, r) for rpc, r in result["rpcs"].items()]
+    rows += [_latency_row("  " + name, r) for name, r in result["operations"].items()]
+    outcome_rows = [
+        [name, _counts(r["codes"]), _counts(r["statuses"])]
+        for name, r in result["operations"].items()
+    ]
+    parts = [
+        head,
+        grid(_HEADERS, rows),
+        "",
+        grid(("operation", "gRPC status", "payment status"), outcome_rows),
+    ]
+    lag = result.get("send_lag_us")
+    if lag:
+        parts.append(
+            f"\nsend lag behind the schedule: p50 {ms(lag['p50'])} ms, p99 {ms(lag['p99'])} ms, "
+            f"max {ms(lag['max'])} ms"
+        )
+    parts += [f"warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(parts)
+
+
+def render_calibration(cal: Mapping[str, Any]) -> str:
+    rows = [
+        [
+            f"round {i + 1}",
+            f"{r['h2load_rps']:,.1f}",
+            f"{r['harness_rps']:,.1f}",
+            f"{r['share']:.1%}",
+        ]
+        for i, r in enumerate(cal["rounds"])
+    ]
+    rows.append(
+        ["median", f"{cal['h2load_rps']:,.1f}", f"{cal['harness_rps']:,.1f}", f"{cal['share']:.1%}"]
+    )
+    verdict = (
+        "the harness is the bottleneck: make it leaner"
+        if cal["harness_is_bottleneck"]
+        else "the harness keeps up"
+    )
+    return (
+        "echo server (bare grpc.aio on uvloop), same calls in flight:\n"
+        + grid(("", "h2load calls/s", "harness calls/s", "harness/h2load"), rows)
+        + f"\nharness at {cal['share']:.1%} of h2load (needs >= {cal['required_share']:.0%}):"
+        f" {verdict}"
+    )
+
+
+def render_steps(steps: Sequence[Mapping[str, Any]], capacity: float | None) -> str:
+    rows = [
+        [
+            f"{s['rate']:,.0f}",
+            f"{s['achieved']:,.1f}",
+            ms(s["p99_us"]),
+            f"{s['error_ratio']:.2%}",
+            "held" if s["held"] else "broke: " + s["reason"],
+        ]
+        for s in steps
+    ]
+    found = (
+        f"highest rate that held: {capacity:,.0f} calls/s"
+        if capacity is not None
+        else "no rate held the objective"
+    )
+    return (
+        grid(("offered/s", "achieved/s", "worst p99 ms", "errors", "objective"), rows)
+        + "\n"
+        + found
+    )

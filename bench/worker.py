@@ -1,0 +1,326 @@
+"""One generator process: its own uvloop and grpc.aio channels, sending a ready-made plan."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import uvloop
+
+from bench import histo, payloads, schedule
+from bench.config import RunConfig
+from bench.scenarios import OPERATIONS, PlannedOp, build_plan
+from bench.stats import CallStats, IntervalStats, expected_code
+from payswitch.gateway.v1 import gateway_service_pb2
+
+OVERHEAD_KEY = "x-switch-overhead-us"
+CONNECT_TIMEOUT_S = 15
+RESPONSE_TYPES: dict[str, Any] = {
+    "Authorize": gateway_service_pb2.AuthorizeResponse,
+    "Capture": gateway_service_pb2.CaptureResponse,
+    "Refund": gateway_service_pb2.RefundResponse,
+}
+# A payment the follow-up (capture or refund) can act on.
+_FOLLOWUP_READY = {"AUTHORIZED", "CAPTURED"}
+
+
+def _overhead_us(metadata: Any) -> int | None:
+    if not metadata:
+        return None
+    value = metadata.get(OVERHEAD_KEY)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def open_channel(cfg: RunConfig) -> grpc.aio.Channel:
+    """One grpc.aio channel to the target with its own TCP connection."""
+    # A local subchannel pool stops channels with equal arguments from sharing a connection.
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+    target = cfg.target
+    if not target.tls:
+        return grpc.aio.insecure_channel(target.address, options=options)
+    root = None
+    if target.ca_file is not None:
+        with open(target.ca_file, "rb") as f:
+            root = f.read()
+    creds = grpc.ssl_channel_credentials(root_certificates=root)
+    return grpc.aio.secure_channel(target.address, creds, options=options)
+
+
+class Generator:
+    """Sends one process's share of a run and keeps its figures."""
+
+    def __init__(self, cfg: RunConfig, index: int, queue: Any) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.queue = queue
+        load = cfg.load
+        self.timeout = cfg.target.deadline_ms / 1000
+        key = cfg.target.api_key
+        self.metadata = (("authorization", f"Bearer {key}"),) if key else None
+        self.stats: dict[tuple[str, str], CallStats] = {}
+        self.interval: dict[str, IntervalStats] = {}
+        self.lag = histo.new_histogram()
+        self.interval_ns = int(load.interval_s * schedule.NS_PER_S)
+        self.start_ns = 0
+        self.measure_ns = 0
+        self.stop_ns = 0
+        self.last_end_ns = 0
+        self.exhausted = False
+        self._callers: list[dict[str, Any]] = []
+        self._warmup: list[PlannedOp] = []
+        self._measured: list[PlannedOp] = []
+
+    # -- before the timed loop ---------------------------------------------------------------
+
+    def build(self) -> None:
+        """Every request this process will send, serialized now, keys unique per run."""
+        load = self.cfg.load
+        p, n_proc = self.index, load.processes
+        if load.mode == "open":
+            warm = schedule.open_loop_count(
+                rate=load.rate, seconds=load.warmup_s, processes=n_proc, process_index=p
+            )
+            if load.requests is not None:
+                count = schedule.open_loop_share(
+                    total=load.requests, processes=n_proc, process_index=p
+                )
+            else:
+                count = schedule.open_loop_count(
+                    rate=load.rate,
+                    seconds=load.duration_s or 0.0,
+                    processes=n_proc,
+                    process_index=p,
+                )
+            lag = max(64, int(load.rate / n_proc / 10))
+        else:
+            warm = math.ceil(load.warmup_s * load.pool_rate)
+            if load.requests is not None:
+                count = schedule.split_evenly(load.requests, n_proc)[p]
+            else:
+                count = math.ceil((load.duration_s or 0.0) * load.pool_rate)
+            lag = 4 * max(1, load.concurrency // n_proc)
+        prefix = f"bench-{self.cfg.run_id}-{p}-"
+        seed = self.cfg.seed * 1000 + p
+        self._warmup = build_plan(
+            scenario=self.cfg.scenario,
+            count=warm,
+            key_prefix=prefix + "w",
+            seed=seed,
+            replay_lag=lag,
+        )
+        self._measured = build_plan(
+            scenario=self.cfg.scenario,
+            count=count,
+            key_prefix=prefix + "m",
+            seed=seed + 500,
+            replay_lag=lag,
+        )
+        for op in OPERATIONS:
+            for rpc in (op.rpc, op.followup_rpc):
+                if rpc is not None:
+                    self.stats.setdefault((rpc, op.name), CallStats())
+                    self.interval.setdefault(rpc, IntervalStats())
+
+    async def connect(self) -> list[grpc.aio.Channel]:
+        channels = [open_channel(self.cfg) for _ in range(self.cfg.load.channels)]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(c.channel_ready() for c in channels)), timeout=CONNECT_TIMEOUT_S
+            )
+        except TimeoutError:
+            for channel in channels:
+                await channel.close()
+            raise ConnectionError(
+                f"could not connect to {self.cfg.target.address} in {CONNECT_TIMEOUT_S} s"
+            ) from None
+        for channel in channels:
+            self._callers.append(
+                {rpc: channel.unary_unary(payloads.method_path(rpc)) for rpc in RESPONSE_TYPES}
+            )
+        return channels
+
+    # -- the timed loop ----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        callables: dict[str, Any],
+        rpc: str,
+        op_name: str,
+        request: bytes,
+        started_ns: int,
+        measured: bool,
+    ) -> Any:
+        """One RPC; records it and returns the parsed payment (None on a non-OK status)."""
+        call = callables[rpc](request, timeout=self.timeout, metadata=self.metadata)
+        payment = None
+        try:
+            response = await call
+            trailing = await call.trailing_metadata()
+            code = "OK"
+            payment = RESPONSE_TYPES[rpc].FromString(response).payment
+            status = payloads.status_name(payment.status)
+        except grpc.aio.AioRpcError as exc:
+            trailing = exc.trailing_metadata()
+            code = exc.code().name
+            status = ""
+        end_ns = time.monotonic_ns()
+        latency_us = (end_ns - started_ns) // 1000
+        expected = code == expected_code(op_name)
+        self.interval[rpc].add(latency_us, expected)
+        if measured:
+            self.stats[(rpc, op_name)].add(latency_us, code, status, _overhead_us(trailing))
+            if end_ns > self.last_end_ns:
+                self.last_end_ns = end_ns
+        return payment
+
+    async def _execute(
+        self, callables: dict[str, Any], planned: PlannedOp, intended_ns: int, measured: bool
+    ) -> None:
+        op_index, request, followup = planned
+        op = OPERATIONS[op_index]
+        send_ns = time.monotonic_ns()
+        if intended_ns and measured:
+            histo.record_us(self.lag, max(0, send_ns - intended_ns) // 1000)
+        started = intended_ns if 0 < intended_ns < send_ns else send_ns
+        payment = await self._call(callables, op.rpc, op.name, request, started, measured)
+        if followup is None or op.followup_rpc is None or payment is None:
+            return
+        if payloads.status_name(payment.status) not in _FOLLOWUP_READY:
+            return
+        request = followup + payloads.payment_id_field(payment.id.encode())
+        await self._call(
+            callables, op.followup_rpc, op.name, request, time.monotonic_ns(), measured
+        )
+
+    async def _closed_caller(
+        self,
+        callables: dict[str, Any],
+        warmup: Iterator[PlannedOp],
+        measured: Iterator[PlannedOp],
+    ) -> None:
+        for planned in warmup:
+            if time.monotonic_ns() >= self.measure_ns:
+                break
+            await self._execute(callables, planned, 0, False)
+        wait_ns = self.measure_ns - time.monotonic_ns()
+        if wait_ns > 0:  # the warm-up's requests ran out early: measure from the window's start
+            await asyncio.sleep(wait_ns / schedule.NS_PER_S)
+        for planned in measured:
+            if time.monotonic_ns() >= self.stop_ns:
+                return
+            await self._execute(callables, planned, 0, True)
+        if self.cfg.load.duration_s is not None:
+            self.exhausted = True
+
+    def _open_sequence(self) -> Iterator[tuple[PlannedOp, int, bool]]:
+        load = self.cfg.load
+        for base_ns, plan, measured in (
+            (self.start_ns, self._warmup, False),
+            (self.measure_ns, self._measured, True),
+        ):
+            for k, planned in enumerate(plan):
+                at = schedule.intended_send_ns(
+                    start_ns=base_ns,
+                    rate=load.rate,
+                    processes=load.processes,
+                    process_index=self.index,
+                    k=k,
+                )
+                yield planned, at, measured
+
+    async def _open_sender(
+        self, callables: dict[str, Any], sequence: Iterator[tuple[PlannedOp, int, bool]]
+    ) -> None:
+        for planned, at_ns, measured in sequence:
+            delay = at_ns - time.monotonic_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / schedule.NS_PER_S)
+            await self._execute(callables, planned, at_ns, measured)
+
+    async def _ticker(self) -> None:
+        k = 0
+        while True:
+            next_ns = self.start_ns + (k + 1) * self.interval_ns
+            await asyncio.sleep(max(0, next_ns - time.monotonic_ns()) / schedule.NS_PER_S)
+            self._send_interval(k)
+            k += 1
+
+    def _send_interval(self, k: int) -> None:
+        payload = {rpc: s.take() for rpc, s in self.interval.items() if s.count}
+        self.queue.put(("tick", self.index, k, payload))
+
+    async def run(self, go: Any, start_at: Any) -> dict[str, Any]:
+        self.build()
+        channels = await self.connect()
+        try:
+            self.queue.put(("ready", self.index, None, None))
+            await asyncio.get_running_loop().run_in_executor(None, go.wait)
+            load = self.cfg.load
+            self.start_ns = int(start_at.value)
+            self.measure_ns = self.start_ns + int(load.warmup_s * schedule.NS_PER_S)
+            self.stop_ns = (
+                self.measure_ns + int(load.duration_s * schedule.NS_PER_S)
+                if load.duration_s is not None
+                else 2**63
+            )
+            delay = self.start_ns - time.monotonic_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / schedule.NS_PER_S)
+            ticker = asyncio.create_task(self._ticker())
+            if load.mode == "closed":
+                callers = schedule.split_evenly(load.concurrency, load.processes)[self.index]
+                warm, meas = iter(self._warmup), iter(self._measured)
+                tasks = [
+                    self._closed_caller(self._callers[i % len(self._callers)], warm, meas)
+                    for i in range(callers)
+                ]
+            else:
+                sequence = self._open_sequence()
+                tasks = [
+                    self._open_sender(self._callers[i % len(self._callers)], sequence)
+                    for i in range(load.max_inflight)
+                ]
+            await asyncio.gather(*tasks)
+            ticker.cancel()
+            k = (time.monotonic_ns() - self.start_ns) // self.interval_ns
+            self._send_interval(int(k))
+        finally:
+            for channel in channels:
+                await channel.close()
+        return self.result()
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "stats": [
+                {"rpc": rpc, "op": op, **s.export()}
+                for (rpc, op), s in self.stats.items()
+                if s.count
+            ],
+            "lag": histo.encode(self.lag) if self.lag.get_total_count() else "",
+            "measure_start_ns": self.measure_ns,
+            "last_end_ns": self.last_end_ns,
+            "exhausted": self.exhausted,
+        }
+
+
+def process_main(cfg: RunConfig, index: int, queue: Any, go: Any, start_at: Any) -> None:
+    """Entry point of a generator process (started with the spawn method)."""
+    try:
+        result = uvloop.run(Generator(cfg, index, queue).run(go, start_at))
+    except ConnectionError as exc:
+        queue.put(("error", index, None, str(exc)))
+        return
+    except BaseException:  # noqa: BLE001 - any failure must reach the parent, not vanish
+        queue.put(("error", index, None, traceback.format_exc()))
+        return
+    queue.put(("done", index, None, result))

@@ -30,9 +30,13 @@ def _auth(number: str, amount: int, *, manual: bool = False, key: str = "") -> g
         idempotency_key=key or f"demo-{secrets.token_hex(6)}",
         amount=money_pb2.Money(amount_minor=amount, currency="USD"),
         payment_method=payment_method_pb2.PaymentMethod(
-            card=payment_method_pb2.Card(number=number, expiry_month=12, expiry_year=2030, cvc="123")
+            card=payment_method_pb2.Card(
+                number=number, expiry_month=12, expiry_year=2030, cvc="123"
+            )
         ),
-        capture_mode=payment_pb2.CAPTURE_MODE_MANUAL if manual else payment_pb2.CAPTURE_MODE_AUTOMATIC,
+        capture_mode=payment_pb2.CAPTURE_MODE_MANUAL
+        if manual
+        else payment_pb2.CAPTURE_MODE_AUTOMATIC,
         merchant_reference="demo-order",
     )
 
@@ -72,28 +76,64 @@ async def tour(target: str, api_key: str) -> None:
             return out
 
         print("A tour of the Gateway (one call per line):")
-        await step("authorize 12.50 USD, automatic capture", lambda: stub.Authorize(_auth(APPROVE, 1250), metadata=md))
-        await step("authorize with a declining test card", lambda: stub.Authorize(_auth(DECLINE, 990), metadata=md))
-        auth = await step("authorize 80.00 USD, manual capture", lambda: stub.Authorize(_auth(APPROVE, 8000, manual=True), metadata=md))
+        await step(
+            "authorize 12.50 USD, automatic capture",
+            lambda: stub.Authorize(_auth(APPROVE, 1250), metadata=md),
+        )
+        await step(
+            "authorize with a declining test card",
+            lambda: stub.Authorize(_auth(DECLINE, 990), metadata=md),
+        )
+        auth = await step(
+            "authorize 80.00 USD, manual capture",
+            lambda: stub.Authorize(_auth(APPROVE, 8000, manual=True), metadata=md),
+        )
         if isinstance(auth, gw.AuthorizeResponse):
             pid = auth.payment.id
-            cap = gw.CaptureRequest(idempotency_key=f"demo-{secrets.token_hex(6)}", payment_id=pid,
-                                    amount=money_pb2.Money(amount_minor=6000, currency="USD"))
+            cap = gw.CaptureRequest(
+                idempotency_key=f"demo-{secrets.token_hex(6)}",
+                payment_id=pid,
+                amount=money_pb2.Money(amount_minor=6000, currency="USD"),
+            )
             await step("  capture 60.00 of it", lambda: stub.Capture(cap, metadata=md))
-            await step("  the same capture again (replayed)", lambda: stub.Capture(cap, metadata=md))
-            ref = gw.RefundRequest(idempotency_key=f"demo-{secrets.token_hex(6)}", payment_id=pid,
-                                   amount=money_pb2.Money(amount_minor=2500, currency="USD"), reason="demo")
+            await step(
+                "  the same capture again (replayed)", lambda: stub.Capture(cap, metadata=md)
+            )
+            ref = gw.RefundRequest(
+                idempotency_key=f"demo-{secrets.token_hex(6)}",
+                payment_id=pid,
+                amount=money_pb2.Money(amount_minor=2500, currency="USD"),
+                reason="demo",
+            )
             await step("  refund 25.00", lambda: stub.Refund(ref, metadata=md))
-            await step("  capture again (illegal)", lambda: stub.Capture(
-                gw.CaptureRequest(idempotency_key=f"demo-{secrets.token_hex(6)}", payment_id=pid), metadata=md))
+            await step(
+                "  capture again (illegal)",
+                lambda: stub.Capture(
+                    gw.CaptureRequest(
+                        idempotency_key=f"demo-{secrets.token_hex(6)}", payment_id=pid
+                    ),
+                    metadata=md,
+                ),
+            )
         key = f"demo-{secrets.token_hex(6)}"
-        await step("authorize with key K", lambda: stub.Authorize(_auth(APPROVE, 500, key=key), metadata=md))
-        await step("same key K, different amount", lambda: stub.Authorize(_auth(APPROVE, 501, key=key), metadata=md))
+        await step(
+            "authorize with key K",
+            lambda: stub.Authorize(_auth(APPROVE, 500, key=key), metadata=md),
+        )
+        await step(
+            "same key K, different amount",
+            lambda: stub.Authorize(_auth(APPROVE, 501, key=key), metadata=md),
+        )
         bad = _auth("4242424242424241", 0)
         await step("a malformed request", lambda: stub.Authorize(bad, metadata=md))
-        pending = await step("a card whose outcome comes later", lambda: stub.Authorize(_auth(PENDING, 700), metadata=md))
+        pending = await step(
+            "a card whose outcome comes later",
+            lambda: stub.Authorize(_auth(PENDING, 700), metadata=md),
+        )
         if isinstance(pending, gw.AuthorizeResponse):
-            async for update in stub.WatchPayment(gw.WatchPaymentRequest(payment_id=pending.payment.id), metadata=md, timeout=15):
+            async for update in stub.WatchPayment(
+                gw.WatchPaymentRequest(payment_id=pending.payment.id), metadata=md, timeout=15
+            ):
                 print(f"  {'  watching it':<44} -> {_status(update.payment)}")
 
 
@@ -104,4 +144,6 @@ def run_demo(*, target: str, api_key: str, seconds: float) -> int:
     except ImportError:
         return 0
     print(f"\nLoad for {seconds:.0f} s from the bench harness (payswitch bench run):")
-    return int(bench_main(["run", "--target", target, "--api-key", api_key, "--duration", str(seconds)]))
+    return int(
+        bench_main(["run", "--target", target, "--api-key", api_key, "--duration", str(seconds)])
+    )

@@ -59,12 +59,18 @@ class Reconciler:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
+        store_down = False
         while True:
             try:
                 await self.run_once()
                 self._metrics.pending.set(await self._store.pending_count(self._merchants))
+                if store_down:
+                    log.info("reconciler reaches Redis again")
+                store_down = False
             except StoreUnavailable:
-                log.warning("reconciler cannot reach Redis; will retry")
+                if not store_down:
+                    log.warning("reconciler cannot reach Redis; retrying quietly until it can")
+                store_down = True
             await asyncio.sleep(self._cfg.interval_ms / 1000)
 
     async def run_once(self) -> int:

@@ -133,16 +133,15 @@ class Processes:
         return proc
 
     def stop_all(self, timeout: float = 15.0) -> None:
+        """Stop the newest first (the switch before its adapters, adapters before Redis)."""
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for _, proc in reversed(self.procs):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
         self.procs.clear()
 
 
@@ -182,10 +181,18 @@ def default_channels() -> list[ChannelSpec]:
     return [ChannelSpec(name="sandbox", adapter="sandbox", priority=10)]
 
 
+@dataclass
+class Stack:
+    procs: Processes
+    workdir: pathlib.Path
+    metrics: str
+    redis_url: str
+
+
 @contextlib.contextmanager
 def running_stack(
     *, listen: str, api_key: str, redis_url: str | None, channels: list[ChannelSpec] | None = None
-) -> Iterator[tuple[Processes, pathlib.Path]]:
+) -> Iterator[Stack]:
     """Start redis (unless given), the channels' workers and the switch; stop all on exit."""
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="payswitch-up-"))
     procs = Processes(workdir)
@@ -210,6 +217,7 @@ def running_stack(
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
         cfg = workdir / "switch.toml"
+        metrics = f"127.0.0.1:{free_port()}"
         cfg.write_text(
             config_toml(
                 listen=listen,
@@ -217,12 +225,13 @@ def running_stack(
                 api_key=api_key,
                 channels=specs,
                 fingerprint_key_file=str(key_file),
+                metrics_listen=metrics,
             )
         )
         host, _, port = listen.rpartition(":")
         proc = procs.start("switch", python_module("switch", "serve", "--config", str(cfg)))
         wait_for_port(host.strip("[]") or "127.0.0.1", int(port), 30, proc)
-        yield procs, workdir
+        yield Stack(procs=procs, workdir=workdir, metrics=metrics, redis_url=url)
     finally:
         procs.stop_all()
 
@@ -237,10 +246,14 @@ def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_
 
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        with running_stack(listen=listen, api_key=key, redis_url=redis_url) as (procs, workdir):
+        with running_stack(listen=listen, api_key=key, redis_url=redis_url) as stack:
+            procs, workdir = stack.procs, stack.workdir
             print(f"payswitch is up: Gateway on {listen} (logs in {workdir})")
+            print(f"  Redis:   {stack.redis_url}   metrics: http://{stack.metrics}/metrics")
             print(f"  API key: {key}   (send as metadata 'authorization: Bearer {key}')")
-            print(f"  try:     grpcurl -plaintext -H 'authorization: Bearer {key}' {listen} list")
+            print(
+                f"  try:     buf curl --protocol grpc --http2-prior-knowledge --list-methods http://{listen}"
+            )
             if traffic_s > 0:
                 from switch.demo import run_demo
 

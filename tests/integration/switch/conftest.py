@@ -152,6 +152,7 @@ def switch_factory(
         merchant_burst: int = 100_000,
         reconciler_interval_ms: int = 50,
         grace_period_s: float = 10.0,
+        metrics_listen: str = "",
         dead_channels: list[tuple[str, int]] = (),  # type: ignore[assignment]
     ) -> Switch:
         key_file = tmp_path / "fp.key"
@@ -170,6 +171,7 @@ def switch_factory(
             merchant_rate=merchant_rate,
             merchant_burst=merchant_burst,
             grace_period_s=grace_period_s,
+            metrics_listen=metrics_listen,
         )
         toml += (
             "\n[[merchants]]\n"

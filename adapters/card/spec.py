@@ -97,11 +97,10 @@ def decode(raw: bytes) -> Message:
         raise MessageError(f"cannot decode: {_where(exc)}", routing) from exc
     except KeyError as exc:
         # pyiso8583 raises KeyError for a bitmap bit this spec does not define.
-        raise MessageError(
-            f"cannot decode: field {exc.args[0]} is not used by this channel"
-        ) from exc
+        message = f"cannot decode: field {exc.args[0]} is not used by this channel"
+        raise MessageError(message, _mti_of(raw)) from exc
     except (ValueError, IndexError, TypeError) as exc:
-        raise MessageError("cannot decode: malformed message") from exc
+        raise MessageError("cannot decode: malformed message", _mti_of(raw)) from exc
     result: Message = {k: str(v) for k, v in doc.items()}
     try:
         validate(result)
@@ -109,6 +108,11 @@ def decode(raw: bytes) -> Message:
         routing = {k: v for k, v in result.items() if k in ("t", "11", "41")}
         raise MessageError(str(exc), routing) from None
     return result
+
+
+def _mti_of(raw: bytes) -> Message:
+    mti = raw[:4].decode("ascii", "replace")
+    return {"t": mti} if _MTI.fullmatch(mti) else {}
 
 
 def _where(exc: iso8583.EncodeError | iso8583.DecodeError) -> str:

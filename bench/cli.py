@@ -38,6 +38,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
         help="sent as `authorization: Bearer KEY` (default: $PAYSWITCH_API_KEY)",
     )
     g.add_argument("--deadline-ms", type=int, default=5000, help="deadline of each call")
+    g.add_argument(
+        "--connect-timeout", type=float, default=15.0, help="seconds to wait for a connection"
+    )
 
 
 def _add_load(p: argparse.ArgumentParser) -> None:
@@ -100,6 +103,7 @@ def _run_config(ns: argparse.Namespace) -> RunConfig:
             ca_file=ns.ca,
             api_key=ns.api_key,
             deadline_ms=ns.deadline_ms,
+            connect_timeout_s=ns.connect_timeout,
         ),
         load=Load(
             mode=ns.mode,

@@ -25,6 +25,7 @@ class Target:
     ca_file: str | None = None
     api_key: str | None = field(default=None, repr=False)
     deadline_ms: int = 5000
+    connect_timeout_s: float = 15.0
 
     def check(self) -> None:
         host, sep, port = self.address.rpartition(":")
@@ -36,6 +37,8 @@ class Target:
             raise ConfigError(f"--ca: no such file {self.ca_file!r}")
         if self.deadline_ms <= 0:
             raise ConfigError("--deadline-ms: must be positive")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError("--connect-timeout: must be positive")
 
     def as_dict(self) -> dict[str, object]:
         # The API key itself never goes into a report.
@@ -45,6 +48,7 @@ class Target:
             "ca_file": self.ca_file,
             "api_key": "set" if self.api_key else None,
             "deadline_ms": self.deadline_ms,
+            "connect_timeout_s": self.connect_timeout_s,
         }
 
 

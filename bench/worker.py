@@ -19,7 +19,6 @@ from bench.stats import CallStats, IntervalStats, expected_code
 from payswitch.gateway.v1 import gateway_service_pb2
 
 OVERHEAD_KEY = "x-switch-overhead-us"
-CONNECT_TIMEOUT_S = 15
 RESPONSE_TYPES: dict[str, Any] = {
     "Authorize": gateway_service_pb2.AuthorizeResponse,
     "Capture": gateway_service_pb2.CaptureResponse,
@@ -133,15 +132,16 @@ class Generator:
 
     async def connect(self) -> list[grpc.aio.Channel]:
         channels = [open_channel(self.cfg) for _ in range(self.cfg.load.channels)]
+        wait_s = self.cfg.target.connect_timeout_s
         try:
             await asyncio.wait_for(
-                asyncio.gather(*(c.channel_ready() for c in channels)), timeout=CONNECT_TIMEOUT_S
+                asyncio.gather(*(c.channel_ready() for c in channels)), timeout=wait_s
             )
         except TimeoutError:
             for channel in channels:
                 await channel.close()
             raise ConnectionError(
-                f"could not connect to {self.cfg.target.address} in {CONNECT_TIMEOUT_S} s"
+                f"could not connect to {self.cfg.target.address} in {wait_s:g} s"
             ) from None
         for channel in channels:
             self._callers.append(

@@ -1,0 +1,172 @@
+"""A small hand-written GatewayService for the harness's own tests: real gRPC, in-memory state.
+
+Run as `python fake_gateway.py --listen 127.0.0.1:0 [--api-key K] [--cert C --key K]`; it prints
+`listening on HOST:PORT`. Outcomes follow the sandbox test cards: 4000000000000002 declines,
+any other valid card approves. Every answer carries `x-switch-overhead-us`, as the switch does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import hashlib
+import signal
+from typing import Any
+
+import grpc
+import uvloop
+
+from payswitch.common.v1 import payment_status_pb2 as ps
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
+from payswitch.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
+from payswitch.gateway.v1 import payment_pb2
+
+DECLINE_CARD = "4000000000000002"
+OVERHEAD_US = "137"
+CURRENCIES = {"USD", "EUR"}
+
+
+def luhn_ok(number: str) -> bool:
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def problems(req: gw.AuthorizeRequest) -> list[str]:
+    card = req.payment_method.card
+    today = datetime.date.today()
+    bad = []
+    if req.amount.amount_minor <= 0:
+        bad.append("amount.amount_minor")
+    if req.amount.currency not in CURRENCIES:
+        bad.append("amount.currency")
+    if not luhn_ok(card.number):
+        bad.append("payment_method.card.number")
+    if (card.expiry_year, card.expiry_month) < (today.year, today.month):
+        bad.append("payment_method.card.expiry")
+    if not (card.cvc.isdigit() and 3 <= len(card.cvc) <= 4):
+        bad.append("payment_method.card.cvc")
+    if req.capture_mode == payment_pb2.CAPTURE_MODE_UNSPECIFIED:
+        bad.append("capture_mode")
+    return bad
+
+
+class FakeGateway(gw_grpc.GatewayServiceServicer):
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key
+        self.payments: dict[str, payment_pb2.Payment] = {}
+        self.keys: dict[str, tuple[str, bytes]] = {}
+
+    async def _guard(self, request: Any, context: Any, method: str) -> bytes | None:
+        """Checks the caller and the key; the stored answer when this is a replay."""
+        context.set_trailing_metadata((("x-switch-overhead-us", OVERHEAD_US),))
+        if self.api_key is not None:
+            given = dict(context.invocation_metadata()).get("authorization")
+            if given != f"Bearer {self.api_key}":
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+        fingerprint = hashlib.sha256(method.encode() + request.SerializeToString()).hexdigest()
+        stored = self.keys.get(request.idempotency_key)
+        if stored is None:
+            return None
+        if stored[0] != fingerprint:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "idempotency key reused")
+        return stored[1]
+
+    def _keep(self, request: Any, method: str, response: Any) -> Any:
+        fingerprint = hashlib.sha256(method.encode() + request.SerializeToString()).hexdigest()
+        self.keys[request.idempotency_key] = (fingerprint, response.SerializeToString())
+        return response
+
+    async def Authorize(self, request: gw.AuthorizeRequest, context: Any) -> gw.AuthorizeResponse:
+        replay = await self._guard(request, context, "Authorize")
+        if replay is not None:
+            return gw.AuthorizeResponse.FromString(replay)
+        bad = problems(request)
+        if bad:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad fields: " + ", ".join(bad))
+        payment = payment_pb2.Payment(
+            id=f"pay_{len(self.payments):08d}",
+            amount=request.amount,
+            capture_mode=request.capture_mode,
+            channel="fake",
+        )
+        if request.payment_method.card.number == DECLINE_CARD:
+            payment.status = ps.PAYMENT_STATUS_DECLINED
+        elif request.capture_mode == payment_pb2.CAPTURE_MODE_AUTOMATIC:
+            payment.status = ps.PAYMENT_STATUS_CAPTURED
+        else:
+            payment.status = ps.PAYMENT_STATUS_AUTHORIZED
+        self.payments[payment.id] = payment
+        return self._keep(request, "Authorize", gw.AuthorizeResponse(payment=payment))
+
+    async def _move(
+        self, request: Any, context: Any, method: str, want: int, to: int
+    ) -> payment_pb2.Payment | bytes:
+        replay = await self._guard(request, context, method)
+        if replay is not None:
+            return replay
+        payment = self.payments.get(request.payment_id)
+        if payment is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such payment")
+        if payment.status != want:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "illegal transition")
+        payment.status = to
+        return payment
+
+    async def Capture(self, request: gw.CaptureRequest, context: Any) -> gw.CaptureResponse:
+        moved = await self._move(
+            request, context, "Capture", ps.PAYMENT_STATUS_AUTHORIZED, ps.PAYMENT_STATUS_CAPTURED
+        )
+        if isinstance(moved, bytes):
+            return gw.CaptureResponse.FromString(moved)
+        return self._keep(request, "Capture", gw.CaptureResponse(payment=moved))
+
+    async def Refund(self, request: gw.RefundRequest, context: Any) -> gw.RefundResponse:
+        moved = await self._move(
+            request, context, "Refund", ps.PAYMENT_STATUS_CAPTURED, ps.PAYMENT_STATUS_REFUNDED
+        )
+        if isinstance(moved, bytes):
+            return gw.RefundResponse.FromString(moved)
+        return self._keep(request, "Refund", gw.RefundResponse(payment=moved))
+
+
+async def serve(args: argparse.Namespace, tls: tuple[bytes, bytes] | None) -> None:
+    server = grpc.aio.server()
+    gw_grpc.add_GatewayServiceServicer_to_server(FakeGateway(args.api_key), server)
+    if tls is not None:
+        port = server.add_secure_port(args.listen, grpc.ssl_server_credentials([tls]))
+    else:
+        port = server.add_insecure_port(args.listen)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on {args.listen.rpartition(':')[0]}:{port}", flush=True)
+    await stop.wait()
+    await server.stop(grace=1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--cert", default=None)
+    parser.add_argument("--key", default=None)
+    args = parser.parse_args()
+    tls = None
+    if args.cert:
+        with open(args.cert, "rb") as c, open(args.key, "rb") as k:
+            tls = (k.read(), c.read())
+    uvloop.run(serve(args, tls))
+
+
+if __name__ == "__main__":
+    main()

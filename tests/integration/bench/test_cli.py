@@ -1,0 +1,124 @@
+"""`payswitch bench` as a user runs it: real processes, real servers, real h2load."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+
+def test_run_with_calibration_writes_a_report_that_compares_equal_to_itself(
+    echo_address: str, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "run.json"
+    done = bench(
+        "run",
+        "--target",
+        echo_address,
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--calibrate",
+        "1",
+        "--api-key",
+        "secret-key-123",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "calls/s" in done.stdout and f"report: {out}" in done.stdout
+    report = json.loads(out.read_text())
+    assert report["kind"] == "run"
+    assert report["machine"]["cpu_count"] > 0
+    assert report["software"]["grpcio"]
+    assert report["config"]["load"]["mode"] == "closed"
+    assert report["figures"]["rate"]["value"] > 0
+    # The harness's rate as a share of h2load's against the echo server, measured in this run.
+    calibration = report["calibration"]
+    assert calibration["h2load_rps"] > 0 and calibration["harness_rps"] > 0
+    assert report["figures"]["calibration.share"]["value"] == calibration["share"]
+    assert calibration["echo_served_calls"] >= calibration["measured_calls"]
+    # The API key never reaches the report.
+    assert "secret-key-123" not in out.read_text()
+
+    same = bench("compare", str(out), str(out))
+    assert same.returncode == 0, same.stderr
+    assert "0 better, 0 worse" in same.stdout
+
+
+def test_baseline_command_records_h2load_and_harness(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "baseline.json"
+    done = bench(
+        "baseline",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+        "--rounds",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    # Exit 1 says the harness fell below its required share; either way the figures are kept.
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(out.read_text())
+    cal = report["calibration"]
+    assert cal["rounds"][0]["h2load_rps"] > 0
+    assert cal["rounds"][0]["harness_rps"] > 0
+    assert (done.returncode == 1) == cal["harness_is_bottleneck"]
+    assert "harness at" in done.stdout
+
+
+def test_step_mode_reports_every_step(echo_address: str, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "step.json"
+    done = bench(
+        "step",
+        "--target",
+        echo_address,
+        "--start-rate",
+        "100",
+        "--step-rate",
+        "100",
+        "--max-rate",
+        "200",
+        "--step-duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+        "--slo-p99-ms",
+        "1000",
+        "--calibrate",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    rates = [s["rate"] for s in report["steps"]]
+    assert rates[0] == 100
+    assert report["capacity_rps"] in (None, *rates)
+    assert all(s["result"]["calls"] > 0 for s in report["steps"])
+
+
+def test_bad_flags_exit_2_with_the_flag_named() -> None:
+    done = bench("run", "--mode", "open", "--calibrate", "0")
+    assert done.returncode == 2
+    assert "--rate" in done.stderr

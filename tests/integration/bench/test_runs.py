@@ -1,0 +1,131 @@
+"""Small closed- and open-loop runs against real servers, checked by what they counted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bench import histo, runner
+from bench.config import Load, RunConfig, Target
+from bench.scenarios import parse_mix
+from tests.integration.bench.conftest import API_KEY
+
+
+def config(
+    address: str,
+    *,
+    scenario: str = "authorize",
+    api_key: str | None = None,
+    tls: bool = False,
+    ca: str | None = None,
+    **load: Any,
+) -> RunConfig:
+    load.setdefault("warmup_s", 0.3)
+    load.setdefault("interval_s", 0.5)
+    if "requests" in load:
+        load.setdefault("duration_s", None)
+    return RunConfig(
+        target=Target(address=address, api_key=api_key, tls=tls, ca_file=ca, connect_timeout_s=5.0),
+        load=Load(**load),
+        scenario=parse_mix(scenario),
+    )
+
+
+def test_closed_loop_mix_is_counted_by_operation_and_status(
+    fake_gateway: Callable[..., str],
+) -> None:
+    address = fake_gateway("--api-key", API_KEY)
+    cfg = config(
+        address,
+        scenario="mixed",
+        api_key=API_KEY,
+        mode="closed",
+        concurrency=8,
+        requests=400,
+        processes=2,
+    )
+    result = runner.run(cfg, out=None)
+    ops = result["operations"]
+
+    # Two processes' histograms merged: every one of the 400 measured actions is there once.
+    assert result["rpcs"]["Authorize"]["calls"] == 400
+    assert result["rpcs"]["Authorize"]["latency_us"]["count"] == 400
+    assert histo.decode(result["rpcs"]["Authorize"]["histogram"]).get_total_count() == 400
+    # Bad requests are refused, and that is what they are for: not counted as errors.
+    assert set(ops["Authorize/bad"]["codes"]) == {"INVALID_ARGUMENT"}
+    assert result["errors"] == 0
+    assert ops["Authorize/decline"]["statuses"] == {"DECLINED": ops["Authorize/decline"]["calls"]}
+    assert ops["Authorize/authorize"]["statuses"] == {
+        "CAPTURED": ops["Authorize/authorize"]["calls"]
+    }
+    # Follow-ups act on the payment the first call made.
+    capture = ops["Capture/authorize_capture"]
+    assert capture["statuses"] == {"CAPTURED": ops["Authorize/authorize_capture"]["calls"]}
+    refund = ops["Refund/refund"]
+    assert refund["statuses"] == {"REFUNDED": ops["Authorize/refund"]["calls"]}
+    # A replay gets the stored answer of the key's first call.
+    assert ops["Authorize/replay"]["codes"] == {"OK": ops["Authorize/replay"]["calls"]}
+    assert ops["Authorize/replay"]["statuses"] == {"CAPTURED": ops["Authorize/replay"]["calls"]}
+    # The switch's own share of the latency comes from the trailer, in its own histogram.
+    assert result["rpcs"]["Authorize"]["overhead_us"]["p50"] == 137
+    assert result["rpcs"]["Authorize"]["overhead_us"]["count"] == 400
+
+
+def test_open_loop_sends_exactly_the_scheduled_requests(echo_address: str) -> None:
+    cfg = config(echo_address, mode="open", rate=400.0, requests=200, processes=2)
+    result = runner.run(cfg, out=None)
+    assert result["offered_rate"] == 400.0
+    assert result["rpcs"]["Authorize"]["calls"] == 200
+    assert result["rpcs"]["Authorize"]["codes"] == {"OK": 200}
+    # Each measured request's lag behind its intended send time is recorded.
+    assert result["send_lag_us"]["count"] == 200
+
+
+def test_duration_run_excludes_warm_up_and_keeps_a_timeline(echo_address: str) -> None:
+    cfg = config(echo_address, mode="closed", concurrency=4, duration_s=1.0, warmup_s=0.5)
+    result = runner.run(cfg, out=None)
+    assert result["measure_s"] == 1.0
+    assert result["calls"] > 0
+    assert result["errors"] == 0
+    phases = {row["phase"] for row in result["timeline"]}
+    assert phases == {"warm-up", "measure"}
+    # Warm-up calls appear in the timeline but not in the measured figures.
+    timeline_calls = sum(
+        row["rpcs"]["Authorize"]["calls"]
+        for row in result["timeline"]
+        if "Authorize" in row["rpcs"]
+    )
+    assert timeline_calls > result["rpcs"]["Authorize"]["calls"]
+
+
+def test_wrong_api_key_is_counted_as_unauthenticated(fake_gateway: Callable[..., str]) -> None:
+    address = fake_gateway("--api-key", API_KEY)
+    cfg = config(address, api_key="not-the-key", mode="closed", concurrency=2, requests=20)
+    result = runner.run(cfg, out=None)
+    assert result["rpcs"]["Authorize"]["codes"] == {"UNAUTHENTICATED": 20}
+    assert result["errors"] == 20
+
+
+def test_tls_target_with_its_ca(
+    fake_gateway: Callable[..., str], tls_files: tuple[str, str]
+) -> None:
+    cert, key = tls_files
+    address = fake_gateway("--cert", cert, "--key", key)
+    cfg = config(address, tls=True, ca=cert, mode="closed", concurrency=2, requests=20)
+    result = runner.run(cfg, out=None)
+    assert result["rpcs"]["Authorize"]["codes"] == {"OK": 20}
+
+
+def test_unreachable_target_fails_with_a_clear_error() -> None:
+    from tests.conftest import free_port
+
+    cfg = config(f"127.0.0.1:{free_port()}", mode="closed", concurrency=1, requests=1)
+    cfg = RunConfig(
+        target=Target(address=cfg.target.address, connect_timeout_s=0.5),
+        load=cfg.load,
+        scenario=cfg.scenario,
+    )
+    with pytest.raises(runner.BenchError, match="could not connect"):
+        runner.run(cfg, out=None)

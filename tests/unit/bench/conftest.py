@@ -1,0 +1,52 @@
+"""Run results made from known latencies, through the same merge the runner uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from bench import runner
+from bench.config import Load, RunConfig, Target
+from bench.scenarios import SCENARIOS
+from bench.stats import CallStats
+
+MakeRun = Callable[..., dict[str, Any]]
+
+
+def make_run(
+    *,
+    latencies_us: Sequence[int],
+    duration_s: float = 1.0,
+    processes: int = 1,
+    op: str = "authorize",
+    code: str = "OK",
+    overhead_us: int | None = None,
+) -> dict[str, Any]:
+    """One closed-loop run's merged figures: each process sent all of `latencies_us`."""
+    cfg = RunConfig(
+        target=Target(address="127.0.0.1:1"),
+        load=Load(duration_s=duration_s, processes=processes, concurrency=max(32, processes)),
+        scenario=SCENARIOS["authorize"],
+    )
+    results = []
+    for _ in range(processes):
+        stats = CallStats()
+        for latency in latencies_us:
+            stats.add(latency, code, "CAPTURED" if code == "OK" else "", overhead_us)
+        results.append(
+            {
+                "stats": [{"rpc": "Authorize", "op": op, **stats.export()}],
+                "lag": "",
+                "measure_start_ns": 0,
+                "last_end_ns": 0,
+                "exhausted": False,
+            }
+        )
+    return runner.merge_results(cfg, results, [])
+
+
+@pytest.fixture
+def run_of() -> MakeRun:
+    return make_run

@@ -1,0 +1,93 @@
+"""Comparing reports: changes beyond the noise are called, changes inside it are not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import compare
+
+
+def fig(value: float, low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    low = value if low is None else low
+    high = value if high is None else high
+    return {
+        "value": value,
+        "min": low,
+        "max": high,
+        "runs": 3,
+        "noise": (high - low) / value if value else 0.0,
+    }
+
+
+def rep(figures: dict[str, Any], **config: Any) -> dict[str, Any]:
+    return {"figures": figures, "config": config, "date": "d", "command": "c", "git": None}
+
+
+def verdicts(a: dict[str, Any], b: dict[str, Any], **kw: Any) -> dict[str, str]:
+    return {row.name: row.verdict for row in compare.compare(a, b, **kw)}
+
+
+def test_direction_decides_better_or_worse() -> None:
+    a = rep({"rate": fig(1000), "Authorize.p99_us": fig(10_000)})
+    b = rep({"rate": fig(1500), "Authorize.p99_us": fig(20_000)})
+    assert verdicts(a, b) == {"rate": "better", "Authorize.p99_us": "worse"}
+    assert verdicts(b, a) == {"rate": "worse", "Authorize.p99_us": "better"}
+
+
+def test_small_changes_sit_inside_the_stated_floor() -> None:
+    a = rep({"rate": fig(1000), "Authorize.p99_us": fig(10_000)})
+    b = rep({"rate": fig(1050), "Authorize.p99_us": fig(11_000)})
+    rows = compare.compare(a, b)
+    assert {r.verdict for r in rows} == {"within noise"}
+    assert {r.noise_source for r in rows} == {"stated"}
+
+
+def test_measured_spread_widens_the_noise() -> None:
+    # A's repeats spread 30% apart, so a 20% higher rate in B is not a real change.
+    a = rep({"rate": fig(1000, 850, 1150)})
+    b = rep({"rate": fig(1200)})
+    (row,) = compare.compare(a, b)
+    assert row.verdict == "within noise"
+    assert row.noise_source == "measured"
+    assert row.noise == 0.3
+
+
+def test_one_floor_for_all_overrides_the_stated_ones() -> None:
+    a = rep({"rate": fig(1000)})
+    b = rep({"rate": fig(1050)})
+    assert verdicts(a, b, floor=0.01) == {"rate": "better"}
+
+
+def test_error_ratio_is_compared_in_percentage_points() -> None:
+    a = rep({"error_ratio": fig(0.0)})
+    assert verdicts(a, rep({"error_ratio": fig(0.0005)})) == {"error_ratio": "within noise"}
+    assert verdicts(a, rep({"error_ratio": fig(0.02)})) == {"error_ratio": "worse"}
+
+
+def test_figures_in_one_report_only_are_named() -> None:
+    a = rep({"rate": fig(10), "Capture.rate": fig(5)})
+    b = rep({"rate": fig(10), "Refund.rate": fig(5)})
+    assert verdicts(a, b) == {
+        "rate": "within noise",
+        "Capture.rate": "only in A",
+        "Refund.rate": "only in B",
+    }
+
+
+def test_render_names_differing_settings_and_counts_verdicts() -> None:
+    a = rep({"rate": fig(1000)}, load={"concurrency": 32})
+    b = rep({"rate": fig(2000)}, load={"concurrency": 64})
+    text = compare.render(a, b, compare.compare(a, b))
+    assert "settings differ: load.concurrency" in text
+    assert "+100.0%" in text
+    assert "1 better, 0 worse" in text
+
+
+def test_floors_by_kind_of_figure() -> None:
+    assert compare.floor_for("Authorize.p99_9_us") == 0.30
+    assert compare.floor_for("Authorize.p99_us") == 0.20
+    assert compare.floor_for("send_lag_p99_us") == 0.50
+    assert compare.floor_for("Authorize.overhead_p50_us") == 0.10
+    assert compare.higher_is_better("calibration.h2load_rps")
+    assert compare.higher_is_better("share_of_echo")
+    assert not compare.higher_is_better("Authorize.max_us")

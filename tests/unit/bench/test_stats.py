@@ -1,0 +1,50 @@
+"""Merging the per-process figures: counts add up, expected refusals are not errors."""
+
+from __future__ import annotations
+
+from bench import stats
+from tests.unit.bench.conftest import MakeRun
+
+
+def test_processes_merge_into_one_figure(run_of: MakeRun) -> None:
+    result = run_of(latencies_us=[1000, 2000, 3000, 4000], processes=3, duration_s=2.0)
+    auth = result["rpcs"]["Authorize"]
+    assert auth["calls"] == 12
+    assert auth["latency_us"]["count"] == 12
+    assert auth["rate"] == 6.0
+    assert auth["codes"] == {"OK": 12}
+    assert auth["statuses"] == {"CAPTURED": 12}
+    assert result["rate"] == 6.0
+    assert result["operations"]["Authorize/authorize"]["calls"] == 12
+
+
+def test_overhead_kept_only_when_the_server_sent_it(run_of: MakeRun) -> None:
+    with_trailer = run_of(latencies_us=[5000] * 10, overhead_us=250)
+    without = run_of(latencies_us=[5000] * 10)
+    assert with_trailer["rpcs"]["Authorize"]["overhead_us"]["p99"] == 250
+    assert without["rpcs"]["Authorize"]["overhead_us"] is None
+
+
+def test_a_refused_bad_request_is_expected_anything_else_is_an_error(run_of: MakeRun) -> None:
+    refused = run_of(latencies_us=[100] * 5, op="bad", code="INVALID_ARGUMENT")
+    assert refused["errors"] == 0
+    accepted_bad = run_of(latencies_us=[100] * 5, op="bad", code="OK")
+    assert accepted_bad["errors"] == 5
+    failed = run_of(latencies_us=[100] * 4, code="UNAVAILABLE")
+    assert failed["errors"] == 4
+    assert failed["error_ratio"] == 1.0
+
+
+def test_unexpected_counts_by_operation() -> None:
+    assert stats.unexpected("bad", {"INVALID_ARGUMENT": 3, "OK": 1}) == 1
+    assert stats.unexpected("authorize", {"OK": 3, "DEADLINE_EXCEEDED": 2}) == 2
+
+
+def test_interval_stats_are_taken_and_reset() -> None:
+    interval = stats.IntervalStats()
+    interval.add(100, True)
+    interval.add(200, False)
+    calls, errors, encoded = interval.take()
+    assert (calls, errors) == (2, 1)
+    assert encoded
+    assert interval.take()[:2] == (0, 0)

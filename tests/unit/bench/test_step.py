@@ -1,0 +1,118 @@
+"""Step mode against a hand-written stand-in for the runner: where capacity is found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import step
+from bench.config import ConfigError, Load, RunConfig, Target
+from bench.scenarios import SCENARIOS
+
+BASE = RunConfig(target=Target(address="127.0.0.1:1"), load=Load(), scenario=SCENARIOS["authorize"])
+
+
+class FakeServer:
+    """Answers within 2 ms up to its capacity; past it, queues build and p99 is 50 ms."""
+
+    def __init__(self, capacity: float, errors_above: float | None = None) -> None:
+        self.capacity = capacity
+        self.errors_above = errors_above
+        self.rates: list[float] = []
+
+    def run(self, cfg: RunConfig, *, out: Any = None) -> dict[str, Any]:
+        assert cfg.load.mode == "open"
+        rate = cfg.load.rate
+        self.rates.append(rate)
+        p99 = 2000 if rate <= self.capacity else 50_000
+        calls = int(rate * (cfg.load.duration_s or 0))
+        failing = self.errors_above is not None and rate > self.errors_above
+        return {
+            "calls": calls,
+            "measure_s": cfg.load.duration_s,
+            "error_ratio": 0.05 if failing else 0.0,
+            "rpcs": {"Authorize": {"calls": calls, "latency_us": {"p99": p99}}},
+        }
+
+
+def test_capacity_is_the_last_rate_that_held() -> None:
+    server = FakeServer(capacity=2500)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1000, step_rate=1000, max_rate=10_000, step_s=2),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert server.rates == [1000, 2000, 3000]
+    assert found["capacity_rps"] == 2000
+    assert found["first_broken_rps"] == 3000
+    assert "p99" in found["steps"][-1]["reason"]
+
+
+def test_refinement_bisects_between_held_and_broken() -> None:
+    server = FakeServer(capacity=2600)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1000, step_rate=1000, max_rate=10_000, step_s=2, refine=3),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert server.rates == [1000, 2000, 3000, 2500, 2750, 2625]
+    assert found["capacity_rps"] == 2500
+
+
+def test_errors_break_the_objective_too() -> None:
+    server = FakeServer(capacity=10_000, errors_above=1500)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1000, step_rate=1000, max_rate=5000, step_s=1),
+        step.Objective(p99_ms=10, error_ratio=0.01),
+        run=server.run,
+        out=None,
+    )
+    assert found["capacity_rps"] == 1000
+    assert found["steps"][-1]["reason"].startswith("errors")
+
+
+def test_reaching_the_maximum_rate_is_said() -> None:
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=100, step_rate=100, max_rate=300, step_s=1),
+        step.Objective(p99_ms=10),
+        run=FakeServer(capacity=1e9).run,
+        out=None,
+    )
+    assert found["capacity_rps"] == 300
+    assert found["reached_max_rate"]
+
+
+def test_nothing_held() -> None:
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=5000, step_rate=100, max_rate=6000, step_s=1),
+        step.Objective(p99_ms=10),
+        run=FakeServer(capacity=100).run,
+        out=None,
+    )
+    assert found["capacity_rps"] is None
+    assert len(found["steps"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("steps", "objective"),
+    [
+        (step.Steps(start_rate=0, step_rate=1, max_rate=1), step.Objective(p99_ms=1)),
+        (step.Steps(start_rate=10, step_rate=1, max_rate=5), step.Objective(p99_ms=1)),
+        (step.Steps(start_rate=1, step_rate=1, max_rate=5), step.Objective(p99_ms=0)),
+        (
+            step.Steps(start_rate=1, step_rate=1, max_rate=5),
+            step.Objective(p99_ms=1, error_ratio=2),
+        ),
+    ],
+)
+def test_bad_settings_are_refused(steps: step.Steps, objective: step.Objective) -> None:
+    with pytest.raises(ConfigError):
+        step.search(BASE, steps, objective, run=FakeServer(1).run, out=None)

@@ -157,6 +157,34 @@ def check_capabilities(caps: Capabilities) -> None:
         raise ValueError("capabilities.max_amount_minor: must be 0 or >= min_amount_minor")
 
 
+_Queue = asyncio.Queue[ChannelEvent | None]
+
+
+class Subscription:
+    """One open event stream of an EventHub; iterate it, and close() it when done."""
+
+    def __init__(
+        self,
+        streams: set[asyncio.Queue[ChannelEvent | None]],
+        queue: asyncio.Queue[ChannelEvent | None],
+    ) -> None:
+        self._streams = streams
+        self._queue = queue
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ChannelEvent:
+        event = await self._queue.get()
+        if event is None:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        self._streams.discard(self._queue)
+
+
 class EventHub:
     """The EventSink the worker hands to the adapter: fans each event out to every open
     WatchEvents stream, and keeps up to `buffer` events while none is open (oldest dropped)."""
@@ -164,7 +192,7 @@ class EventHub:
     def __init__(self, *, buffer: int = 10_000) -> None:
         self._buffer = buffer
         self._backlog: deque[ChannelEvent] = deque(maxlen=buffer)
-        self._streams: set[asyncio.Queue[ChannelEvent | None]] = set()
+        self._streams: set[_Queue] = set()
         self._closed = False
         self.dropped = 0
 
@@ -183,19 +211,19 @@ class EventHub:
                     self._drop(dropped, "stream not keeping up")
             queue.put_nowait(event)
 
-    async def stream(self) -> AsyncIterator[ChannelEvent]:
-        """Events from now on (the first stream also gets the backlog), until `close()`."""
-        queue: asyncio.Queue[ChannelEvent | None] = asyncio.Queue()
+    def subscribe(self) -> Subscription:
+        """A stream of events from now on (the first one also gets the backlog) until `close()`.
+
+        It is registered at once, so nothing published after this call is missed.
+        """
+        queue: _Queue = asyncio.Queue()
         if self._closed:
-            return
+            queue.put_nowait(None)
+            return Subscription(self._streams, queue)
         while self._backlog:
             queue.put_nowait(self._backlog.popleft())
         self._streams.add(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._streams.discard(queue)
+        return Subscription(self._streams, queue)
 
     def close(self) -> None:
         """End every stream; later events are dropped."""
@@ -316,8 +344,14 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
     async def WatchEvents(
         self, request: ch.WatchEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[ch.WatchEventsResponse]:
-        async for event in self._hub.stream():
-            yield convert.event_to_proto(event)
+        subscription = self._hub.subscribe()
+        try:
+            # Initial metadata tells the caller the stream is open and will miss nothing.
+            await context.send_initial_metadata(())
+            async for event in subscription:
+                yield convert.event_to_proto(event)
+        finally:
+            subscription.close()
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
@@ -405,8 +439,8 @@ async def serve_worker(
     try:
         try:
             await worker.start()
-        except (OSError, RuntimeError, ValueError):
-            log.exception("worker failed to start", extra={"listen": listen})
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.error("worker failed to start", extra={"listen": listen, "error": str(exc)})
             return 1
         await stop.wait()
         log.info("stopping", extra={"grace_s": grace_s})

@@ -30,9 +30,9 @@ async def test_backlog_is_bounded_and_goes_to_the_first_stream() -> None:
     for n in range(5):
         hub.publish(event(n))
     assert hub.dropped == 2
-    first = hub.stream()
+    first = hub.subscribe()
     assert await take(first, 3) == ["r2", "r3", "r4"]
-    second = hub.stream()
+    second = hub.subscribe()
     nxt = asyncio.ensure_future(take(second, 1))
     await asyncio.sleep(0)
     hub.publish(event(9))
@@ -45,7 +45,7 @@ async def test_backlog_is_bounded_and_goes_to_the_first_stream() -> None:
 
 async def test_slow_stream_loses_its_oldest_event_only() -> None:
     hub = EventHub(buffer=2)
-    stream = hub.stream()
+    stream = hub.subscribe()
     started = asyncio.ensure_future(take(stream, 1))
     await asyncio.sleep(0)
     hub.publish(event(0))

@@ -1,0 +1,224 @@
+"""Conformance checks of single answers: health, Describe, approval, decline, bad input."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+
+from adapters.sdk import convert
+from adapters.sdk.conformance.client import (
+    ChannelClient,
+    ConformanceError,
+    Refused,
+    expect,
+    new_reference,
+)
+from adapters.sdk.conformance.profile import ConformanceProfile
+from adapters.sdk.types import Card, OperationStatus, OperationType, PaymentMethodType
+from payswitch.channel.v1 import channel_service_pb2 as ch
+
+CHANNEL_SERVICE = "payswitch.channel.v1.ChannelService"
+INVALID_REQUEST = "ERROR_REASON_INVALID_REQUEST"
+
+
+def client_for(target: str, profile: ConformanceProfile) -> ChannelClient:
+    return ChannelClient(target, timeout_s=profile.call_timeout_s)
+
+
+async def expect_status(
+    client: ChannelClient,
+    reference: str,
+    operation: OperationType,
+    want: OperationStatus,
+    profile: ConformanceProfile,
+    why: str,
+) -> None:
+    """Inquire `reference` and fail unless its status is `want`."""
+    found = await client.inquire(reference, operation, merchant_id=profile.merchant_id)
+    expect(found.status is want, f"{why}: Inquire said {found.status.name}, want {want.name}")
+
+
+async def check_health_served(target: str, profile: ConformanceProfile) -> None:
+    """grpc.health.v1 answers SERVING for the server and for the Channel service."""
+    async with client_for(target, profile) as client:
+        for service in ("", CHANNEL_SERVICE):
+            status = await client.health(service)
+            name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            expect(
+                status == health_pb2.HealthCheckResponse.SERVING,
+                f"health of {service or 'the server'!r} is {name}, want SERVING",
+            )
+
+
+async def check_capabilities_described(target: str, profile: ConformanceProfile) -> None:
+    """Describe names the channel and what it supports, and covers the profile's instruments."""
+    async with client_for(target, profile) as client:
+        caps = await client.describe()
+    expect(
+        convert.CHANNEL_NAME.fullmatch(caps.name) is not None,
+        f"name {caps.name!r} must match [a-z0-9_]{{1,32}}",
+    )
+    if profile.channel_name is not None:
+        expect(
+            caps.name == profile.channel_name, f"name {caps.name!r}, want {profile.channel_name!r}"
+        )
+    expect(bool(caps.payment_methods), "no payment methods described")
+    bad = sorted(c for c in caps.currencies if convert.CURRENCY.fullmatch(c) is None)
+    expect(bool(caps.currencies) and not bad, f"currencies must be ISO 4217 codes, got {bad}")
+    expect(caps.min_amount_minor >= 1, "min_amount_minor must be at least 1")
+    expect(
+        caps.max_amount_minor == 0 or caps.max_amount_minor >= caps.min_amount_minor,
+        "max_amount_minor must be 0 (no limit) or at least min_amount_minor",
+    )
+    expect(
+        profile.currency in caps.currencies, f"profile currency {profile.currency} not described"
+    )
+    within = caps.max_amount_minor == 0 or profile.amount_minor <= caps.max_amount_minor
+    expect(
+        caps.min_amount_minor <= profile.amount_minor and within,
+        f"profile amount {profile.amount_minor} is outside the described limits",
+    )
+    for label in ("approving", "declining", "unknown_outcome", "hanging"):
+        method = getattr(profile, label)
+        if method is not None:
+            kind = PaymentMethodType.CARD if isinstance(method, Card) else method.type
+            expect(
+                kind in caps.payment_methods,
+                f"profile instrument {label} is of a payment method the channel does not describe",
+            )
+
+
+async def check_approval_answered(target: str, profile: ConformanceProfile) -> None:
+    """The approving instrument is APPROVED, and Inquire then says APPROVED."""
+    reference = new_reference("ok")
+    async with client_for(target, profile) as client:
+        result = await client.authorize(profile.authorize(reference))
+        expect(result.status is OperationStatus.APPROVED, f"answered {result.status.name}")
+        expect(result.decline_code is None, "an approval must not carry a decline code")
+        await expect_status(
+            client, reference, OperationType.AUTHORIZE, OperationStatus.APPROVED, profile, "after"
+        )
+
+
+async def check_decline_is_an_answer(target: str, profile: ConformanceProfile) -> None:
+    """A decline is an OK answer with status DECLINED and a decline code, never an error."""
+    reference = new_reference("no")
+    async with client_for(target, profile) as client:
+        try:
+            result = await client.authorize(profile.authorize(reference, profile.declining))
+        except Refused as refused:
+            raise ConformanceError(f"a decline must be an OK answer, got {refused}") from refused
+        expect(result.status is OperationStatus.DECLINED, f"answered {result.status.name}")
+        expect(result.decline_code is not None, "a decline must carry a decline code")
+        if profile.decline_code is not None:
+            expect(
+                result.decline_code is profile.decline_code,
+                f"decline code {result.decline_code}, want {profile.decline_code.name}",
+            )
+        await expect_status(
+            client, reference, OperationType.AUTHORIZE, OperationStatus.DECLINED, profile, "after"
+        )
+
+
+async def check_unknown_reference_not_found(target: str, profile: ConformanceProfile) -> None:
+    """Inquire of a reference nobody used answers NOT_FOUND (an OK answer)."""
+    async with client_for(target, profile) as client:
+        for operation in (OperationType.AUTHORIZE, OperationType.REFUND):
+            reference = new_reference("none")
+            await expect_status(
+                client, reference, operation, OperationStatus.NOT_FOUND, profile, "unknown"
+            )
+
+
+# (rpc, field, bad value or None to leave it unset, label): the field path names both what to
+# break in a well-formed request and what the refusal's BadRequest must name.
+BAD_INPUT: list[tuple[str, str, object, str]] = [
+    ("Authorize", "reference", "", "empty reference"),
+    ("Authorize", "reference", "a b c", "reference with spaces"),
+    ("Authorize", "reference", "r" * 65, "reference of 65 characters"),
+    ("Authorize", "merchant_id", "", "empty merchant id"),
+    ("Authorize", "amount", None, "no amount"),
+    ("Authorize", "amount.amount_minor", 0, "zero amount"),
+    ("Authorize", "amount.amount_minor", -100, "negative amount"),
+    ("Authorize", "amount.currency", "usd", "lower-case currency"),
+    ("Authorize", "amount.currency", "US", "two-letter currency"),
+    ("Authorize", "payment_method", None, "no payment method"),
+    ("Authorize", "payment_method.card.number", "4242424242424241", "card number failing Luhn"),
+    ("Authorize", "payment_method.card.number", "42424242", "card number of 8 digits"),
+    ("Authorize", "payment_method.card.expiry_month", 13, "expiry month 13"),
+    ("Authorize", "payment_method.card.cvc", "1", "CVC of one digit"),
+    ("Authorize", "payment_method.alipay.auth_code", "123", "Alipay payment code of 3 digits"),
+    ("Authorize", "payment_method.wechat_pay.auth_code", "12ab", "WeChat Pay code with letters"),
+    ("Capture", "original_reference", "", "capture without original"),
+    ("Capture", "amount.amount_minor", 0, "capture of zero"),
+    ("Void", "original_reference", "no such!", "void of a malformed original"),
+    ("Refund", "amount", None, "refund without amount"),
+    ("Refund", "amount.currency", "eur", "refund in a lower-case currency"),
+    ("Inquire", "operation", 0, "inquire of no operation"),
+    ("Inquire", "reference", "", "inquire of an empty reference"),
+]
+
+
+def _well_formed(rpc: str, profile: ConformanceProfile, reference: str) -> Message:
+    money = convert.money_to_proto(profile.money(profile.amount_minor))
+    common = {"reference": reference, "merchant_id": profile.merchant_id}
+    if rpc == "Authorize":
+        return convert.authorize_request_to_proto(profile.authorize(reference))
+    if rpc == "Inquire":
+        return ch.InquireRequest(operation=OperationType.AUTHORIZE.value, **common)  # type: ignore[arg-type]
+    original = {"original_reference": new_reference("orig"), "amount": money}
+    if rpc == "Capture":
+        return ch.CaptureRequest(authorized_amount=money, **original, **common)  # type: ignore[arg-type]
+    if rpc == "Refund":
+        return ch.RefundRequest(captured_amount=money, **original, **common)  # type: ignore[arg-type]
+    return ch.VoidRequest(**original, **common)  # type: ignore[arg-type]
+
+
+def _break(request: Message, path: str, value: object) -> Message:
+    *parents, last = path.split(".")
+    target = request
+    for part in parents:
+        target = getattr(target, part)
+    if value is None:
+        target.ClearField(last)
+    else:
+        setattr(target, last, value)
+    return request
+
+
+def _applies(profile: ConformanceProfile, path: str) -> bool:
+    """Instrument fields are broken only on the profile's own kind of instrument."""
+    if not path.startswith("payment_method."):
+        return True
+    method = profile.approving
+    kind = "card" if isinstance(method, Card) else method.type.name.lower()
+    return path.split(".")[1] == kind
+
+
+async def check_bad_input_refused(target: str, profile: ConformanceProfile) -> None:
+    """Malformed requests get INVALID_ARGUMENT naming the field, and are not acted on."""
+    async with client_for(target, profile) as client:
+        for rpc, path, value, label in BAD_INPUT:
+            if not _applies(profile, path):
+                continue
+            reference = new_reference("bad")
+            try:
+                await client.call(rpc, _break(_well_formed(rpc, profile, reference), path, value))
+            except Refused as refused:
+                expect(
+                    refused.code == grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{label}: refused with {refused.code.name}, want INVALID_ARGUMENT",
+                )
+                expect(
+                    (refused.domain, refused.reason) == ("payswitch", INVALID_REQUEST),
+                    f"{label}: ErrorInfo {refused.domain}/{refused.reason}, "
+                    f"want payswitch/{INVALID_REQUEST}",
+                )
+                expect(path in refused.fields, f"{label}: BadRequest names {refused.fields}")
+            else:
+                raise ConformanceError(f"{label}: {rpc} was answered instead of refused")
+            operation = OperationType.AUTHORIZE if rpc == "Inquire" else OperationType[rpc.upper()]
+            await expect_status(
+                client, reference, operation, OperationStatus.NOT_FOUND, profile, label
+            )

@@ -1,0 +1,162 @@
+"""The conformance suite catches channels that break the contract, and its command reports it."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from adapters.sandbox.adapter import SandboxAdapter, SandboxConfig
+from adapters.sandbox.conformance import PROFILE
+from adapters.sdk.conformance import CHECKS, ConformanceError
+from adapters.sdk.errors import UpstreamUnavailableError
+from adapters.sdk.types import (
+    AuthorizeRequest,
+    Card,
+    ChannelEvent,
+    InquireRequest,
+    OperationResult,
+    OperationStatus,
+)
+from adapters.sdk.worker import Worker
+from tests.contract.workers import adapter_process
+from tests.support import REPO
+
+FAST = SandboxConfig(pending_resolve_s=0.05, hang_s=2.0)
+QUICK = dataclasses.replace(PROFILE, resolve_timeout_s=1.0, call_timeout_s=3.0)
+BY_NAME = {c.name: c for c in CHECKS}
+PROFILE_SPEC = "adapters.sandbox.conformance:PROFILE"
+NAMED = dataclasses.replace(PROFILE, channel_name="sandbox")
+
+
+class ChargesTwice(SandboxAdapter):
+    """Forgets each reference, so a repeat executes again."""
+
+    async def authorize(self, request: AuthorizeRequest) -> OperationResult:
+        self._ops.pop(request.reference, None)
+        return await super().authorize(request)
+
+
+class DeclinesWithErrors(SandboxAdapter):
+    """Turns declines into UNAVAILABLE errors."""
+
+    async def authorize(self, request: AuthorizeRequest) -> OperationResult:
+        result = await super().authorize(request)
+        if result.status is OperationStatus.DECLINED:
+            raise UpstreamUnavailableError("declined")
+        return result
+
+
+class InventsOutcomes(SandboxAdapter):
+    """Says APPROVED for references it never saw."""
+
+    async def inquire(self, request: InquireRequest) -> OperationResult:
+        result = await super().inquire(request)
+        if result.status is OperationStatus.NOT_FOUND:
+            return OperationResult(status=OperationStatus.APPROVED)
+        return result
+
+
+class Silent(SandboxAdapter):
+    """Never publishes events."""
+
+    async def start(self, events: object) -> None:
+        class Drop:
+            def publish(self, event: ChannelEvent) -> None:
+                pass
+
+        await super().start(Drop())
+
+
+class PendsForever(SandboxAdapter):
+    """Answers the pending card PENDING and never settles it."""
+
+    async def inquire(self, request: InquireRequest) -> OperationResult:
+        result = await super().inquire(request)
+        if result.status is OperationStatus.APPROVED and request.reference.startswith("cf-unk"):
+            return OperationResult(status=OperationStatus.PENDING)
+        return result
+
+
+async def served(adapter: SandboxAdapter) -> AsyncIterator[str]:
+    worker = Worker(adapter, listen="127.0.0.1:0")
+    port = await worker.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await worker.stop()
+
+
+@pytest.mark.parametrize(
+    ("adapter_class", "check", "complaint"),
+    [
+        (ChargesTwice, "same_reference_not_charged_twice", "different answers"),
+        (DeclinesWithErrors, "decline_is_an_answer", "must be an OK answer"),
+        (InventsOutcomes, "unknown_reference_not_found", "want NOT_FOUND"),
+        (Silent, "unknown_outcome_announced", "no WatchEvents event"),
+        (PendsForever, "unknown_outcome_resolves", "still PENDING"),
+    ],
+)
+async def test_a_broken_channel_fails_the_check(
+    adapter_class: type[SandboxAdapter], check: str, complaint: str
+) -> None:
+    async for target in served(adapter_class(FAST)):
+        with pytest.raises(ConformanceError, match=complaint):
+            await BY_NAME[check](target, QUICK)
+
+
+async def test_a_profile_that_does_not_match_the_channel_fails() -> None:
+    wrong = dataclasses.replace(QUICK, channel_name="card", currency="CHF")
+    async for target in served(SandboxAdapter(FAST)):
+        with pytest.raises(ConformanceError, match="name 'sandbox'"):
+            await BY_NAME["capabilities_described"](target, wrong)
+        unexpected_code = dataclasses.replace(
+            QUICK, declining=Card("4000000000000002", 12, 2035, "123")
+        )
+        with pytest.raises(ConformanceError, match="want INSUFFICIENT_FUNDS"):
+            await BY_NAME["decline_is_an_answer"](target, unexpected_code)
+
+
+def conformance(*argv: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "switch", "conformance", *argv]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=50)
+
+
+def test_command_prints_a_line_per_check_and_exits_0() -> None:
+    with adapter_process("sandbox", "--pending-resolve-ms", "50") as worker:
+        done = conformance("--target", worker.target, "--profile", PROFILE_SPEC)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[: len(CHECKS)]] == [["PASS", c.name] for c in CHECKS]
+    assert lines[-1] == f"{len(CHECKS)} passed, 0 failed"
+
+
+def test_command_exits_1_on_a_failed_check() -> None:
+    # A sandbox named otherwise than the profile expects fails capabilities_described.
+    with adapter_process("sandbox", "--name", "other") as worker:
+        done = conformance(
+            "--target", worker.target, "--profile", "tests.contract.test_conformance_suite:NAMED",
+            "--check", "capabilities_described", "--check", "health_served",
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert "FAIL  capabilities_described" in done.stdout
+    assert "PASS  health_served" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--target", "127.0.0.1:1", "--profile", "no.such.module:PROFILE"],
+        ["--target", "127.0.0.1:1", "--profile", "adapters.sandbox.conformance:NOPE"],
+        ["--target", "127.0.0.1:1", "--profile", "adapters.sandbox.conformance"],
+        ["--target", "127.0.0.1:1", "--profile", PROFILE_SPEC, "--check", "nope"],
+        ["--profile", PROFILE_SPEC],
+    ],
+)
+def test_command_usage_errors_exit_2(argv: list[str]) -> None:
+    done = conformance(*argv)
+    assert done.returncode == 2
+    assert "payswitch conformance" in done.stderr

@@ -256,6 +256,8 @@ def cmd_baseline(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         processes=ns.processes,
         channels=ns.channels,
     )
+    if not h2load.available():
+        raise h2load.H2loadError(h2load.INSTALL_HINT)
     cal = calibrate.calibrate(cfg, out=None if ns.quiet else sys.stderr)
     rep = report.new_report("baseline", redact(argv), cfg.as_dict())
     rep["calibration"] = cal

@@ -153,9 +153,10 @@ def add_runs(
     per_run = [run_figures(r) for r in runs]
     if calibration is not None:
         for figures in per_run:
-            figures["calibration.h2load_rps"] = float(calibration["h2load_rps"])
+            if calibration["share"] is not None:
+                figures["calibration.h2load_rps"] = float(calibration["h2load_rps"])
+                figures["calibration.share"] = float(calibration["share"])
             figures["calibration.harness_rps"] = float(calibration["harness_rps"])
-            figures["calibration.share"] = float(calibration["share"])
             if runs[0]["mode"] == "closed" and calibration["harness_rps"]:
                 figures["share_of_echo"] = round(
                     figures["rate"] / float(calibration["harness_rps"]), 4

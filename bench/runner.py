@@ -48,16 +48,21 @@ class ProgressLine:
         self.warmup_s = warmup_s
         self.cumulative = histo.new_histogram()
         self.errors = 0
+        self._measuring = False
         self._last_print = 0.0
 
     def update(self, k: int, interval: _Interval) -> None:
         t = (k + 1) * self.interval_s
-        phase = "warm-up" if t <= self.warmup_s else "measure"
-        if phase == "measure" and (k * self.interval_s) >= self.warmup_s:
-            for hists in interval.hists.values():
-                for text in hists:
-                    self.cumulative.add(histo.decode(text))
-            self.errors += sum(interval.errors.values())
+        phase = "warm-up" if k * self.interval_s < self.warmup_s else "measure"
+        if phase == "measure" and not self._measuring:
+            # The figures so far start again where the measurement starts.
+            self._measuring = True
+            self.cumulative.reset()
+            self.errors = 0
+        for hists in interval.hists.values():
+            for text in hists:
+                self.cumulative.add(histo.decode(text))
+        self.errors += sum(interval.errors.values())
         if self.out is None:
             return
         rate = sum(interval.calls.values()) / self.interval_s

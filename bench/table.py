@@ -98,29 +98,42 @@ def render_run(result: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _rps(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
 def render_calibration(cal: Mapping[str, Any]) -> str:
     rows = [
         [
             f"round {i + 1}",
-            f"{r['h2load_rps']:,.1f}",
-            f"{r['harness_rps']:,.1f}",
-            f"{r['share']:.1%}",
+            _rps(r["h2load_rps"]),
+            _rps(r["harness_rps"]),
+            "-" if r["share"] is None else f"{r['share']:.1%}",
         ]
         for i, r in enumerate(cal["rounds"])
     ]
+    share = cal["share"]
     rows.append(
-        ["median", f"{cal['h2load_rps']:,.1f}", f"{cal['harness_rps']:,.1f}", f"{cal['share']:.1%}"]
+        [
+            "median",
+            _rps(cal["h2load_rps"]),
+            _rps(cal["harness_rps"]),
+            "-" if share is None else f"{share:.1%}",
+        ]
     )
+    head = "echo server (bare grpc.aio on uvloop), same calls in flight:\n"
+    body = grid(("", "h2load calls/s", "harness calls/s", "harness/h2load"), rows)
+    if share is None:
+        return head + body + f"\nharness's share of h2load not measured: {cal['note']}"
     verdict = (
         "the harness is the bottleneck: make it leaner"
         if cal["harness_is_bottleneck"]
         else "the harness keeps up"
     )
     return (
-        "echo server (bare grpc.aio on uvloop), same calls in flight:\n"
-        + grid(("", "h2load calls/s", "harness calls/s", "harness/h2load"), rows)
-        + f"\nharness at {cal['share']:.1%} of h2load (needs >= {cal['required_share']:.0%}):"
-        f" {verdict}"
+        head
+        + body
+        + f"\nharness at {share:.1%} of h2load (needs >= {cal['required_share']:.0%}): {verdict}"
     )
 
 

@@ -55,6 +55,11 @@ class H2loadResult:
         }
 
 
+def available() -> bool:
+    """Whether h2load is on PATH."""
+    return shutil.which("h2load") is not None
+
+
 def grpc_frame(message: bytes) -> bytes:
     """A gRPC length-prefixed message: flag 0 (not compressed), 4-byte big-endian length."""
     return b"\x00" + len(message).to_bytes(4, "big") + message

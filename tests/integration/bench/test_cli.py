@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import sys
 from tests.conftest import REPO
 
 
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bench", *args],
+        env=env,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -122,3 +124,31 @@ def test_bad_flags_exit_2_with_the_flag_named() -> None:
     done = bench("run", "--mode", "open", "--calibrate", "0")
     assert done.returncode == 2
     assert "--rate" in done.stderr
+
+
+def test_without_h2load_the_run_still_measures_the_echo_ceiling(
+    echo_address: str, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "run.json"
+    # A PATH holding only Python's own folder: no h2load on it.
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}
+    done = bench(
+        "run",
+        "--target",
+        echo_address,
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+        "--calibrate",
+        "0.5",
+        "--quiet",
+        "--out",
+        str(out),
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "nghttp2-client" in done.stdout
+    calibration = json.loads(out.read_text())["calibration"]
+    assert calibration["share"] is None and calibration["h2load_rps"] is None
+    assert calibration["harness_rps"] > 0

@@ -71,3 +71,13 @@ def test_tables_show_the_figures(run_of: MakeRun) -> None:
     assert "75.0%" in cal and "keeps up" in cal
     bottleneck = table.render_calibration({**CALIBRATION, "harness_is_bottleneck": True})
     assert "make it leaner" in bottleneck
+    missing = table.render_calibration(
+        {
+            **CALIBRATION,
+            "h2load_rps": None,
+            "share": None,
+            "note": "h2load is missing",
+            "rounds": [{"h2load_rps": None, "harness_rps": 4500.0, "share": None}],
+        }
+    )
+    assert "not measured: h2load is missing" in missing

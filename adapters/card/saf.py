@@ -122,6 +122,7 @@ class SafQueue:
         self._clock = clock
         self._entries: dict[str, SafEntry] = {}
         self._memory: dict[str, Message] = {}
+        self._enqueuing: set[str] = set()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -144,12 +145,17 @@ class SafQueue:
 
     async def enqueue(self, entry: SafEntry, memory: Message | None = None) -> None:
         """Journal the entry, then deliver it as soon as possible. An existing id is kept."""
-        if entry.id in self._entries:
+        if entry.id in self._entries or entry.id in self._enqueuing:
             return
+        # Durable before it can be sent: the delivery loop only sees it once journaled.
+        self._enqueuing.add(entry.id)
+        try:
+            await self._journal.append(entry.to_entry())
+        finally:
+            self._enqueuing.discard(entry.id)
         self._entries[entry.id] = entry
         if memory:
             self._memory[entry.id] = memory
-        await self._journal.append(entry.to_entry())
         self._wake.set()
 
     async def start(self) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.card import framing, spec
+from adapters.card import framing, mapping, spec
 from adapters.card.adapter import CardAdapter
 from adapters.card.config import CardConfig
 from adapters.card.host import AcquirerHost, Action, HostRecord, load_state
@@ -175,3 +175,61 @@ class IsoSocket:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+Script = Callable[[spec.Message, asyncio.StreamWriter], Awaitable[None]]
+
+
+def answer(doc: spec.Message, code: str = "00", **fields: str) -> spec.Message:
+    reply = {k: v for k, v in doc.items() if k in ("3", "4", "7", "11", "37", "41", "49", "70")}
+    return {**reply, "t": spec.response_mti(doc["t"]), "39": code, **fields}
+
+
+async def write(writer: asyncio.StreamWriter, doc: spec.Message | bytes) -> None:
+    data = doc if isinstance(doc, bytes) else framing.frame(spec.encode(doc))
+    writer.write(data)
+    await writer.drain()
+
+
+class FakeHost:
+    """Answers sign-on and echo (unless told not to); other requests go to `script`."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.sign_ons = 0
+        self.echoes = 0
+        self.refuse_sign_ons = 0
+        self.answer_echo = True
+        self.requests: list[spec.Message] = []
+        self._server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self.writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        with contextlib.suppress(framing.ConnectionClosed, framing.FrameError, OSError):
+            while True:
+                doc = spec.decode(await framing.read_frame(reader, 1.0))
+                if doc["t"] == "0800" and doc["70"] == mapping.SIGN_ON:
+                    self.sign_ons += 1
+                    refuse = self.refuse_sign_ons >= self.sign_ons
+                    await write(writer, answer(doc, "91" if refuse else "00"))
+                elif doc["t"] == "0800":
+                    self.echoes += 1
+                    if self.answer_echo:
+                        await write(writer, answer(doc))
+                elif doc["t"] == "0810":
+                    self.requests.append(doc)
+                else:
+                    self.requests.append(doc)
+                    await self.script(doc, writer)

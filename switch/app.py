@@ -13,7 +13,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from payswitch.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
 from switch.cards import Fingerprinter
@@ -22,7 +22,7 @@ from switch.payments import PaymentService
 from switch.pool import Pool
 from switch.reconciler import Reconciler
 from switch.routing import Router
-from switch.server import GatewayServicer, render
+from switch.server import GatewayServicer, register, render
 from switch.store import Store
 from switch.watch import WatchHub
 
@@ -83,7 +83,7 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
     servicer = GatewayServicer(
         merchants=merchants, payments=payments, store=store, hub=hub, metrics=metrics
     )
-    gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    register(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -142,103 +142,105 @@ class Payment:
 
 
 # --- Redis hash form ----------------------------------------------------------------------------
-# Scalar fields are stored one per hash field so the Lua scripts can check status and amounts;
-# the history and refunds are JSON. Field names are short because every payment carries them.
+# The fields the Lua scripts read or write (status, amounts, lock, version) are hash fields of
+# their own; everything else travels as one compact JSON array in `doc`, so each script call
+# carries a dozen arguments instead of forty.
 
 
 def to_hash(p: Payment) -> dict[str, str]:
     m = p.method
+    doc = [
+        p.id,
+        p.merchant_id,
+        p.amount,
+        p.auto_capture,
+        m.type.name,
+        m.card_bin,
+        m.card_last4,
+        m.expiry_month,
+        m.expiry_year,
+        m.fingerprint,
+        p.create_ms,
+        p.update_ms,
+        p.merchant_reference,
+        p.description,
+        p.upstream_reference,
+        p.authorization_code,
+        _decline_list(p.decline),
+        p.status_message,
+        p.prior_status.name if p.prior_status else "",
+        [[r.id, r.amount, r.reason, r.status.name, r.time_ms] for r in p.refunds],
+        [
+            [
+                e.operation.name,
+                e.status.name,
+                e.amount,
+                e.reference,
+                e.time_ms,
+                _decline_list(e.decline),
+            ]
+            for e in p.events
+        ],
+    ]
     return {
-        "id": p.id,
-        "mid": p.merchant_id,
         "status": p.status.name,
         "cur": p.currency,
-        "amt": str(p.amount),
-        "auto": "1" if p.auto_capture else "0",
-        "mtype": m.type.name,
-        "bin": m.card_bin,
-        "last4": m.card_last4,
-        "expm": str(m.expiry_month),
-        "expy": str(m.expiry_year),
-        "fp": m.fingerprint,
-        "channel": p.channel,
-        "ctime": str(p.create_ms),
-        "utime": str(p.update_ms),
-        "mref": p.merchant_reference,
-        "desc": p.description,
         "authorized": str(p.authorized),
         "captured": str(p.captured),
         "refunded": str(p.refunded),
-        "uref": p.upstream_reference,
-        "acode": p.authorization_code,
-        "decline": _decline_json(p.decline),
-        "smsg": p.status_message,
+        "channel": p.channel,
+        "busy": p.busy,
         "pop": p.pending_op.name if p.pending_op else "",
         "pref": p.pending_ref,
         "pamt": str(p.pending_amount),
-        "prior": p.prior_status.name if p.prior_status else "",
-        "busy": p.busy,
         "pidem": p.pending_idem,
         "ver": str(p.version),
-        "refunds": json.dumps(
-            [[r.id, r.amount, r.reason, r.status.name, r.time_ms] for r in p.refunds],
-            separators=(",", ":"),
-        ),
-        "events": json.dumps(
-            [
-                [
-                    e.operation.name,
-                    e.status.name,
-                    e.amount,
-                    e.reference,
-                    e.time_ms,
-                    _decline_list(e.decline),
-                ]
-                for e in p.events
-            ],
-            separators=(",", ":"),
-        ),
+        "doc": json.dumps(doc, separators=(",", ":")),
     }
 
 
 def from_hash(h: dict[str, str]) -> Payment:
+    (
+        pid, mid, amount, auto, mtype, card_bin, last4, exp_m, exp_y, fingerprint, ctime, utime,
+        mref, desc, uref, acode, decline, smsg, prior, refunds, events,
+    ) = json.loads(h["doc"])  # fmt: skip
     return Payment(
-        id=h["id"],
-        merchant_id=h["mid"],
+        id=pid,
+        merchant_id=mid,
         status=Status[h["status"]],
         currency=h["cur"],
-        amount=int(h["amt"]),
-        auto_capture=h["auto"] == "1",
+        amount=amount,
+        auto_capture=auto,
         method=MethodSummary(
-            type=MethodType[h["mtype"]],
-            card_bin=h.get("bin", ""),
-            card_last4=h.get("last4", ""),
-            expiry_month=int(h.get("expm") or 0),
-            expiry_year=int(h.get("expy") or 0),
-            fingerprint=h.get("fp", ""),
+            type=MethodType[mtype],
+            card_bin=card_bin,
+            card_last4=last4,
+            expiry_month=exp_m,
+            expiry_year=exp_y,
+            fingerprint=fingerprint,
         ),
         channel=h.get("channel", ""),
-        create_ms=int(h["ctime"]),
-        update_ms=int(h["utime"]),
-        merchant_reference=h.get("mref", ""),
-        description=h.get("desc", ""),
+        create_ms=ctime,
+        update_ms=utime,
+        merchant_reference=mref,
+        description=desc,
         authorized=int(h.get("authorized") or 0),
         captured=int(h.get("captured") or 0),
         refunded=int(h.get("refunded") or 0),
-        upstream_reference=h.get("uref", ""),
-        authorization_code=h.get("acode", ""),
-        decline=_decline_from(json.loads(h["decline"])) if h.get("decline") else None,
-        status_message=h.get("smsg", ""),
+        upstream_reference=uref,
+        authorization_code=acode,
+        decline=_decline_from(decline) if decline else None,
+        status_message=smsg,
         pending_op=Operation[h["pop"]] if h.get("pop") else None,
         pending_ref=h.get("pref", ""),
         pending_amount=int(h.get("pamt") or 0),
-        prior_status=Status[h["prior"]] if h.get("prior") else None,
+        prior_status=Status[prior] if prior else None,
         busy=h.get("busy", ""),
         pending_idem=h.get("pidem", ""),
         version=int(h.get("ver") or 0),
         refunds=tuple(
             RefundRecord(id=r[0], amount=r[1], reason=r[2], status=Status[r[3]], time_ms=r[4])
-            for r in json.loads(h.get("refunds") or "[]")
+            for r in refunds
         ),
         events=tuple(
             Event(
@@ -249,17 +251,13 @@ def from_hash(h: dict[str, str]) -> Payment:
                 time_ms=e[4],
                 decline=_decline_from(e[5]) if e[5] else None,
             )
-            for e in json.loads(h.get("events") or "[]")
+            for e in events
         ),
     )
 
 
 def _decline_list(d: Decline | None) -> list[object] | None:
     return [d.code, d.raw_code, d.message] if d else None
-
-
-def _decline_json(d: Decline | None) -> str:
-    return json.dumps(_decline_list(d), separators=(",", ":")) if d else ""
 
 
 def _decline_from(v: list[object]) -> Decline:

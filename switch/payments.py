@@ -52,13 +52,6 @@ class Timing:
     channel_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """A stored idempotent response, to be sent again as it was."""
-
-    response: bytes
-
-
 def new_payment_id() -> str:
     return "pay_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:24]
 
@@ -176,7 +169,7 @@ class PaymentService:
         description: str,
         deadline_s: float | None,
         timing: Timing,
-    ) -> Payment | Replay:
+    ) -> bytes:
         summary = summarize(method, self._fp)
         candidates = self._router.candidates(
             RouteRequest(
@@ -244,7 +237,7 @@ class PaymentService:
         request: ch.AuthorizeRequest,
         deadline_s: float | None,
         timing: Timing,
-    ) -> Payment:
+    ) -> bytes:
         last: NotSent | None = None
         for name in names:
             try:
@@ -299,7 +292,7 @@ class PaymentService:
         reason: str,
         deadline_s: float | None,
         timing: Timing,
-    ) -> Payment | Replay:
+    ) -> bytes:
         ref = reference(merchant.id, payment_id, op)
         claimed = await self._store.claim_followup(
             merchant=merchant.id,
@@ -383,7 +376,7 @@ class PaymentService:
         idempotency_key: str,
         deadline_s: float | None,
         timing: Timing,
-    ) -> Payment:
+    ) -> bytes:
         try:
             result = await self._send(payment.channel, op, request, deadline_s, timing)
         except NotSent as exc:
@@ -400,13 +393,13 @@ class PaymentService:
 
     # --- shared steps ---------------------------------------------------------------------
 
-    def _refusal(self, c: Claimed, rpc: str, payment_id: str = "") -> Replay | None:
+    def _refusal(self, c: Claimed, rpc: str, payment_id: str = "") -> bytes | None:
         """Turn a claim that did not start a new operation into a replay or an error."""
         if c.kind == "new":
             return None
         if c.kind == "replay":
             self._metrics.replays.labels(rpc).inc()
-            return Replay(c.response)
+            return c.response
         if c.kind == "in_progress":
             raise errors.IdempotencyKeyInProgress(
                 "a request with this idempotency key is still being processed; retry later with the same key"
@@ -469,7 +462,7 @@ class PaymentService:
         value: int,
         result: ChannelResult,
         reason: str = "",
-    ) -> Payment:
+    ) -> bytes:
         after = lifecycle.settle(
             payment,
             op=op,
@@ -480,23 +473,26 @@ class PaymentService:
             reason=reason,
         )
         pending_at = after.update_ms + self._backoff_ms if after.status is Status.PENDING else None
-        written = await self.persist(payment, after, op, pending_at)
-        if not written:
+        response = await self.persist(payment, after, op, pending_at)
+        if response is None:
             # A resolver recorded an outcome first (an event or the reconciler): that one stands.
             current = await self._store.get(payment.merchant_id, payment.id)
-            return current or after
-        return after
+            return self._render(op, current or after)
+        return response
 
     async def persist(
         self, before: Payment, after: Payment, op: Operation, pending_at: int | None
-    ) -> bool:
-        """Write an outcome; if Redis is down, keep retrying in the background (nothing is lost)."""
+    ) -> bytes | None:
+        """Write an outcome and return the RPC response it makes, or None when another resolver
+        changed the payment first. If Redis is down, the write is retried in the background
+        until it lands (nothing is lost) and the response is returned at once."""
+        response = self._render(op, after)
         kwargs: dict[str, Any] = {
             "before": before,
             "after": after,
             "idempotency": "done" if before.pending_idem else "none",
             "idem_key": before.pending_idem,
-            "response": self._render(op, after),
+            "response": response,
             "pending_at_ms": pending_at,
             "journal": journal_entry(after, op),
         }
@@ -509,10 +505,11 @@ class PaymentService:
             task = asyncio.create_task(self._retry_persist(kwargs))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-            return True
-        if written:
-            self._on_change(after)
-        return written
+            return response
+        if not written:
+            return None
+        self._on_change(after)
+        return response
 
     async def _retry_persist(self, kwargs: dict[str, Any]) -> None:
         attempt = 0
@@ -532,7 +529,7 @@ class PaymentService:
             )
             return
 
-    async def _shielded(self, work: Coroutine[Any, Any, Payment]) -> Payment:
+    async def _shielded(self, work: Coroutine[Any, Any, bytes]) -> bytes:
         # The caller may cancel (deadline, disconnect); the forward and the record must not stop.
         task = asyncio.ensure_future(work)
         self._background.add(task)

@@ -126,7 +126,7 @@ class Reconciler:
             result=result,
             now_ms=now_ms(),
         )
-        written = await self._payments.persist(p, after, op, None)
+        written = await self._payments.persist(p, after, op, None) is not None
         if written:
             self._attempts.pop(p.id, None)
             self._metrics.resolutions.labels(source, result.outcome.name).inc()

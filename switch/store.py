@@ -137,6 +137,7 @@ class Store:
             self._grace_ms,
             merchant_limit.interval_us,
             merchant_limit.tau_us,
+            payment.id,
             len(candidates),
         ]
         for name, limit in candidates:

@@ -5,7 +5,8 @@
 -- KEYS[4] merchant GCRA key  KEYS[5..] one GCRA key per candidate channel, in route order
 -- ARGV[1] request fingerprint   ARGV[2] idempotency TTL s   ARGV[3] payment TTL s
 -- ARGV[4] in-flight grace ms    ARGV[5] merchant emission interval us   ARGV[6] merchant tau us
--- ARGV[7] candidate count n, then n triples (name, emission interval us, tau us; 0 = no limit)
+-- ARGV[7] payment id   ARGV[8] candidate count n, then n triples (name, emission interval us,
+-- tau us; 0 = no limit)
 -- then the payment's hash fields as name, value pairs.
 -- Returns {'new', index}, {'replay', response}, {'in_progress', payment id}, {'reused'},
 -- or {'limited', scope, retry after us, channel name}.
@@ -31,32 +32,28 @@ end
 local m_tat, m_wait = gcra(KEYS[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
 if not m_tat then return {'limited', 'merchant', m_wait, ''} end
 
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 local chosen, c_tat, best_wait = nil, nil, nil
 for i = 1, n do
-  local base = 7 + (i - 1) * 3
+  local base = 8 + (i - 1) * 3
   local interval = tonumber(ARGV[base + 2])
   if interval == 0 then chosen = i break end
   local tat, wait = gcra(KEYS[4 + i], interval, tonumber(ARGV[base + 3]))
   if tat then chosen, c_tat = i, tat break end
   if not best_wait or wait < best_wait then best_wait = wait end
 end
-if not chosen then return {'limited', 'channel', best_wait, ARGV[8]} end
+if not chosen then return {'limited', 'channel', best_wait, ARGV[9]} end
 
 redis.call('SET', KEYS[4], m_tat, 'PX', math.floor((m_tat - now) / 1000) + 1000)
 if c_tat then
   redis.call('SET', KEYS[4 + chosen], c_tat, 'PX', math.floor((c_tat - now) / 1000) + 1000)
 end
 local now_ms = math.floor(now / 1000)
-local pid = nil
+local pid = ARGV[7]
 local fields = {}
-for i = 8 + n * 3, #ARGV, 2 do
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
-  if ARGV[i] == 'id' then pid = ARGV[i + 1] end
-end
+for i = 9 + n * 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 fields[#fields + 1] = 'channel'
-fields[#fields + 1] = ARGV[5 + chosen * 3]
+fields[#fields + 1] = ARGV[6 + chosen * 3]
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'running', 'pid', pid, 't', now_ms)

@@ -22,8 +22,27 @@ SLOW_SECONDS = 1.5
 RESPONSE_TIMEOUT = 0.5
 
 
+class _Process:
+    """A child process that can be killed (SIGKILL) or stopped (SIGTERM) and restarted."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, connections just drop."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
 @dataclass
-class SimulatorProcess:
+class SimulatorProcess(_Process):
     """`python -m adapters.card.simulator` on a fixed port, so it can be killed and restarted."""
 
     port: int
@@ -39,26 +58,13 @@ class SimulatorProcess:
             self.proc = spawn(args, stdout=out, stderr=subprocess.STDOUT)
         wait_for_port(self.port, proc=self.proc)
 
-    def kill(self) -> None:
-        """SIGKILL: no goodbye, connections just drop."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def purchases(self, rrn: str) -> list[HostRecord]:
         """The authorizations or sales the host remembers with this RRN."""
         return [r for r in load_state(self.state).values() if r.rrn == rrn and r.de3 == "000000"]
 
 
 @dataclass
-class CardWorker:
+class CardWorker(_Process):
     """`payswitch adapter card` as a process, with short timeouts for tests."""
 
     port: int
@@ -82,18 +88,6 @@ class CardWorker:
         with self.log.open("ab") as out:
             self.proc = spawn(args, stdout=out, stderr=subprocess.STDOUT)
         wait_for_port(self.port, timeout=30, proc=self.proc)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -21,6 +21,8 @@ def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir()
+    # google/rpc/status.proto is vendored under protos/ so that buf and protoc can resolve it;
+    # its Python code comes from googleapis-common-protos, so none is generated here.
     include = str(pathlib.Path(protoc.__file__).parent / "_proto")
     args = [
         "protoc",

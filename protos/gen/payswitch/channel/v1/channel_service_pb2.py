@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from payswitch.common.v1 import decline_code_pb2 as payswitch_dot_common_dot_v1_dot_decline__code__pb2
 from payswitch.common.v1 import money_pb2 as payswitch_dot_common_dot_v1_dot_money__pb2
 from payswitch.common.v1 import payment_method_pb2 as payswitch_dot_common_dot_v1_dot_payment__method__pb2
 from payswitch.common.v1 import payment_status_pb2 as payswitch_dot_common_dot_v1_dot_payment__status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*payswitch/channel/v1/channel_service.proto\x12\x14payswitch.channel.v1\x1a&payswitch/common/v1/decline_code.proto\x1a\x1fpayswitch/common/v1/money.proto\x1a(payswitch/common/v1/payment_method.proto\x1a(payswitch/common/v1/payment_status.proto\"\x90\x02\n\x0fOperationResult\x12\x35\n\x06status\x18\x01 \x01(\x0e\x32%.payswitch.channel.v1.OperationStatus\x12\x36\n\x0c\x64\x65\x63line_code\x18\x02 \x01(\x0e\x32 .payswitch.common.v1.DeclineCode\x12\x10\n\x08raw_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x05 \x01(\t\x12\x1a\n\x12\x61uthorization_code\x18\x06 \x01(\t\x12\x33\n\x0f\x61pproved_amount\x18\x07 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"\xc8\x01\n\x10\x41uthorizeRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12*\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12:\n\x0epayment_method\x18\x04 \x01(\x0b\x32\".payswitch.common.v1.PaymentMethod\x12\x0f\n\x07\x63\x61pture\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"J\n\x11\x41uthorizeResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xd3\x01\n\x0e\x43\x61ptureRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x1a\n\x12original_reference\x18\x03 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x35\n\x11\x61uthorized_amount\x18\x06 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"H\n\x0f\x43\x61ptureResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\x99\x01\n\x0bVoidRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x1a\n\x12original_reference\x18\x03 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"E\n\x0cVoidResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xe0\x01\n\rRefundRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x1a\n\x12original_reference\x18\x03 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x33\n\x0f\x63\x61ptured_amount\x18\x06 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x0e\n\x06reason\x18\x07 \x01(\t\"G\n\x0eRefundResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xb7\x01\n\x0eInquireRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x35\n\toperation\x18\x03 \x01(\x0e\x32\".payswitch.common.v1.OperationType\x12\x1a\n\x12original_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"H\n\x0fInquireResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\x11\n\x0f\x44\x65scribeRequest\"\xbd\x02\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x0fpayment_methods\x18\x02 \x03(\x0e\x32&.payswitch.common.v1.PaymentMethodType\x12\x12\n\ncurrencies\x18\x03 \x03(\t\x12\x18\n\x10min_amount_minor\x18\x04 \x01(\x03\x12\x18\n\x10max_amount_minor\x18\x05 \x01(\x03\x12\x1f\n\x17supports_manual_capture\x18\x06 \x01(\x08\x12 \n\x18supports_partial_capture\x18\x07 \x01(\x08\x12\x15\n\rsupports_void\x18\x08 \x01(\x08\x12\x17\n\x0fsupports_refund\x18\t \x01(\x08\x12\x1f\n\x17supports_partial_refund\x18\n \x01(\x08\"\x14\n\x12WatchEventsRequest\"\x96\x01\n\x13WatchEventsResponse\x12\x11\n\treference\x18\x01 \x01(\t\x12\x35\n\toperation\x18\x02 \x01(\x0e\x32\".payswitch.common.v1.OperationType\x12\x35\n\x06result\x18\x03 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult*\xaf\x01\n\x0fOperationStatus\x12 \n\x1cOPERATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19OPERATION_STATUS_APPROVED\x10\x01\x12\x1d\n\x19OPERATION_STATUS_DECLINED\x10\x02\x12\x1c\n\x18OPERATION_STATUS_PENDING\x10\x03\x12\x1e\n\x1aOPERATION_STATUS_NOT_FOUND\x10\x04\x32\x83\x05\n\x0e\x43hannelService\x12\\\n\tAuthorize\x12&.payswitch.channel.v1.AuthorizeRequest\x1a\'.payswitch.channel.v1.AuthorizeResponse\x12V\n\x07\x43\x61pture\x12$.payswitch.channel.v1.CaptureRequest\x1a%.payswitch.channel.v1.CaptureResponse\x12M\n\x04Void\x12!.payswitch.channel.v1.VoidRequest\x1a\".payswitch.channel.v1.VoidResponse\x12S\n\x06Refund\x12#.payswitch.channel.v1.RefundRequest\x1a$.payswitch.channel.v1.RefundResponse\x12V\n\x07Inquire\x12$.payswitch.channel.v1.InquireRequest\x1a%.payswitch.channel.v1.InquireResponse\x12Y\n\x08\x44\x65scribe\x12%.payswitch.channel.v1.DescribeRequest\x1a&.payswitch.channel.v1.DescribeResponse\x12\x64\n\x0bWatchEvents\x12(.payswitch.channel.v1.WatchEventsRequest\x1a).payswitch.channel.v1.WatchEventsResponse0\x01\x42 Z\x1epayswitch/channel/v1;channelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*payswitch/channel/v1/channel_service.proto\x12\x14payswitch.channel.v1\x1a\x17google/rpc/status.proto\x1a&payswitch/common/v1/decline_code.proto\x1a\x1fpayswitch/common/v1/money.proto\x1a(payswitch/common/v1/payment_method.proto\x1a(payswitch/common/v1/payment_status.proto\"\x90\x02\n\x0fOperationResult\x12\x35\n\x06status\x18\x01 \x01(\x0e\x32%.payswitch.channel.v1.OperationStatus\x12\x36\n\x0c\x64\x65\x63line_code\x18\x02 \x01(\x0e\x32 .payswitch.common.v1.DeclineCode\x12\x10\n\x08raw_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x05 \x01(\t\x12\x1a\n\x12\x61uthorization_code\x18\x06 \x01(\t\x12\x33\n\x0f\x61pproved_amount\x18\x07 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"\xc8\x01\n\x10\x41uthorizeRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12*\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12:\n\x0epayment_method\x18\x04 \x01(\x0b\x32\".payswitch.common.v1.PaymentMethod\x12\x0f\n\x07\x63\x61pture\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"J\n\x11\x41uthorizeResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xd3\x01\n\x0e\x43\x61ptureRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x1a\n\x12original_reference\x18\x03 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x35\n\x11\x61uthorized_amount\x18\x06 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"H\n\x0f\x43\x61ptureResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\x99\x01\n\x0bVoidRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x1a\n\x12original_reference\x18\x03 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"E\n\x0cVoidResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xe0\x01\n\rRefundRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x1a\n\x12original_reference\x18\x03 \x01(\t\x12\x1a\n\x12upstream_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x33\n\x0f\x63\x61ptured_amount\x18\x06 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x0e\n\x06reason\x18\x07 \x01(\t\"G\n\x0eRefundResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xb7\x01\n\x0eInquireRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x35\n\toperation\x18\x03 \x01(\x0e\x32\".payswitch.common.v1.OperationType\x12\x1a\n\x12original_reference\x18\x04 \x01(\t\x12*\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"H\n\x0fInquireResponse\x12\x35\n\x06result\x18\x01 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\x11\n\x0f\x44\x65scribeRequest\"\xbd\x02\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x0fpayment_methods\x18\x02 \x03(\x0e\x32&.payswitch.common.v1.PaymentMethodType\x12\x12\n\ncurrencies\x18\x03 \x03(\t\x12\x18\n\x10min_amount_minor\x18\x04 \x01(\x03\x12\x18\n\x10max_amount_minor\x18\x05 \x01(\x03\x12\x1f\n\x17supports_manual_capture\x18\x06 \x01(\x08\x12 \n\x18supports_partial_capture\x18\x07 \x01(\x08\x12\x15\n\rsupports_void\x18\x08 \x01(\x08\x12\x17\n\x0fsupports_refund\x18\t \x01(\x08\x12\x1f\n\x17supports_partial_refund\x18\n \x01(\x08\"\x14\n\x12WatchEventsRequest\"\x96\x01\n\x13WatchEventsResponse\x12\x11\n\treference\x18\x01 \x01(\t\x12\x35\n\toperation\x18\x02 \x01(\x0e\x32\".payswitch.common.v1.OperationType\x12\x35\n\x06result\x18\x03 \x01(\x0b\x32%.payswitch.channel.v1.OperationResult\"\xd7\x02\n\x0f\x45xchangeRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12;\n\tauthorize\x18\x03 \x01(\x0b\x32&.payswitch.channel.v1.AuthorizeRequestH\x00\x12\x37\n\x07\x63\x61pture\x18\x04 \x01(\x0b\x32$.payswitch.channel.v1.CaptureRequestH\x00\x12\x31\n\x04void\x18\x05 \x01(\x0b\x32!.payswitch.channel.v1.VoidRequestH\x00\x12\x35\n\x06refund\x18\x06 \x01(\x0b\x32#.payswitch.channel.v1.RefundRequestH\x00\x12\x37\n\x07inquire\x18\x07 \x01(\x0b\x32$.payswitch.channel.v1.InquireRequestH\x00\x42\x0b\n\toperation\"\x87\x01\n\x10\x45xchangeResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x37\n\x06result\x18\x02 \x01(\x0b\x32%.payswitch.channel.v1.OperationResultH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome*\xaf\x01\n\x0fOperationStatus\x12 \n\x1cOPERATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19OPERATION_STATUS_APPROVED\x10\x01\x12\x1d\n\x19OPERATION_STATUS_DECLINED\x10\x02\x12\x1c\n\x18OPERATION_STATUS_PENDING\x10\x03\x12\x1e\n\x1aOPERATION_STATUS_NOT_FOUND\x10\x04\x32\xe2\x05\n\x0e\x43hannelService\x12\\\n\tAuthorize\x12&.payswitch.channel.v1.AuthorizeRequest\x1a\'.payswitch.channel.v1.AuthorizeResponse\x12V\n\x07\x43\x61pture\x12$.payswitch.channel.v1.CaptureRequest\x1a%.payswitch.channel.v1.CaptureResponse\x12M\n\x04Void\x12!.payswitch.channel.v1.VoidRequest\x1a\".payswitch.channel.v1.VoidResponse\x12S\n\x06Refund\x12#.payswitch.channel.v1.RefundRequest\x1a$.payswitch.channel.v1.RefundResponse\x12V\n\x07Inquire\x12$.payswitch.channel.v1.InquireRequest\x1a%.payswitch.channel.v1.InquireResponse\x12Y\n\x08\x44\x65scribe\x12%.payswitch.channel.v1.DescribeRequest\x1a&.payswitch.channel.v1.DescribeResponse\x12\x64\n\x0bWatchEvents\x12(.payswitch.channel.v1.WatchEventsRequest\x1a).payswitch.channel.v1.WatchEventsResponse0\x01\x12]\n\x08\x45xchange\x12%.payswitch.channel.v1.ExchangeRequest\x1a&.payswitch.channel.v1.ExchangeResponse(\x01\x30\x01\x42 Z\x1epayswitch/channel/v1;channelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +37,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payswitch.channel.v1.channe
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\036payswitch/channel/v1;channelv1'
-  _globals['_OPERATIONSTATUS']._serialized_start=2369
-  _globals['_OPERATIONSTATUS']._serialized_end=2544
-  _globals['_OPERATIONRESULT']._serialized_start=226
-  _globals['_OPERATIONRESULT']._serialized_end=498
-  _globals['_AUTHORIZEREQUEST']._serialized_start=501
-  _globals['_AUTHORIZEREQUEST']._serialized_end=701
-  _globals['_AUTHORIZERESPONSE']._serialized_start=703
-  _globals['_AUTHORIZERESPONSE']._serialized_end=777
-  _globals['_CAPTUREREQUEST']._serialized_start=780
-  _globals['_CAPTUREREQUEST']._serialized_end=991
-  _globals['_CAPTURERESPONSE']._serialized_start=993
-  _globals['_CAPTURERESPONSE']._serialized_end=1065
-  _globals['_VOIDREQUEST']._serialized_start=1068
-  _globals['_VOIDREQUEST']._serialized_end=1221
-  _globals['_VOIDRESPONSE']._serialized_start=1223
-  _globals['_VOIDRESPONSE']._serialized_end=1292
-  _globals['_REFUNDREQUEST']._serialized_start=1295
-  _globals['_REFUNDREQUEST']._serialized_end=1519
-  _globals['_REFUNDRESPONSE']._serialized_start=1521
-  _globals['_REFUNDRESPONSE']._serialized_end=1592
-  _globals['_INQUIREREQUEST']._serialized_start=1595
-  _globals['_INQUIREREQUEST']._serialized_end=1778
-  _globals['_INQUIRERESPONSE']._serialized_start=1780
-  _globals['_INQUIRERESPONSE']._serialized_end=1852
-  _globals['_DESCRIBEREQUEST']._serialized_start=1854
-  _globals['_DESCRIBEREQUEST']._serialized_end=1871
-  _globals['_DESCRIBERESPONSE']._serialized_start=1874
-  _globals['_DESCRIBERESPONSE']._serialized_end=2191
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2193
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2213
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2216
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2366
-  _globals['_CHANNELSERVICE']._serialized_start=2547
-  _globals['_CHANNELSERVICE']._serialized_end=3190
+  _globals['_OPERATIONSTATUS']._serialized_start=2878
+  _globals['_OPERATIONSTATUS']._serialized_end=3053
+  _globals['_OPERATIONRESULT']._serialized_start=251
+  _globals['_OPERATIONRESULT']._serialized_end=523
+  _globals['_AUTHORIZEREQUEST']._serialized_start=526
+  _globals['_AUTHORIZEREQUEST']._serialized_end=726
+  _globals['_AUTHORIZERESPONSE']._serialized_start=728
+  _globals['_AUTHORIZERESPONSE']._serialized_end=802
+  _globals['_CAPTUREREQUEST']._serialized_start=805
+  _globals['_CAPTUREREQUEST']._serialized_end=1016
+  _globals['_CAPTURERESPONSE']._serialized_start=1018
+  _globals['_CAPTURERESPONSE']._serialized_end=1090
+  _globals['_VOIDREQUEST']._serialized_start=1093
+  _globals['_VOIDREQUEST']._serialized_end=1246
+  _globals['_VOIDRESPONSE']._serialized_start=1248
+  _globals['_VOIDRESPONSE']._serialized_end=1317
+  _globals['_REFUNDREQUEST']._serialized_start=1320
+  _globals['_REFUNDREQUEST']._serialized_end=1544
+  _globals['_REFUNDRESPONSE']._serialized_start=1546
+  _globals['_REFUNDRESPONSE']._serialized_end=1617
+  _globals['_INQUIREREQUEST']._serialized_start=1620
+  _globals['_INQUIREREQUEST']._serialized_end=1803
+  _globals['_INQUIRERESPONSE']._serialized_start=1805
+  _globals['_INQUIRERESPONSE']._serialized_end=1877
+  _globals['_DESCRIBEREQUEST']._serialized_start=1879
+  _globals['_DESCRIBEREQUEST']._serialized_end=1896
+  _globals['_DESCRIBERESPONSE']._serialized_start=1899
+  _globals['_DESCRIBERESPONSE']._serialized_end=2216
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2218
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2238
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2241
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2391
+  _globals['_EXCHANGEREQUEST']._serialized_start=2394
+  _globals['_EXCHANGEREQUEST']._serialized_end=2737
+  _globals['_EXCHANGERESPONSE']._serialized_start=2740
+  _globals['_EXCHANGERESPONSE']._serialized_end=2875
+  _globals['_CHANNELSERVICE']._serialized_start=3056
+  _globals['_CHANNELSERVICE']._serialized_end=3794
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 from payswitch.common.v1 import decline_code_pb2 as _decline_code_pb2
 from payswitch.common.v1 import money_pb2 as _money_pb2
 from payswitch.common.v1 import payment_method_pb2 as _payment_method_pb2
@@ -580,3 +581,99 @@ class WatchEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class ExchangeRequest(_message.Message):
+    """ExchangeRequest is one operation sent on the Exchange stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    AUTHORIZE_FIELD_NUMBER: _builtins.int
+    CAPTURE_FIELD_NUMBER: _builtins.int
+    VOID_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    INQUIRE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the sender: unique among the operations in flight on this stream."""
+    timeout_ms: _builtins.int
+    """How long the sender waits for the answer, in milliseconds. The adapter should answer before
+    then; an operation still running then has an unknown outcome for the sender.
+    """
+    @_builtins.property
+    def authorize(self) -> Global___AuthorizeRequest:
+        """As the Authorize RPC."""
+
+    @_builtins.property
+    def capture(self) -> Global___CaptureRequest:
+        """As the Capture RPC."""
+
+    @_builtins.property
+    def void(self) -> Global___VoidRequest:
+        """As the Void RPC."""
+
+    @_builtins.property
+    def refund(self) -> Global___RefundRequest:
+        """As the Refund RPC."""
+
+    @_builtins.property
+    def inquire(self) -> Global___InquireRequest:
+        """As the Inquire RPC."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
+        authorize: Global___AuthorizeRequest | None = ...,
+        capture: Global___CaptureRequest | None = ...,
+        void: Global___VoidRequest | None = ...,
+        refund: Global___RefundRequest | None = ...,
+        inquire: Global___InquireRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "inquire", b"inquire", "operation", b"operation", "refund", b"refund", "void", b"void"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "id", b"id", "inquire", b"inquire", "operation", b"operation", "refund", b"refund", "timeout_ms", b"timeout_ms", "void", b"void"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["authorize", "capture", "void", "refund", "inquire"]  # noqa: Y015
+    _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
+
+Global___ExchangeRequest: _TypeAlias = ExchangeRequest  # noqa: Y015
+
+@_typing.final
+class ExchangeResponse(_message.Message):
+    """ExchangeResponse answers one operation of the Exchange stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """The id of the request this answers."""
+    @_builtins.property
+    def result(self) -> Global___OperationResult:
+        """The operation's result."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """The failure, as a google.rpc.Status."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        result: Global___OperationResult | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "id", b"id", "outcome", b"outcome", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["result", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ExchangeResponse: _TypeAlias = ExchangeResponse  # noqa: Y015

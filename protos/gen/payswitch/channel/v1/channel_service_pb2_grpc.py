@@ -81,6 +81,11 @@ class ChannelServiceStub:
                 request_serializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.Exchange = channel.stream_stream(
+                '/payswitch.channel.v1.ChannelService/Exchange',
+                request_serializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.ExchangeRequest.SerializeToString,
+                response_deserializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.ExchangeResponse.FromString,
+                _registered_method=True)
 
 
 class ChannelServiceServicer:
@@ -150,6 +155,17 @@ class ChannelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exchange(self, request_iterator, context):
+        """Exchange carries many operations on one long-lived stream, each answered on the same stream
+        under the `id` it was sent with, in any order. Each operation keeps exactly the contract of
+        its unary RPC (references, idempotence, PENDING, errors); the stream only saves the cost of
+        a call per operation. The switch uses it where a worker serves it, and the unary RPCs
+        otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChannelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +203,11 @@ def add_ChannelServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'Exchange': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exchange,
+                    request_deserializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.ExchangeRequest.FromString,
+                    response_serializer=payswitch_dot_channel_dot_v1_dot_channel__service__pb2.ExchangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +411,33 @@ class ChannelService:
             '/payswitch.channel.v1.ChannelService/WatchEvents',
             payswitch_dot_channel_dot_v1_dot_channel__service__pb2.WatchEventsRequest.SerializeToString,
             payswitch_dot_channel_dot_v1_dot_channel__service__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exchange(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/payswitch.channel.v1.ChannelService/Exchange',
+            payswitch_dot_channel_dot_v1_dot_channel__service__pb2.ExchangeRequest.SerializeToString,
+            payswitch_dot_channel_dot_v1_dot_channel__service__pb2.ExchangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,13 @@ class ChannelServiceStub:
     completed reversal), so that the switch need not poll. Adapters without such events keep
     the stream open and send nothing.
     """
+    Exchange: _grpc.StreamStreamMultiCallable[_channel_service_pb2.ExchangeRequest, _channel_service_pb2.ExchangeResponse]
+    """Exchange carries many operations on one long-lived stream, each answered on the same stream
+    under the `id` it was sent with, in any order. Each operation keeps exactly the contract of
+    its unary RPC (references, idempotence, PENDING, errors); the stream only saves the cost of
+    a call per operation. The switch uses it where a worker serves it, and the unary RPCs
+    otherwise.
+    """
 
 @_typing.type_check_only
 class ChannelServiceAsyncStub(ChannelServiceStub):
@@ -100,6 +107,13 @@ class ChannelServiceAsyncStub(ChannelServiceStub):
     """WatchEvents streams outcomes the adapter learns on its own (an upstream notification, a
     completed reversal), so that the switch need not poll. Adapters without such events keep
     the stream open and send nothing.
+    """
+    Exchange: _aio.StreamStreamMultiCallable[_channel_service_pb2.ExchangeRequest, _channel_service_pb2.ExchangeResponse]  # type: ignore[assignment]
+    """Exchange carries many operations on one long-lived stream, each answered on the same stream
+    under the `id` it was sent with, in any order. Each operation keeps exactly the contract of
+    its unary RPC (references, idempotence, PENDING, errors); the stream only saves the cost of
+    a call per operation. The switch uses it where a worker serves it, and the unary RPCs
+    otherwise.
     """
 
 class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +190,19 @@ class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
         """WatchEvents streams outcomes the adapter learns on its own (an upstream notification, a
         completed reversal), so that the switch need not poll. Adapters without such events keep
         the stream open and send nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def Exchange(
+        self,
+        request_iterator: _MaybeAsyncIterator[_channel_service_pb2.ExchangeRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_channel_service_pb2.ExchangeResponse], _abc.AsyncIterator[_channel_service_pb2.ExchangeResponse]]:
+        """Exchange carries many operations on one long-lived stream, each answered on the same stream
+        under the `id` it was sent with, in any order. Each operation keeps exactly the contract of
+        its unary RPC (references, idempotence, PENDING, errors); the stream only saves the cost of
+        a call per operation. The switch uses it where a worker serves it, and the unary RPCs
+        otherwise.
         """
 
 def add_ChannelServiceServicer_to_server(servicer: ChannelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

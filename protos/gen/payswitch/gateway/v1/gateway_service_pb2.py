@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from payswitch.common.v1 import money_pb2 as payswitch_dot_common_dot_v1_dot_money__pb2
 from payswitch.common.v1 import payment_method_pb2 as payswitch_dot_common_dot_v1_dot_payment__method__pb2
 from payswitch.gateway.v1 import payment_pb2 as payswitch_dot_gateway_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*payswitch/gateway/v1/gateway_service.proto\x12\x14payswitch.gateway.v1\x1a\x1fpayswitch/common/v1/money.proto\x1a(payswitch/common/v1/payment_method.proto\x1a\"payswitch/gateway/v1/payment.proto\"\xfd\x01\n\x10\x41uthorizeRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12*\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12:\n\x0epayment_method\x18\x03 \x01(\x0b\x32\".payswitch.common.v1.PaymentMethod\x12\x37\n\x0c\x63\x61pture_mode\x18\x04 \x01(\x0e\x32!.payswitch.gateway.v1.CaptureMode\x12\x1a\n\x12merchant_reference\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"C\n\x11\x41uthorizeResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"i\n\x0e\x43\x61ptureRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12*\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"A\n\x0f\x43\x61ptureResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"J\n\x0bVoidRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\">\n\x0cVoidResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"x\n\rRefundRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12*\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\"n\n\x0eRefundResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\x12,\n\x06refund\x18\x02 \x01(\x0b\x32\x1c.payswitch.gateway.v1.Refund\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"D\n\x12GetPaymentResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\")\n\x13WatchPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"F\n\x14WatchPaymentResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment2\xb4\x04\n\x0eGatewayService\x12\\\n\tAuthorize\x12&.payswitch.gateway.v1.AuthorizeRequest\x1a\'.payswitch.gateway.v1.AuthorizeResponse\x12V\n\x07\x43\x61pture\x12$.payswitch.gateway.v1.CaptureRequest\x1a%.payswitch.gateway.v1.CaptureResponse\x12M\n\x04Void\x12!.payswitch.gateway.v1.VoidRequest\x1a\".payswitch.gateway.v1.VoidResponse\x12S\n\x06Refund\x12#.payswitch.gateway.v1.RefundRequest\x1a$.payswitch.gateway.v1.RefundResponse\x12_\n\nGetPayment\x12\'.payswitch.gateway.v1.GetPaymentRequest\x1a(.payswitch.gateway.v1.GetPaymentResponse\x12g\n\x0cWatchPayment\x12).payswitch.gateway.v1.WatchPaymentRequest\x1a*.payswitch.gateway.v1.WatchPaymentResponse0\x01\x42 Z\x1epayswitch/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*payswitch/gateway/v1/gateway_service.proto\x12\x14payswitch.gateway.v1\x1a\x17google/rpc/status.proto\x1a\x1fpayswitch/common/v1/money.proto\x1a(payswitch/common/v1/payment_method.proto\x1a\"payswitch/gateway/v1/payment.proto\"\xfd\x01\n\x10\x41uthorizeRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12*\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12:\n\x0epayment_method\x18\x03 \x01(\x0b\x32\".payswitch.common.v1.PaymentMethod\x12\x37\n\x0c\x63\x61pture_mode\x18\x04 \x01(\x0e\x32!.payswitch.gateway.v1.CaptureMode\x12\x1a\n\x12merchant_reference\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"C\n\x11\x41uthorizeResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"i\n\x0e\x43\x61ptureRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12*\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"A\n\x0f\x43\x61ptureResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"J\n\x0bVoidRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\">\n\x0cVoidResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"x\n\rRefundRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12*\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\"n\n\x0eRefundResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\x12,\n\x06refund\x18\x02 \x01(\x0b\x32\x1c.payswitch.gateway.v1.Refund\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"D\n\x12GetPaymentResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\")\n\x13WatchPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"F\n\x14WatchPaymentResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"\x8e\x02\n\x15StreamPaymentsRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12;\n\tauthorize\x18\x02 \x01(\x0b\x32&.payswitch.gateway.v1.AuthorizeRequestH\x00\x12\x37\n\x07\x63\x61pture\x18\x03 \x01(\x0b\x32$.payswitch.gateway.v1.CaptureRequestH\x00\x12\x31\n\x04void\x18\x04 \x01(\x0b\x32!.payswitch.gateway.v1.VoidRequestH\x00\x12\x35\n\x06refund\x18\x05 \x01(\x0b\x32#.payswitch.gateway.v1.RefundRequestH\x00\x42\t\n\x07request\"\xb9\x02\n\x16StreamPaymentsResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12<\n\tauthorize\x18\x02 \x01(\x0b\x32\'.payswitch.gateway.v1.AuthorizeResponseH\x00\x12\x38\n\x07\x63\x61pture\x18\x03 \x01(\x0b\x32%.payswitch.gateway.v1.CaptureResponseH\x00\x12\x32\n\x04void\x18\x04 \x01(\x0b\x32\".payswitch.gateway.v1.VoidResponseH\x00\x12\x36\n\x06refund\x18\x05 \x01(\x0b\x32$.payswitch.gateway.v1.RefundResponseH\x00\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\n\n\x08response2\xa5\x05\n\x0eGatewayService\x12\\\n\tAuthorize\x12&.payswitch.gateway.v1.AuthorizeRequest\x1a\'.payswitch.gateway.v1.AuthorizeResponse\x12V\n\x07\x43\x61pture\x12$.payswitch.gateway.v1.CaptureRequest\x1a%.payswitch.gateway.v1.CaptureResponse\x12M\n\x04Void\x12!.payswitch.gateway.v1.VoidRequest\x1a\".payswitch.gateway.v1.VoidResponse\x12S\n\x06Refund\x12#.payswitch.gateway.v1.RefundRequest\x1a$.payswitch.gateway.v1.RefundResponse\x12_\n\nGetPayment\x12\'.payswitch.gateway.v1.GetPaymentRequest\x1a(.payswitch.gateway.v1.GetPaymentResponse\x12g\n\x0cWatchPayment\x12).payswitch.gateway.v1.WatchPaymentRequest\x1a*.payswitch.gateway.v1.WatchPaymentResponse0\x01\x12o\n\x0eStreamPayments\x12+.payswitch.gateway.v1.StreamPaymentsRequest\x1a,.payswitch.gateway.v1.StreamPaymentsResponse(\x01\x30\x01\x42 Z\x1epayswitch/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,30 +36,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payswitch.gateway.v1.gatewa
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\036payswitch/gateway/v1;gatewayv1'
-  _globals['_AUTHORIZEREQUEST']._serialized_start=180
-  _globals['_AUTHORIZEREQUEST']._serialized_end=433
-  _globals['_AUTHORIZERESPONSE']._serialized_start=435
-  _globals['_AUTHORIZERESPONSE']._serialized_end=502
-  _globals['_CAPTUREREQUEST']._serialized_start=504
-  _globals['_CAPTUREREQUEST']._serialized_end=609
-  _globals['_CAPTURERESPONSE']._serialized_start=611
-  _globals['_CAPTURERESPONSE']._serialized_end=676
-  _globals['_VOIDREQUEST']._serialized_start=678
-  _globals['_VOIDREQUEST']._serialized_end=752
-  _globals['_VOIDRESPONSE']._serialized_start=754
-  _globals['_VOIDRESPONSE']._serialized_end=816
-  _globals['_REFUNDREQUEST']._serialized_start=818
-  _globals['_REFUNDREQUEST']._serialized_end=938
-  _globals['_REFUNDRESPONSE']._serialized_start=940
-  _globals['_REFUNDRESPONSE']._serialized_end=1050
-  _globals['_GETPAYMENTREQUEST']._serialized_start=1052
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1091
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1093
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1161
-  _globals['_WATCHPAYMENTREQUEST']._serialized_start=1163
-  _globals['_WATCHPAYMENTREQUEST']._serialized_end=1204
-  _globals['_WATCHPAYMENTRESPONSE']._serialized_start=1206
-  _globals['_WATCHPAYMENTRESPONSE']._serialized_end=1276
-  _globals['_GATEWAYSERVICE']._serialized_start=1279
-  _globals['_GATEWAYSERVICE']._serialized_end=1843
+  _globals['_AUTHORIZEREQUEST']._serialized_start=205
+  _globals['_AUTHORIZEREQUEST']._serialized_end=458
+  _globals['_AUTHORIZERESPONSE']._serialized_start=460
+  _globals['_AUTHORIZERESPONSE']._serialized_end=527
+  _globals['_CAPTUREREQUEST']._serialized_start=529
+  _globals['_CAPTUREREQUEST']._serialized_end=634
+  _globals['_CAPTURERESPONSE']._serialized_start=636
+  _globals['_CAPTURERESPONSE']._serialized_end=701
+  _globals['_VOIDREQUEST']._serialized_start=703
+  _globals['_VOIDREQUEST']._serialized_end=777
+  _globals['_VOIDRESPONSE']._serialized_start=779
+  _globals['_VOIDRESPONSE']._serialized_end=841
+  _globals['_REFUNDREQUEST']._serialized_start=843
+  _globals['_REFUNDREQUEST']._serialized_end=963
+  _globals['_REFUNDRESPONSE']._serialized_start=965
+  _globals['_REFUNDRESPONSE']._serialized_end=1075
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1077
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1116
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1118
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1186
+  _globals['_WATCHPAYMENTREQUEST']._serialized_start=1188
+  _globals['_WATCHPAYMENTREQUEST']._serialized_end=1229
+  _globals['_WATCHPAYMENTRESPONSE']._serialized_start=1231
+  _globals['_WATCHPAYMENTRESPONSE']._serialized_end=1301
+  _globals['_STREAMPAYMENTSREQUEST']._serialized_start=1304
+  _globals['_STREAMPAYMENTSREQUEST']._serialized_end=1574
+  _globals['_STREAMPAYMENTSRESPONSE']._serialized_start=1577
+  _globals['_STREAMPAYMENTSRESPONSE']._serialized_end=1890
+  _globals['_GATEWAYSERVICE']._serialized_start=1893
+  _globals['_GATEWAYSERVICE']._serialized_end=2570
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.rpc import status_pb2 as _status_pb2
 from payswitch.common.v1 import money_pb2 as _money_pb2
 from payswitch.common.v1 import payment_method_pb2 as _payment_method_pb2
 from payswitch.gateway.v1 import payment_pb2 as _payment_pb2
@@ -366,3 +367,105 @@ class WatchPaymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchPaymentResponse: _TypeAlias = WatchPaymentResponse  # noqa: Y015
+
+@_typing.final
+class StreamPaymentsRequest(_message.Message):
+    """StreamPaymentsRequest is one request on the StreamPayments stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AUTHORIZE_FIELD_NUMBER: _builtins.int
+    CAPTURE_FIELD_NUMBER: _builtins.int
+    VOID_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the caller: unique among the caller's requests in flight on this stream."""
+    @_builtins.property
+    def authorize(self) -> Global___AuthorizeRequest:
+        """As the Authorize RPC."""
+
+    @_builtins.property
+    def capture(self) -> Global___CaptureRequest:
+        """As the Capture RPC."""
+
+    @_builtins.property
+    def void(self) -> Global___VoidRequest:
+        """As the Void RPC."""
+
+    @_builtins.property
+    def refund(self) -> Global___RefundRequest:
+        """As the Refund RPC."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        authorize: Global___AuthorizeRequest | None = ...,
+        capture: Global___CaptureRequest | None = ...,
+        void: Global___VoidRequest | None = ...,
+        refund: Global___RefundRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "refund", b"refund", "request", b"request", "void", b"void"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "id", b"id", "refund", b"refund", "request", b"request", "void", b"void"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["authorize", "capture", "void", "refund"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___StreamPaymentsRequest: _TypeAlias = StreamPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class StreamPaymentsResponse(_message.Message):
+    """StreamPaymentsResponse answers one request of the StreamPayments stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AUTHORIZE_FIELD_NUMBER: _builtins.int
+    CAPTURE_FIELD_NUMBER: _builtins.int
+    VOID_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """The id of the request this answers."""
+    @_builtins.property
+    def authorize(self) -> Global___AuthorizeResponse:
+        """The answer to an authorize request."""
+
+    @_builtins.property
+    def capture(self) -> Global___CaptureResponse:
+        """The answer to a capture request."""
+
+    @_builtins.property
+    def void(self) -> Global___VoidResponse:
+        """The answer to a void request."""
+
+    @_builtins.property
+    def refund(self) -> Global___RefundResponse:
+        """The answer to a refund request."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """The failure, as the unary RPC would have returned it."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        authorize: Global___AuthorizeResponse | None = ...,
+        capture: Global___CaptureResponse | None = ...,
+        void: Global___VoidResponse | None = ...,
+        refund: Global___RefundResponse | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "error", b"error", "refund", b"refund", "response", b"response", "void", b"void"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "error", b"error", "id", b"id", "refund", b"refund", "response", b"response", "void", b"void"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["authorize", "capture", "void", "refund", "error"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
+
+Global___StreamPaymentsResponse: _TypeAlias = StreamPaymentsResponse  # noqa: Y015

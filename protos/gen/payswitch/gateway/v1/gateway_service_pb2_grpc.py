@@ -76,6 +76,11 @@ class GatewayServiceStub:
                 request_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.WatchPaymentRequest.SerializeToString,
                 response_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.WatchPaymentResponse.FromString,
                 _registered_method=True)
+        self.StreamPayments = channel.stream_stream(
+                '/payswitch.gateway.v1.GatewayService/StreamPayments',
+                request_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsRequest.SerializeToString,
+                response_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -140,6 +145,17 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamPayments(self, request_iterator, context):
+        """StreamPayments carries many state-changing requests on one stream, for high-volume callers.
+        Each request is answered individually under its `id`, in any order, exactly as its unary
+        RPC would answer it: its own idempotency key, a decline as a payment, a failure as the same
+        google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
+        is sent once, as metadata of the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +188,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.WatchPayment,
                     request_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.WatchPaymentRequest.FromString,
                     response_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.WatchPaymentResponse.SerializeToString,
+            ),
+            'StreamPayments': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamPayments,
+                    request_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsRequest.FromString,
+                    response_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +369,33 @@ class GatewayService:
             '/payswitch.gateway.v1.GatewayService/WatchPayment',
             payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.WatchPaymentRequest.SerializeToString,
             payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.WatchPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPayments(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/payswitch.gateway.v1.GatewayService/StreamPayments',
+            payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsRequest.SerializeToString,
+            payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,13 @@ class GatewayServiceStub:
     ends once the payment is no longer PENDING (every outcome on it is known), or at the
     caller's deadline.
     """
+    StreamPayments: _grpc.StreamStreamMultiCallable[_gateway_service_pb2.StreamPaymentsRequest, _gateway_service_pb2.StreamPaymentsResponse]
+    """StreamPayments carries many state-changing requests on one stream, for high-volume callers.
+    Each request is answered individually under its `id`, in any order, exactly as its unary
+    RPC would answer it: its own idempotency key, a decline as a payment, a failure as the same
+    google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
+    is sent once, as metadata of the stream.
+    """
 
 @_typing.type_check_only
 class GatewayServiceAsyncStub(GatewayServiceStub):
@@ -104,6 +111,13 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """WatchPayment streams a payment: its current state first, then each change. The stream
     ends once the payment is no longer PENDING (every outcome on it is known), or at the
     caller's deadline.
+    """
+    StreamPayments: _aio.StreamStreamMultiCallable[_gateway_service_pb2.StreamPaymentsRequest, _gateway_service_pb2.StreamPaymentsResponse]  # type: ignore[assignment]
+    """StreamPayments carries many state-changing requests on one stream, for high-volume callers.
+    Each request is answered individually under its `id`, in any order, exactly as its unary
+    RPC would answer it: its own idempotency key, a decline as a payment, a failure as the same
+    google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
+    is sent once, as metadata of the stream.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +190,19 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """WatchPayment streams a payment: its current state first, then each change. The stream
         ends once the payment is no longer PENDING (every outcome on it is known), or at the
         caller's deadline.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamPayments(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_service_pb2.StreamPaymentsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_service_pb2.StreamPaymentsResponse], _abc.AsyncIterator[_gateway_service_pb2.StreamPaymentsResponse]]:
+        """StreamPayments carries many state-changing requests on one stream, for high-volume callers.
+        Each request is answered individually under its `id`, in any order, exactly as its unary
+        RPC would answer it: its own idempotency key, a decline as a payment, a failure as the same
+        google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
+        is sent once, as metadata of the stream.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

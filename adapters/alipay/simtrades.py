@@ -50,6 +50,9 @@ class TradeBook:
         self._trades: dict[str, Trade] = {}
         self._by_trade_no: dict[str, Trade] = {}
 
+    def count(self) -> int:
+        return len(self._trades)
+
     def get(self, out_trade_no: str) -> Trade | None:
         return self._trades.get(out_trade_no)
 

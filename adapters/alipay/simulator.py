@@ -101,7 +101,11 @@ class AlipaySimulator:
 
     async def handle(self, request: HttpRequest) -> Reply:
         if request.path == "/_sim/stats" and self.server is not None:
-            stats = {**self.stats, "connections": self.server.connections_accepted}
+            stats = {
+                **self.stats,
+                "trades": self.book.count(),
+                "connections": self.server.connections_accepted,
+            }
             return Reply(200, json.dumps(stats).encode(), {"Content-Type": "application/json"})
         if request.path != "/gateway.do" or request.method not in ("GET", "POST"):
             return Reply(404, b"not found")

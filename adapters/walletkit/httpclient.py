@@ -154,10 +154,12 @@ class HttpClient:
 
     async def _connect(self) -> _Connection:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._host, self._port, ssl=self._ssl),
-                self._connect_timeout,
-            )
+            # asyncio.timeout, not wait_for: on 3.11 a wait_for cancelled just as the
+            # connection completes loses the connection without closing it.
+            async with asyncio.timeout(self._connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=self._ssl
+                )
         except (OSError, TimeoutError) as exc:
             raise UpstreamUnavailableError(f"cannot connect to {self.origin}: {exc!r}") from exc
         self.connections_opened += 1
@@ -169,7 +171,8 @@ class HttpClient:
         keep = False
         try:
             conn.writer.write(head + body)
-            response, keep = await asyncio.wait_for(self._read(conn.reader, method), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                response, keep = await self._read(conn.reader, method)
             return response
         except TimeoutError as exc:
             raise UpstreamTimeoutError(f"{self.origin} did not answer in time") from exc

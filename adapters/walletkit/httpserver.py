@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import logging
 import signal
@@ -84,12 +83,15 @@ class HttpServer:
                 pass
         except (HttpProtocolError, asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # Only `close()` cancels a connection. The stream machinery asks a finished
+            # connection task for its exception, so end it normally rather than cancelled.
+            if self._server is not None and self._server.is_serving():
+                raise
         finally:
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         line = await reader.readline()
@@ -141,8 +143,10 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve_until_signal(server: HttpServer, *, banner: str) -> None:
-    """Start `server`, print `banner` with its port, and serve until SIGTERM or SIGINT."""
+async def serve_until_signal(
+    server: HttpServer, *, banner: str, cleanup: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Start `server`, print `banner` with its port, serve until SIGTERM or SIGINT, clean up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,3 +157,5 @@ async def serve_until_signal(server: HttpServer, *, banner: str) -> None:
         await stop.wait()
     finally:
         await server.close()
+        if cleanup is not None:
+            await cleanup()

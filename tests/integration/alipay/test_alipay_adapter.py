@@ -1,0 +1,213 @@
+"""The Alipay adapter against the simulator process over real HTTP: every flow end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from adapters.sdk.errors import InvalidRequestError, NotSupportedError, UpstreamTimeoutError
+from adapters.sdk.types import (
+    CaptureRequest,
+    DeclineCode,
+    Money,
+    OperationStatus,
+    OperationType,
+    PaymentMethodType,
+)
+from tests.integration.alipay.alipaykit import (
+    MERCHANT,
+    SimulatorProcess,
+    authorize,
+    cny,
+    code,
+    inquire,
+    ref,
+    refund,
+    void,
+)
+from tests.integration.alipay.conftest import AdapterFactory
+
+APPROVED, DECLINED = OperationStatus.APPROVED, OperationStatus.DECLINED
+PENDING, NOT_FOUND = OperationStatus.PENDING, OperationStatus.NOT_FOUND
+AUTH = OperationType.AUTHORIZE
+
+
+async def test_approval(make_adapter: AdapterFactory) -> None:
+    adapter, _ = await make_adapter()
+    r = ref("ok")
+    result = await adapter.authorize(authorize(r, code("0000"), 8888))
+    assert result.status is APPROVED
+    assert result.approved_amount == cny(8888)
+    assert result.upstream_reference.startswith("20")
+    assert (await adapter.inquire(inquire(r, AUTH))).status is APPROVED
+
+
+@pytest.mark.parametrize(
+    ("scenario", "decline", "raw"),
+    [
+        ("1051", DeclineCode.INSUFFICIENT_FUNDS, "ACQ.BUYER_BALANCE_NOT_ENOUGH"),
+        ("1014", DeclineCode.INVALID_PAYMENT_CODE, "ACQ.PAYMENT_AUTH_CODE_INVALID"),
+        ("1005", DeclineCode.DO_NOT_HONOR, "ACQ.PAYMENT_FAIL"),
+        ("1061", DeclineCode.EXCEEDS_LIMIT, "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"),
+        ("1057", DeclineCode.TRANSACTION_NOT_PERMITTED, "ACQ.BUYER_ENABLE_STATUS_FORBID"),
+    ],
+)
+async def test_declines_are_results_with_the_mapped_code(
+    make_adapter: AdapterFactory, scenario: str, decline: DeclineCode, raw: str
+) -> None:
+    adapter, _ = await make_adapter()
+    result = await adapter.authorize(authorize(ref("no"), code(scenario)))
+    assert (result.status, result.decline_code, result.raw_code) == (DECLINED, decline, raw)
+
+
+async def test_partial_refunds_up_to_the_captured_amount(make_adapter: AdapterFactory) -> None:
+    adapter, _ = await make_adapter()
+    paid = ref("pay")
+    assert (await adapter.authorize(authorize(paid, code("0000"), 10000))).status is APPROVED
+    first, second = ref("rf1"), ref("rf2")
+    assert (await adapter.refund(refund(first, paid, 3000, 10000))).status is APPROVED
+    too_much = await adapter.refund(refund(ref("rf-big"), paid, 8000, 10000))
+    assert (too_much.status, too_much.decline_code) == (DECLINED, DeclineCode.INVALID_AMOUNT)
+    assert (await adapter.refund(refund(second, paid, 7000, 10000))).status is APPROVED
+    fresh, _ = await make_adapter()  # no memory: it must ask the platform
+    found = await fresh.inquire(inquire(first, OperationType.REFUND, paid))
+    assert (found.status, found.approved_amount) == (APPROVED, cny(3000))
+    # Fully refunded: the trade is closed, and nothing more can be refunded.
+    after = await adapter.refund(refund(ref("rf3"), paid, 1, 10000))
+    assert (after.status, after.decline_code) == (DECLINED, DeclineCode.INVALID_STATE)
+
+
+async def test_refund_repeated_by_a_restarted_adapter_refunds_once(
+    make_adapter: AdapterFactory,
+) -> None:
+    adapter, _ = await make_adapter()
+    paid, rf = ref("pay"), ref("rf")
+    await adapter.authorize(authorize(paid, code("0000"), 5000))
+    assert (await adapter.refund(refund(rf, paid, 3000, 5000))).status is APPROVED
+    fresh, _ = await make_adapter()  # no memory of the first refund
+    # A second 3000 would exceed the 5000 paid: approval means the platform saw a repeat.
+    assert (await fresh.refund(refund(rf, paid, 3000, 5000))).status is APPROVED
+    assert (await fresh.refund(refund(ref("rf2"), paid, 2000, 5000))).status is APPROVED
+    closed = await fresh.refund(refund(ref("rf3"), paid, 1, 5000))
+    assert (closed.status, closed.decline_code) == (DECLINED, DeclineCode.INVALID_STATE)
+
+
+async def test_void_of_a_paid_payment_cancels_it(make_adapter: AdapterFactory) -> None:
+    adapter, _ = await make_adapter()
+    paid, v = ref("pay"), ref("void")
+    await adapter.authorize(authorize(paid, code("0000")))
+    result = await adapter.void(void(v, paid))
+    assert (result.status, result.raw_code) == (APPROVED, "refund")
+    assert (await adapter.inquire(inquire(v, OperationType.VOID, paid))).status is APPROVED
+    assert (await adapter.void(void(ref("void2"), paid))).status is APPROVED  # repeatable
+
+
+async def test_void_of_a_payment_the_buyer_has_not_confirmed_closes_it(
+    make_adapter: AdapterFactory,
+) -> None:
+    adapter, _ = await make_adapter(poll_interval_s=0)
+    waiting = ref("wait")
+    assert (await adapter.authorize(authorize(waiting, code("2001")))).status is PENDING
+    result = await adapter.void(void(ref("void"), waiting))
+    assert (result.status, result.raw_code) == (APPROVED, "close")
+    await asyncio.sleep(0.8)  # past the moment the buyer would have confirmed
+    closed = await adapter.inquire(inquire(waiting, AUTH))
+    assert (closed.status, closed.decline_code) == (DECLINED, DeclineCode.BUYER_CANCELLED)
+
+
+async def test_unknown_outcome_20000_is_settled_by_a_query(make_adapter: AdapterFactory) -> None:
+    adapter, _ = await make_adapter()
+    result = await adapter.authorize(authorize(ref("u"), code("2003")))
+    assert (result.status, result.raw_code) == (APPROVED, "TRADE_SUCCESS")
+
+
+async def test_system_error_is_settled_by_a_query(make_adapter: AdapterFactory) -> None:
+    adapter, _ = await make_adapter()
+    result = await adapter.authorize(authorize(ref("se"), code("2006")))
+    assert result.status is APPROVED
+
+
+@pytest.mark.parametrize(
+    ("scenario", "final"), [("2001", APPROVED), ("2004", APPROVED), ("2002", DECLINED)]
+)
+async def test_slow_buyer_is_pending_then_settled_and_announced(
+    make_adapter: AdapterFactory, scenario: str, final: OperationStatus
+) -> None:
+    adapter, events = await make_adapter()
+    r = ref("slow")
+    assert (await adapter.authorize(authorize(r, code(scenario)))).status is PENDING
+    assert (await events.settled(r)).result.status is final
+    assert (await adapter.inquire(inquire(r, AUTH))).status is final
+    assert (await adapter.authorize(authorize(r, code(scenario)))).status is final
+
+
+async def test_timeout_is_resolved_by_inquire_and_a_repeat_does_not_pay_twice(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    adapter, _ = await make_adapter(timeout_s=0.5, poll_interval_s=0)
+    r, auth_code = ref("hang"), code("2005")
+    before = await simulator.stats()
+    with pytest.raises(UpstreamTimeoutError):
+        await adapter.authorize(authorize(r, auth_code))
+    assert (await adapter.inquire(inquire(r, AUTH))).status is APPROVED
+    assert (await adapter.authorize(authorize(r, auth_code))).status is APPROVED
+    after = await simulator.stats()
+    assert after["pay_requests"] - before["pay_requests"] == 1
+
+
+async def test_repeats_with_the_same_reference_are_not_charged_twice(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    adapter, _ = await make_adapter()
+    r, auth_code = ref("rep"), code("0000")
+    before = await simulator.stats()
+    results = await asyncio.gather(*(adapter.authorize(authorize(r, auth_code)) for _ in range(5)))
+    assert {x.status for x in results} == {APPROVED} and len(
+        {x.upstream_reference for x in results}
+    ) == 1
+    restarted, _ = await make_adapter()
+    again = await restarted.authorize(authorize(r, auth_code))  # ACQ.TRADE_HAS_SUCCESS -> query
+    assert (again.status, again.upstream_reference) == (APPROVED, results[0].upstream_reference)
+    after = await simulator.stats()
+    assert after["trades"] - before["trades"] == 1
+    assert after["pay_requests"] - before["pay_requests"] == 2
+
+
+async def test_what_the_channel_cannot_do_is_refused_before_sending(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    adapter, _ = await make_adapter()
+    before = await simulator.stats()
+    with pytest.raises(NotSupportedError):
+        await adapter.authorize(authorize(ref("m"), code("0000"), capture=False))
+    with pytest.raises(NotSupportedError):
+        await adapter.capture(CaptureRequest("c", MERCHANT, "o", "", cny(1), cny(1)))
+    with pytest.raises(InvalidRequestError):
+        await adapter.authorize(
+            authorize(ref("k"), code("0000"), kind=PaymentMethodType.WECHAT_PAY)
+        )
+    for amount in (Money(100, "USD"), cny(0)):
+        request = dataclasses.replace(authorize(ref("amt"), code("0000")), amount=amount)
+        with pytest.raises(InvalidRequestError):
+            await adapter.authorize(request)
+    assert (await simulator.stats())["requests"] == before["requests"]
+    assert (await adapter.inquire(inquire(ref("never"), AUTH))).status is NOT_FOUND
+
+
+async def test_connections_are_kept_alive_and_reused(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    adapter, _ = await make_adapter(max_connections=3)
+    before = await simulator.stats()
+    for _ in range(10):
+        await adapter.authorize(authorize(ref("seq"), code("0000")))
+    assert adapter.connections_opened == 1
+    await asyncio.gather(
+        *(adapter.authorize(authorize(ref("par"), code("0000"))) for _ in range(12))
+    )
+    assert adapter.connections_opened <= 3
+    after = await simulator.stats()
+    # The simulator saw the adapter's connections, and the one this stats call came on.
+    assert after["connections"] - before["connections"] == adapter.connections_opened + 1

@@ -1,0 +1,107 @@
+"""The wallets' operation memo: once per reference, repeats answered from memory, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.sdk.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from adapters.sdk.types import (
+    ChannelEvent,
+    DeclineCode,
+    OperationResult,
+    OperationStatus,
+    OperationType,
+)
+from adapters.walletkit.memo import OpenOperation, OperationMemo
+from adapters.walletkit.watcher import PendingWatcher
+
+AUTH = OperationType.AUTHORIZE
+
+
+class Upstream:
+    """A hand-written upstream: counts sends and queries, answers what it is told."""
+
+    def __init__(self, answer: OperationResult) -> None:
+        self.answer = answer
+        self.sends = 0
+        self.queries = 0
+        self.fail_with: Exception | None = None
+
+    async def send(self) -> OperationResult:
+        self.sends += 1
+        await asyncio.sleep(0.01)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.answer
+
+    async def query(self) -> OperationResult:
+        self.queries += 1
+        return self.answer
+
+
+async def test_concurrent_repeats_send_once_and_share_the_first_result() -> None:
+    memo, upstream = OperationMemo(), Upstream(OperationResult.approved(raw_code="ok"))
+    results = await asyncio.gather(
+        *(memo.once("r1", AUTH, "r1", send=upstream.send, repeat=upstream.query) for _ in range(5))
+    )
+    assert upstream.sends == 1 and upstream.queries == 0
+    assert all(r == results[0] for r in results) and results[0].status is OperationStatus.APPROVED
+
+
+async def test_unknown_outcome_stays_open_and_a_repeat_asks_instead_of_sending() -> None:
+    memo, upstream = OperationMemo(), Upstream(OperationResult.approved())
+    upstream.fail_with = UpstreamTimeoutError("no answer")
+    with pytest.raises(UpstreamTimeoutError):
+        await memo.once("r1", AUTH, "r1", send=upstream.send, repeat=upstream.query)
+    assert memo.open("r1") is not None
+    upstream.fail_with = None
+    result = await memo.once("r1", AUTH, "r1", send=upstream.send, repeat=upstream.query)
+    assert (upstream.sends, upstream.queries, result.status) == (1, 1, OperationStatus.APPROVED)
+    assert memo.open("r1") is None and memo.final("r1") == result
+
+
+async def test_a_request_that_never_left_leaves_nothing_open() -> None:
+    memo, upstream = OperationMemo(), Upstream(OperationResult.approved())
+    upstream.fail_with = UpstreamUnavailableError("refused")
+    with pytest.raises(UpstreamUnavailableError):
+        await memo.once("r1", AUTH, "r1", send=upstream.send)
+    assert memo.open("r1") is None and memo.final("r1") is None
+
+
+async def test_pending_is_not_remembered_as_final_but_stays_open() -> None:
+    memo, upstream = OperationMemo(), Upstream(OperationResult.pending("buyer confirming"))
+    await memo.once("r1", AUTH, "r1", send=upstream.send)
+    assert memo.final("r1") is None and memo.open("r1") is not None
+    assert memo.settle("r1", OperationResult.declined(DeclineCode.BUYER_CANCELLED))
+    assert not memo.settle("r1", OperationResult.approved())
+    assert memo.final("r1") is not None and memo.final("r1").status is OperationStatus.DECLINED  # type: ignore[union-attr]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[ChannelEvent] = []
+
+    def publish(self, event: ChannelEvent) -> None:
+        self.events.append(event)
+
+
+async def test_watcher_publishes_each_settled_operation_once() -> None:
+    memo, sink = OperationMemo(), Sink()
+    answers = {"r1": OperationResult.pending(), "r2": OperationResult.approved()}
+
+    async def resolve(op: OpenOperation) -> OperationResult:
+        return answers[op.reference]
+
+    memo.begin("r1", AUTH, "r1")
+    memo.begin("r2", AUTH, "r2")
+    watcher = PendingWatcher(memo=memo, resolve=resolve, events=sink, interval=60, give_up_after=60)
+    for op in memo.open_operations():
+        await watcher.check(op)
+    assert [e.reference for e in sink.events] == ["r2"]
+    answers["r1"] = OperationResult.approved()
+    for op in memo.open_operations():
+        await watcher.check(op)
+    assert [e.reference for e in sink.events] == ["r2", "r1"]
+    assert memo.open_operations() == []

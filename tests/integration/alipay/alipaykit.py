@@ -97,13 +97,18 @@ class SimulatorProcess:
             stop_process(self.proc)
 
     async def stats(self) -> dict[str, Any]:
-        http = HttpClient(f"http://127.0.0.1:{self.port}")
-        try:
-            response = await http.request("GET", "/_sim/stats")
-        finally:
-            await http.aclose()
-        value: dict[str, Any] = json.loads(response.body)
-        return value
+        return await sim_json(self.port, "GET", "/_sim/stats")
+
+
+async def sim_json(port: int, method: str, target: str) -> dict[str, Any]:
+    """Call a simulator's control endpoint on 127.0.0.1:`port`; its JSON answer."""
+    http = HttpClient(f"http://127.0.0.1:{port}")
+    try:
+        response = await http.request(method, target)
+    finally:
+        await http.aclose()
+    value: dict[str, Any] = json.loads(response.body)
+    return value
 
 
 class Events:

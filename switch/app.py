@@ -42,7 +42,6 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         metrics.serve(cfg.server.metrics_listen)
     client = aioredis.Redis.from_url(
         cfg.redis.url,
-        socket_timeout=cfg.redis.timeout_ms / 1000,
         socket_connect_timeout=cfg.redis.timeout_ms / 1000,
         max_connections=cfg.redis.max_connections,
         retry_on_timeout=False,
@@ -53,6 +52,7 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         payment_ttl_s=cfg.redis.payment_ttl_s,
         journal_max_len=cfg.redis.journal_max_len,
         in_flight_grace_ms=cfg.reconciler.in_flight_grace_ms,
+        timeout_s=cfg.redis.timeout_ms / 1000,
     )
     merchants = {m.id: m for m in cfg.merchants}
     pool = Pool(cfg.channels)

@@ -190,7 +190,7 @@ class PaymentService:
             amount=amount,
             auto_capture=auto_capture,
             method=summary,
-            channel="",
+            channel=candidates[0].name,
             create_ms=t,
             update_ms=t,
             merchant_reference=merchant_reference,
@@ -199,6 +199,7 @@ class PaymentService:
             pending_ref=ref,
             pending_amount=amount,
             busy=ref,
+            pending_idem=self._store.idem_key(merchant.id, idempotency_key),
             version=1,
             status_message="forwarding to the channel",
         )
@@ -214,9 +215,8 @@ class PaymentService:
         if replay is not None:
             return replay
         tail = candidates[claimed.index :]
-        payment = payment.evolve(
-            channel=tail[0].name, pending_idem=self._store.idem_key(merchant.id, idempotency_key)
-        )
+        if claimed.index:
+            payment = payment.evolve(channel=tail[0].name)
         request = ch.AuthorizeRequest(
             reference=ref,
             merchant_id=merchant.id,
@@ -250,7 +250,7 @@ class PaymentService:
                 )
                 continue
             return await self._record(
-                payment.evolve(channel=name),
+                payment if payment.channel == name else payment.evolve(channel=name),
                 Operation.AUTHORIZE,
                 request.reference,
                 payment.amount,

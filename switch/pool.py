@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
@@ -27,11 +27,16 @@ from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.channel.v1 import channel_service_pb2_grpc as ch_grpc
 from payswitch.common.v1 import money_pb2, payment_method_pb2
 from switch.config import ChannelConfig
+from switch.link import ExchangeLink, LinkBroken
 from switch.model import ChannelResult, Decline, MethodType, Operation, Outcome
 
 log = logging.getLogger("payswitch.pool")
 
-_NOT_SENT_REASONS = {"UPSTREAM_UNAVAILABLE", "OPERATION_NOT_SUPPORTED", "INVALID_REQUEST"}
+_NOT_SENT_REASONS = {
+    "ERROR_REASON_UPSTREAM_UNAVAILABLE",
+    "ERROR_REASON_OPERATION_NOT_SUPPORTED",
+    "ERROR_REASON_INVALID_REQUEST",
+}
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -72,6 +77,7 @@ class Endpoint:
     address: str
     channel: grpc.aio.Channel
     stub: ch_grpc.ChannelServiceStub
+    link: ExchangeLink
     healthy: bool = False
     events_task: asyncio.Task[None] | None = None
 
@@ -106,17 +112,22 @@ class Pool:
     """The switch's side of the Channel contract."""
 
     def __init__(
-        self, channels: Sequence[ChannelConfig], *, health_interval_s: float = 1.0
+        self,
+        channels: Sequence[ChannelConfig],
+        *,
+        health_interval_s: float = 1.0,
+        use_exchange: bool = True,
     ) -> None:
         self._health_interval = health_interval_s
+        self._use_exchange = use_exchange
         self.channels: dict[str, ChannelClient] = {}
         for cfg in channels:
             eps = []
             for address in cfg.endpoints:
                 chan = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-                eps.append(
-                    Endpoint(address=address, channel=chan, stub=ch_grpc.ChannelServiceStub(chan))
-                )
+                stub = ch_grpc.ChannelServiceStub(chan)
+                link = ExchangeLink(stub=stub, address=address)
+                eps.append(Endpoint(address=address, channel=chan, stub=stub, link=link))
             self.channels[cfg.name] = ChannelClient(config=cfg, endpoints=eps)
         self._tasks: list[asyncio.Task[None]] = []
         self._on_event: EventHandler | None = None
@@ -140,6 +151,7 @@ class Pool:
             *(e.events_task for c in self.channels.values() for e in c.endpoints if e.events_task),
             return_exceptions=True,
         )
+        await asyncio.gather(*(e.link.close() for c in self.channels.values() for e in c.endpoints))
         await asyncio.gather(
             *(e.channel.close() for c in self.channels.values() for e in c.endpoints)
         )
@@ -177,6 +189,8 @@ class Pool:
             )
         if ep.healthy and self._on_event and (ep.events_task is None or ep.events_task.done()):
             ep.events_task = asyncio.create_task(self._watch_events(client, ep))
+        if ep.healthy and self._use_exchange and not ep.link.ready:
+            await ep.link.open()
 
     async def _watch_events(self, client: ChannelClient, ep: Endpoint) -> None:
         assert self._on_event is not None
@@ -215,6 +229,29 @@ class Pool:
     async def _call_endpoint(
         self, ep: Endpoint, op: Operation, request: Any, timeout_s: float
     ) -> ChannelResult:
+        if ep.link.ready:
+            try:
+                answer = await ep.link.send(_KINDS[op], request, timeout_s)
+            except TimeoutError:
+                return ChannelResult(
+                    outcome=Outcome.PENDING, message="the channel did not answer in time"
+                )
+            except LinkBroken as exc:
+                if exc.written:
+                    return ChannelResult(
+                        outcome=Outcome.PENDING,
+                        message=f"the link to the channel broke ({exc}); outcome unknown",
+                    )
+                # Certainly not sent on the stream: the unary call below is the first attempt.
+            else:
+                if answer.HasField("result"):
+                    return result_from_proto(answer.result)
+                if _status_not_sent(answer.error):
+                    raise NotSent(f"{ep.address}: {answer.error.message}")
+                return ChannelResult(
+                    outcome=Outcome.PENDING,
+                    message=f"the channel failed ({answer.error.message}); outcome unknown",
+                )
         method = _METHODS[op](ep.stub)
         try:
             reply = await method(request, timeout=timeout_s)
@@ -257,6 +294,14 @@ _METHODS: dict[Operation, Callable[[ch_grpc.ChannelServiceStub], Any]] = {
 }
 
 
+_KINDS = {
+    Operation.AUTHORIZE: "authorize",
+    Operation.CAPTURE: "capture",
+    Operation.VOID: "void",
+    Operation.REFUND: "refund",
+}
+
+
 def _never_sent(exc: grpc.aio.AioRpcError) -> bool:
     """Whether a failed call provably never reached the upstream."""
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -264,8 +309,11 @@ def _never_sent(exc: grpc.aio.AioRpcError) -> bool:
         if "failed to connect" in details or "Connection refused" in details:
             return True
     status = rpc_status.from_call(exc)
-    if status is None:
-        return False
+    return status is not None and _status_not_sent(status)
+
+
+def _status_not_sent(status: status_pb2.Status) -> bool:
+    """Whether an adapter's refusal says the request never reached its upstream."""
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

@@ -139,6 +139,12 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         self._hub = hub
         self._metrics = metrics
         self.accepting = True
+        self._stream_ops = {
+            "authorize": self._authorize,
+            "capture": self._capture,
+            "void": self._void,
+            "refund": self._refund,
+        }
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -205,72 +211,57 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         remaining = context.time_remaining()
         return remaining if remaining is not None and remaining < 1e6 else None
 
-    # --- RPCs -----------------------------------------------------------------------------
+    # --- the state-changing operations, shared by the unary RPCs and StreamPayments ---------
 
-    async def Authorize(
-        self, request: gw.AuthorizeRequest, context: grpc.aio.ServicerContext
+    async def _authorize(
+        self,
+        m: MerchantConfig,
+        request: gw.AuthorizeRequest,
+        deadline_s: float | None,
+        timing: Timing,
     ) -> bytes:
-        async def body(m: MerchantConfig, timing: Timing) -> bytes:
-            validation.authorize(request, max_amount_minor=m.max_amount_minor)
-            canonical = _canonical(request)
-            out = await self._payments.authorize(
-                merchant=m,
-                idempotency_key=request.idempotency_key,
-                canonical=canonical,
-                amount=request.amount.amount_minor,
-                currency=request.amount.currency,
-                method=request.payment_method,
-                auto_capture=request.capture_mode == payment_pb2.CAPTURE_MODE_AUTOMATIC,
-                merchant_reference=request.merchant_reference,
-                description=request.description,
-                deadline_s=self._deadline(context),
-                timing=timing,
-            )
-            return out
+        validation.authorize(request, max_amount_minor=m.max_amount_minor)
+        return await self._payments.authorize(
+            merchant=m,
+            idempotency_key=request.idempotency_key,
+            canonical=_canonical(request),
+            amount=request.amount.amount_minor,
+            currency=request.amount.currency,
+            method=request.payment_method,
+            auto_capture=request.capture_mode == payment_pb2.CAPTURE_MODE_AUTOMATIC,
+            merchant_reference=request.merchant_reference,
+            description=request.description,
+            deadline_s=deadline_s,
+            timing=timing,
+        )
 
-        return await self._run("Authorize", context, body)
+    async def _capture(
+        self,
+        m: MerchantConfig,
+        request: gw.CaptureRequest,
+        deadline_s: float | None,
+        timing: Timing,
+    ) -> bytes:
+        validation.capture(request, max_amount_minor=m.max_amount_minor)
+        amount = request.amount if request.HasField("amount") else None
+        return await self._follow_up(Operation.CAPTURE, m, request, amount, "", deadline_s, timing)
 
-    async def Capture(self, request: gw.CaptureRequest, context: grpc.aio.ServicerContext) -> bytes:
-        async def body(m: MerchantConfig, timing: Timing) -> bytes:
-            validation.capture(request, max_amount_minor=m.max_amount_minor)
-            out = await self._follow_up(
-                Operation.CAPTURE,
-                m,
-                request,
-                request.amount if request.HasField("amount") else None,
-                "",
-                context,
-                timing,
-            )
-            return out
+    async def _void(
+        self, m: MerchantConfig, request: gw.VoidRequest, deadline_s: float | None, timing: Timing
+    ) -> bytes:
+        validation.void(request)
+        return await self._follow_up(
+            Operation.VOID, m, request, None, request.reason, deadline_s, timing
+        )
 
-        return await self._run("Capture", context, body)
-
-    async def Void(self, request: gw.VoidRequest, context: grpc.aio.ServicerContext) -> bytes:
-        async def body(m: MerchantConfig, timing: Timing) -> bytes:
-            validation.void(request)
-            out = await self._follow_up(
-                Operation.VOID, m, request, None, request.reason, context, timing
-            )
-            return out
-
-        return await self._run("Void", context, body)
-
-    async def Refund(self, request: gw.RefundRequest, context: grpc.aio.ServicerContext) -> bytes:
-        async def body(m: MerchantConfig, timing: Timing) -> bytes:
-            validation.refund(request, max_amount_minor=m.max_amount_minor)
-            out = await self._follow_up(
-                Operation.REFUND,
-                m,
-                request,
-                request.amount if request.HasField("amount") else None,
-                request.reason,
-                context,
-                timing,
-            )
-            return out
-
-        return await self._run("Refund", context, body)
+    async def _refund(
+        self, m: MerchantConfig, request: gw.RefundRequest, deadline_s: float | None, timing: Timing
+    ) -> bytes:
+        validation.refund(request, max_amount_minor=m.max_amount_minor)
+        amount = request.amount if request.HasField("amount") else None
+        return await self._follow_up(
+            Operation.REFUND, m, request, amount, request.reason, deadline_s, timing
+        )
 
     async def _follow_up(
         self,
@@ -279,7 +270,7 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         request: Any,
         amount: money_pb2.Money | None,
         reason: str,
-        context: grpc.aio.ServicerContext,
+        deadline_s: float | None,
         timing: Timing,
     ) -> bytes:
         return await self._payments.follow_up(
@@ -291,9 +282,96 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
             amount=amount.amount_minor if amount is not None else None,
             currency=amount.currency if amount is not None else "",
             reason=reason,
-            deadline_s=self._deadline(context),
+            deadline_s=deadline_s,
             timing=timing,
         )
+
+    # --- RPCs -----------------------------------------------------------------------------
+
+    async def Authorize(
+        self, request: gw.AuthorizeRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        deadline = self._deadline(context)
+        return await self._run(
+            "Authorize", context, lambda m, t: self._authorize(m, request, deadline, t)
+        )
+
+    async def Capture(self, request: gw.CaptureRequest, context: grpc.aio.ServicerContext) -> bytes:
+        deadline = self._deadline(context)
+        return await self._run(
+            "Capture", context, lambda m, t: self._capture(m, request, deadline, t)
+        )
+
+    async def Void(self, request: gw.VoidRequest, context: grpc.aio.ServicerContext) -> bytes:
+        deadline = self._deadline(context)
+        return await self._run("Void", context, lambda m, t: self._void(m, request, deadline, t))
+
+    async def Refund(self, request: gw.RefundRequest, context: grpc.aio.ServicerContext) -> bytes:
+        deadline = self._deadline(context)
+        return await self._run(
+            "Refund", context, lambda m, t: self._refund(m, request, deadline, t)
+        )
+
+    async def StreamPayments(
+        self,
+        request_iterator: AsyncIterator[gw.StreamPaymentsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
+        """Many operations on one stream, each answered on its own as soon as it is done."""
+        try:
+            m = self._merchant(context)
+        except errors.SwitchError as exc:
+            await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
+            return
+        answers: asyncio.Queue[bytes | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(req: gw.StreamPaymentsRequest) -> None:
+            kind = req.WhichOneof("request")
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                if kind is None:
+                    raise errors.InvalidRequest(
+                        [("request", "is required: one of authorize, capture, void, refund")]
+                    )
+                operate = self._stream_ops[kind]
+                body = await operate(m, getattr(req, kind), None, Timing())
+                answers.put_nowait(_frame(req.id, _STREAM_FIELDS[kind], body))
+            except errors.SwitchError as exc:
+                code = exc.code.name
+                answers.put_nowait(
+                    _frame(req.id, _STREAM_ERROR_FIELD, errors.to_status(exc).SerializeToString())
+                )
+            except Exception:
+                code = "INTERNAL"
+                log.exception("unexpected failure", extra={"rpc": "StreamPayments"})
+                failure = errors.to_status(errors.SwitchError("internal error in the switch"))
+                answers.put_nowait(_frame(req.id, _STREAM_ERROR_FIELD, failure.SerializeToString()))
+            finally:
+                rpc = f"StreamPayments/{(kind or 'none').title()}"
+                self._metrics.requests.labels(rpc, code).inc()
+                self._metrics.latency.labels(rpc).observe(time.perf_counter() - start)
+
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    task = asyncio.create_task(one(req))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            finally:
+                if running:
+                    await asyncio.wait(list(running))
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            reader.cancel()
+            # Operations already claimed finish and are recorded even if the caller left.
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def GetPayment(
         self, request: gw.GetPaymentRequest, context: grpc.aio.ServicerContext
@@ -346,6 +424,30 @@ def _canonical(request: Any) -> bytes:
     return bytes(copy.SerializeToString(deterministic=True))
 
 
+# Field numbers of StreamPaymentsResponse's `response` oneof.
+_STREAM_FIELDS = {"authorize": 2, "capture": 3, "void": 4, "refund": 5}
+_STREAM_ERROR_FIELD = 6
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _frame(request_id: int, field: int, payload: bytes) -> bytes:
+    """A serialized StreamPaymentsResponse around an already serialized answer.
+
+    Protobuf's wire format makes a message field its tag, its length and its bytes, so the
+    stored answer is wrapped as it is rather than parsed into a message and serialized again.
+    """
+    head = b"\x08" + _varint(request_id) if request_id else b""
+    return head + _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
 def _serialize(message: Any) -> bytes:
     # State-changing RPCs answer with bytes already serialized (and stored for idempotent
     # replays), so they go out as they are instead of being parsed and serialized again.
@@ -364,6 +466,9 @@ def register(servicer: GatewayServicer, server: grpc.aio.Server) -> None:
         "GetPayment": unary(servicer.GetPayment, gw.GetPaymentRequest.FromString, _serialize),
         "WatchPayment": grpc.unary_stream_rpc_method_handler(
             servicer.WatchPayment, gw.WatchPaymentRequest.FromString, _serialize
+        ),
+        "StreamPayments": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamPayments, gw.StreamPaymentsRequest.FromString, _serialize
         ),
     }
     name = gw.DESCRIPTOR.services_by_name["GatewayService"].full_name

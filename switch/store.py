@@ -8,7 +8,9 @@ Redis (or a cluster where channel limits are disabled) allows.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
+import json
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,8 +71,10 @@ class Store:
         payment_ttl_s: int,
         journal_max_len: int,
         in_flight_grace_ms: int,
+        timeout_s: float = 1.0,
     ) -> None:
         self._r = client
+        self._timeout_s = timeout_s
         self._idem_ttl = idempotency_ttl_s
         self._pay_ttl = payment_ttl_s
         self._journal_max = journal_max_len
@@ -142,10 +146,9 @@ class Store:
         ]
         for name, limit in candidates:
             args += [name, limit.interval_us, limit.tau_us]
-        fields = to_hash(payment.evolve(pending_idem=keys[0]))
+        fields = to_hash(payment)
         del fields["channel"]
-        for k, v in fields.items():
-            args += [k, v]
+        args.append(_pairs(fields))
         out = await self._call(self._claim_authorize, keys, args)
         return _claimed(out)
 
@@ -223,12 +226,9 @@ class Store:
             self._journal_max,
             -1 if pending_at_ms is None else pending_at_ms,
             after.id,
-            len(fields),
+            _pairs(fields),
+            _pairs(journal),
         ]
-        for k, v in fields.items():
-            args += [k, v]
-        for k, v in journal.items():
-            args += [k, v]
         out = await self._call(self._complete, keys, args)
         return int(out[0]) == 1
 
@@ -276,12 +276,25 @@ class Store:
         return await self._guard(script(keys=keys, args=args))
 
     async def _guard(self, call: Awaitable[T]) -> T:
+        # One timer per command, not redis-py's socket timeout: that one wraps every read in
+        # asyncio.wait_for, which costs a task per command on the hot path.
         try:
-            return await call
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            async with asyncio.timeout(self._timeout_s):
+                return await call
+        except (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             raise StoreUnavailable(
                 "the payment store (Redis) is unavailable; nothing was accepted"
             ) from exc
+
+
+def _pairs(fields: dict[str, str]) -> str:
+    """A hash's fields as one JSON array of name, value, ... for a script to unpack."""
+    return json.dumps([x for kv in fields.items() for x in kv], separators=(",", ":"))
 
 
 def _s(v: Any) -> str:

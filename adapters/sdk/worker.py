@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -246,10 +247,14 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         self._adapter = adapter
         self._hub = hub
         self._caps = caps
+        self._closing = asyncio.Event()
 
-    async def _operate(
-        self, context: grpc.aio.ServicerContext[Any, Any], op: str, reference: str, run: Run
-    ) -> ch.OperationResult:
+    def close_streams(self) -> None:
+        """End every Exchange stream once its operations in flight are answered."""
+        self._closing.set()
+
+    async def _outcome(self, op: str, reference: str, run: Run) -> ch.OperationResult | grpc.Status:
+        """The operation's result, or the status that refuses it."""
         try:
             result = await run()
         except OutcomeUnknownError as exc:
@@ -259,12 +264,12 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         except Exception as exc:
             status = status_for(exc, self._caps.name)
             if status is not None:
-                await _abort(context, status)
+                return status
             log.exception("adapter failed", extra={"op": op, "reference": reference})
             if op == "inquire":
                 reason = error_reason_pb2.ERROR_REASON_INTERNAL
                 message = f"channel {self._caps.name} failed to inquire: {type(exc).__name__}"
-                await _abort(context, rich_status(code_pb2.INTERNAL, reason, message))
+                return rich_status(code_pb2.INTERNAL, reason, message)
             # A state-changing call failed in a way nobody foresaw: it may have reached the
             # upstream, so the only honest answer is that the outcome is unknown.
             result = OperationResult.pending(f"outcome unknown: {type(exc).__name__}")
@@ -273,59 +278,133 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
             result = OperationResult.pending("outcome unknown: adapter answered NOT_FOUND")
         return convert.result_to_proto(result)
 
+    async def _operate(
+        self, context: grpc.aio.ServicerContext[Any, Any], op: str, reference: str, run: Run
+    ) -> ch.OperationResult:
+        outcome = await self._outcome(op, reference, run)
+        if isinstance(outcome, grpc.Status):
+            await _abort(context, outcome)
+        return outcome
+
+    async def _authorize(self, request: ch.AuthorizeRequest) -> OperationResult:
+        decoded = convert.authorize_request_from_proto(request)
+        check_authorize(self._caps, decoded)
+        return await self._adapter.authorize(decoded)
+
+    async def _capture(self, request: ch.CaptureRequest) -> OperationResult:
+        decoded = convert.capture_request_from_proto(request)
+        amount, authorized = decoded.amount, decoded.authorized_amount
+        check_capture(self._caps, amount.amount_minor, authorized.amount_minor)
+        return await self._adapter.capture(decoded)
+
+    async def _void(self, request: ch.VoidRequest) -> OperationResult:
+        decoded = convert.void_request_from_proto(request)
+        check_void(self._caps)
+        return await self._adapter.void(decoded)
+
+    async def _refund(self, request: ch.RefundRequest) -> OperationResult:
+        decoded = convert.refund_request_from_proto(request)
+        check_refund(self._caps, decoded)
+        return await self._adapter.refund(decoded)
+
+    async def _inquire(self, request: ch.InquireRequest) -> OperationResult:
+        return await self._adapter.inquire(convert.inquire_request_from_proto(request))
+
     async def Authorize(
         self, request: ch.AuthorizeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ch.AuthorizeResponse:
-        async def run() -> OperationResult:
-            decoded = convert.authorize_request_from_proto(request)
-            check_authorize(self._caps, decoded)
-            return await self._adapter.authorize(decoded)
-
-        result = await self._operate(context, "authorize", request.reference, run)
-        return ch.AuthorizeResponse(result=result)
+        run = functools.partial(self._authorize, request)
+        return ch.AuthorizeResponse(
+            result=await self._operate(context, "authorize", request.reference, run)
+        )
 
     async def Capture(
         self, request: ch.CaptureRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ch.CaptureResponse:
-        async def run() -> OperationResult:
-            decoded = convert.capture_request_from_proto(request)
-            amount, authorized = decoded.amount, decoded.authorized_amount
-            check_capture(self._caps, amount.amount_minor, authorized.amount_minor)
-            return await self._adapter.capture(decoded)
-
-        result = await self._operate(context, "capture", request.reference, run)
-        return ch.CaptureResponse(result=result)
+        run = functools.partial(self._capture, request)
+        return ch.CaptureResponse(
+            result=await self._operate(context, "capture", request.reference, run)
+        )
 
     async def Void(
         self, request: ch.VoidRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ch.VoidResponse:
-        async def run() -> OperationResult:
-            decoded = convert.void_request_from_proto(request)
-            check_void(self._caps)
-            return await self._adapter.void(decoded)
-
-        result = await self._operate(context, "void", request.reference, run)
-        return ch.VoidResponse(result=result)
+        run = functools.partial(self._void, request)
+        return ch.VoidResponse(result=await self._operate(context, "void", request.reference, run))
 
     async def Refund(
         self, request: ch.RefundRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ch.RefundResponse:
-        async def run() -> OperationResult:
-            decoded = convert.refund_request_from_proto(request)
-            check_refund(self._caps, decoded)
-            return await self._adapter.refund(decoded)
-
-        result = await self._operate(context, "refund", request.reference, run)
-        return ch.RefundResponse(result=result)
+        run = functools.partial(self._refund, request)
+        return ch.RefundResponse(
+            result=await self._operate(context, "refund", request.reference, run)
+        )
 
     async def Inquire(
         self, request: ch.InquireRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ch.InquireResponse:
-        async def run() -> OperationResult:
-            return await self._adapter.inquire(convert.inquire_request_from_proto(request))
+        run = functools.partial(self._inquire, request)
+        return ch.InquireResponse(
+            result=await self._operate(context, "inquire", request.reference, run)
+        )
 
-        result = await self._operate(context, "inquire", request.reference, run)
-        return ch.InquireResponse(result=result)
+    async def Exchange(
+        self,
+        request_iterator: AsyncIterator[ch.ExchangeRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[ch.ExchangeResponse]:
+        """Many operations on one stream; each answered under its id as soon as it is done."""
+        answers: asyncio.Queue[ch.ExchangeResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+        runs: dict[str, Callable[[Any], Awaitable[OperationResult]]] = {
+            "authorize": self._authorize,
+            "capture": self._capture,
+            "void": self._void,
+            "refund": self._refund,
+            "inquire": self._inquire,
+        }
+
+        async def one(req: ch.ExchangeRequest) -> None:
+            kind = req.WhichOneof("operation")
+            if kind is None:
+                reason = error_reason_pb2.ERROR_REASON_INVALID_REQUEST
+                message = "operation: is required (authorize, capture, void, refund or inquire)"
+                outcome: ch.OperationResult | grpc.Status = rich_status(
+                    code_pb2.INVALID_ARGUMENT, reason, message
+                )
+            else:
+                op = getattr(req, kind)
+                outcome = await self._outcome(kind, op.reference, functools.partial(runs[kind], op))
+            if isinstance(outcome, grpc.Status):
+                answers.put_nowait(ch.ExchangeResponse(id=req.id, error=_status_proto(outcome)))
+            else:
+                answers.put_nowait(ch.ExchangeResponse(id=req.id, result=outcome))
+
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    task = asyncio.create_task(one(req))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            finally:
+                if running:
+                    await asyncio.wait(list(running))
+                answers.put_nowait(None)
+
+        # Headers at once: the caller knows the stream is open before its first operation.
+        await context.send_initial_metadata(())
+        reader = asyncio.create_task(read())
+        # At shutdown the worker takes no new operations, answers those it has, and ends the
+        # stream, so that its server can stop within the grace period.
+        closing = asyncio.create_task(self._closing.wait())
+        closing.add_done_callback(lambda _: reader.cancel())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            closing.cancel()
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def Describe(
         self, request: ch.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -354,6 +433,14 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
             subscription.close()
 
 
+def _status_proto(status: grpc.Status) -> status_pb2.Status:
+    """The google.rpc.Status inside a rich grpc.Status, to send inside a stream message."""
+    for key, value in status.trailing_metadata:
+        if key == "grpc-status-details-bin":
+            return status_pb2.Status.FromString(value)
+    return status_pb2.Status(code=status.code.value[0], message=status.details)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
     await context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # grpc raises; this is never reached
@@ -376,6 +463,7 @@ class Worker:
         self.events = EventHub(buffer=event_buffer)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._servicer: ChannelServicer | None = None
         self.port = 0
 
     async def start(self) -> int:
@@ -386,9 +474,8 @@ class Worker:
         await self._adapter.start(self.events)
         # The port is bound only now, so that a connectable worker is a ready worker.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        ch_grpc.add_ChannelServiceServicer_to_server(
-            ChannelServicer(self._adapter, self.events, caps), server
-        )
+        self._servicer = ChannelServicer(self._adapter, self.events, caps)
+        ch_grpc.add_ChannelServiceServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -415,6 +502,8 @@ class Worker:
         server, self._server = self._server, None
         await self._health.enter_graceful_shutdown()
         self.events.close()
+        if self._servicer is not None:
+            self._servicer.close_streams()
         await server.stop(self._grace_s)
         try:
             await self._adapter.stop()

@@ -7,7 +7,7 @@
 -- ARGV[4] in-flight grace ms    ARGV[5] merchant emission interval us   ARGV[6] merchant tau us
 -- ARGV[7] payment id   ARGV[8] candidate count n, then n triples (name, emission interval us,
 -- tau us; 0 = no limit)
--- then the payment's hash fields as name, value pairs.
+-- then the payment's hash fields as one JSON array of name, value pairs (all strings).
 -- Returns {'new', index}, {'replay', response}, {'in_progress', payment id}, {'reused'},
 -- or {'limited', scope, retry after us, channel name}.
 local t = redis.call('TIME')
@@ -50,8 +50,7 @@ if c_tat then
 end
 local now_ms = math.floor(now / 1000)
 local pid = ARGV[7]
-local fields = {}
-for i = 9 + n * 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local fields = cjson.decode(ARGV[9 + n * 3])
 fields[#fields + 1] = 'channel'
 fields[#fields + 1] = ARGV[6 + chosen * 3]
 redis.call('HSET', KEYS[2], unpack(fields))

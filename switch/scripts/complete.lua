@@ -7,14 +7,12 @@
 -- ARGV[1] expected version   ARGV[2] idempotency action: 'done', 'release' or 'none'
 -- ARGV[3] stored response   ARGV[4] payment TTL s   ARGV[5] journal max length
 -- ARGV[6] pending score ms (-1 = remove from pending)   ARGV[7] payment id
--- ARGV[8] field count f, then f name/value pairs for the payment, then journal name/value pairs.
+-- ARGV[8] the payment's fields, ARGV[9] the journal entry's fields: each a JSON array of
+-- name, value, name, value... (all strings), so a call is nine arguments, not sixty.
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if ver ~= ARGV[1] then return {0, ver or ''} end
 
-local f = tonumber(ARGV[8])
-local fields = {}
-for i = 9, 8 + f * 2 do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[8])))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 
 if ARGV[2] == 'done' then
@@ -32,7 +30,5 @@ else
   redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[7])
 end
 
-local entry = {}
-for i = 9 + f * 2, #ARGV do entry[#entry + 1] = ARGV[i] end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', unpack(entry))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', unpack(cjson.decode(ARGV[9])))
 return {1, ''}

@@ -1,0 +1,76 @@
+"""StreamPayments: many operations on one stream, each answered by id as its unary RPC would."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2
+
+from payswitch.common.v1 import payment_status_pb2 as ps
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
+from payswitch.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
+from tests.integration.switch.conftest import API_KEY
+from tests.integration.switch.helpers import DECLINE, authorize, key
+
+
+async def test_a_stream_of_payments_is_answered_one_by_one(sandbox_factory, switch_factory):
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    repeated = authorize(777)
+    requests = [gw.StreamPaymentsRequest(id=i, authorize=authorize(100 + i)) for i in range(1, 31)]
+    requests.append(gw.StreamPaymentsRequest(id=31, authorize=authorize(5, number=DECLINE)))
+    requests.append(gw.StreamPaymentsRequest(id=32, authorize=authorize(0)))  # bad amount
+    requests.append(gw.StreamPaymentsRequest(id=33, authorize=repeated))
+    requests.append(gw.StreamPaymentsRequest(id=34))  # no request at all
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        stub = gw_grpc.GatewayServiceStub(chan)
+        call = stub.StreamPayments(
+            iter(requests), metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=30
+        )
+        answers = {a.id: a async for a in call}
+        assert sorted(answers) == list(range(1, 35))
+        for i in range(1, 31):
+            p = answers[i].authorize.payment
+            assert p.status == ps.PAYMENT_STATUS_CAPTURED
+            assert p.amount.amount_minor == 100 + i
+        assert answers[31].authorize.payment.status == ps.PAYMENT_STATUS_DECLINED
+        bad = answers[32].error
+        assert bad.code == code_pb2.INVALID_ARGUMENT
+        violations = error_details_pb2.BadRequest()
+        assert any(
+            d.Unpack(violations)
+            for d in bad.details
+            if d.Is(error_details_pb2.BadRequest.DESCRIPTOR)
+        )
+        assert [v.field for v in violations.field_violations] == ["amount.amount_minor"]
+        assert answers[34].error.code == code_pb2.INVALID_ARGUMENT
+
+        # The same key again, now as a unary call: the stored answer, nothing sent twice.
+        again = await stub.Authorize(repeated, metadata=(("authorization", f"Bearer {API_KEY}"),))
+        assert again.payment == answers[33].authorize.payment
+        capture = gw.StreamPaymentsRequest(
+            id=1,
+            capture=gw.CaptureRequest(
+                idempotency_key=key(), payment_id=answers[1].authorize.payment.id
+            ),
+        )
+        more = [
+            a
+            async for a in stub.StreamPayments(
+                iter([capture]), metadata=(("authorization", f"Bearer {API_KEY}"),)
+            )
+        ]
+        assert more[0].error.code == code_pb2.FAILED_PRECONDITION  # already captured automatically
+    assert len(sb.received("authorize")) == 32  # 30 + the decline + the repeated key once
+
+
+async def test_a_stream_without_a_key_is_refused(sandbox_factory, switch_factory):
+    sw = switch_factory([(sandbox_factory(), {})])
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = gw_grpc.GatewayServiceStub(chan).StreamPayments(
+            iter([gw.StreamPaymentsRequest(id=1)])
+        )
+        try:
+            _ = [a async for a in call]
+            raise AssertionError("a stream without an API key was served")
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
 import secrets
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
 
-from adapters.alipay.adapter import AlipayAdapter, AlipaySettings
+from adapters.alipay.adapter import AlipaySettings
 from adapters.alipay.simulator import generate_keys
 from adapters.sdk.types import (
     AuthorizeRequest,
@@ -26,7 +27,7 @@ from adapters.sdk.types import (
 )
 from adapters.walletkit import keys
 from adapters.walletkit.httpclient import HttpClient
-from adapters.walletkit.wallet import Tuning
+from adapters.walletkit.wallet import Tuning, WalletAdapter
 from tests.support import free_port, spawn, stop_process, wait_for_port
 
 APP_ID = "2021000000000001"
@@ -53,39 +54,47 @@ class KeySet:
     """A matching set of fresh keys in a tmp dir, as `--generate-keys` writes them."""
 
     dir: pathlib.Path
+    GENERATE: ClassVar[Callable[[pathlib.Path], None]] = staticmethod(generate_keys)
 
     @classmethod
-    def create(cls, directory: pathlib.Path) -> KeySet:
-        generate_keys(directory)
+    def create(cls, directory: pathlib.Path) -> Self:
+        cls.GENERATE(directory)
         return cls(directory)
 
     def path(self, name: str) -> str:
-        return str(self.dir / f"{name}.pem")
+        """A key file's path: `app_private` is `app_private.pem`; a name with a suffix is kept."""
+        return str(self.dir / (name if "." in name else f"{name}.pem"))
 
 
 @dataclass
 class SimulatorProcess:
-    """`python -m adapters.alipay.simulator` on a free port."""
+    """`python -m adapters.alipay.simulator` on a free port (subclassed for WeChat)."""
 
     keys: KeySet
     extra: Sequence[str] = ()
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    MODULE: ClassVar[str] = "adapters.alipay.simulator"
 
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.port}/gateway.do"
 
+    def flags(self) -> list[str]:
+        return [
+            "--app-id", APP_ID,
+            "--app-public-key", self.keys.path("app_public"),
+            "--platform-private-key", self.keys.path("platform_private"),
+        ]  # fmt: skip
+
     def start(self) -> None:
         self.proc = spawn(
             [
-                "-m", "adapters.alipay.simulator",
+                "-m", self.MODULE,
                 "--listen", f"127.0.0.1:{self.port}",
-                "--app-id", APP_ID,
-                "--app-public-key", self.keys.path("app_public"),
-                "--platform-private-key", self.keys.path("platform_private"),
                 "--confirm-after-s", str(CONFIRM_AFTER_S),
                 "--hang-s", str(HANG_S),
+                *self.flags(),
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
@@ -183,7 +192,25 @@ def inquire(reference: str, operation: OperationType, original: str = "") -> Inq
     return InquireRequest(reference, MERCHANT, operation, original, None)
 
 
-async def started(adapter: AlipayAdapter) -> tuple[AlipayAdapter, Events]:
-    events = Events()
-    await adapter.start(events)
-    return adapter, events
+A = TypeVar("A", bound=WalletAdapter)
+
+
+@contextlib.asynccontextmanager
+async def adapter_pool(
+    build: Callable[..., A],
+) -> AsyncIterator[Callable[..., Awaitable[tuple[A, Events]]]]:
+    """A factory of started adapters (each with its own Events), all stopped at the end."""
+    adapters: list[A] = []
+
+    async def make(**overrides: Any) -> tuple[A, Events]:
+        adapter = build(**overrides)
+        adapters.append(adapter)
+        events = Events()
+        await adapter.start(events)
+        return adapter, events
+
+    try:
+        yield make
+    finally:
+        for adapter in adapters:
+            await adapter.stop()

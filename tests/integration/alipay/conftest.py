@@ -13,8 +13,8 @@ from tests.integration.alipay.alipaykit import (
     Events,
     KeySet,
     SimulatorProcess,
+    adapter_pool,
     settings,
-    started,
 )
 
 AdapterFactory = Callable[..., Awaitable[tuple[AlipayAdapter, Events]]]
@@ -38,17 +38,9 @@ def simulator(keyset: KeySet) -> Iterator[SimulatorProcess]:
 @pytest.fixture
 async def make_adapter(simulator: SimulatorProcess) -> AsyncIterator[AdapterFactory]:
     """Started adapters against the simulator (stopped at the end); overrides go to settings."""
-    adapters: list[AlipayAdapter] = []
 
-    async def make(
-        clock: Callable[[], float] = time.time, **overrides: Any
-    ) -> tuple[AlipayAdapter, Events]:
-        adapter = AlipayAdapter(settings(simulator, **overrides), clock=clock)
-        adapters.append(adapter)
-        return await started(adapter)
+    def build(clock: Callable[[], float] = time.time, **overrides: Any) -> AlipayAdapter:
+        return AlipayAdapter(settings(simulator, **overrides), clock=clock)
 
-    try:
+    async with adapter_pool(build) as make:
         yield make
-    finally:
-        for adapter in adapters:
-            await adapter.stop()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.wechat.adapter import WechatPayAdapter
-from tests.integration.alipay.alipaykit import Events
+from tests.integration.alipay.alipaykit import Events, adapter_pool
 from tests.integration.wechat.wechatkit import KeySet, SimulatorProcess, settings
 
 AdapterFactory = Callable[..., Awaitable[tuple[WechatPayAdapter, Events]]]
@@ -33,19 +33,9 @@ def simulator(keyset: KeySet) -> Iterator[SimulatorProcess]:
 @pytest.fixture
 async def make_adapter(simulator: SimulatorProcess) -> AsyncIterator[AdapterFactory]:
     """Started adapters (with a notification listener) against the simulator."""
-    adapters: list[WechatPayAdapter] = []
 
-    async def make(
-        clock: Callable[[], float] = time.time, **overrides: Any
-    ) -> tuple[WechatPayAdapter, Events]:
-        adapter = WechatPayAdapter(settings(simulator, **overrides), clock=clock)
-        adapters.append(adapter)
-        events = Events()
-        await adapter.start(events)
-        return adapter, events
+    def build(clock: Callable[[], float] = time.time, **overrides: Any) -> WechatPayAdapter:
+        return WechatPayAdapter(settings(simulator, **overrides), clock=clock)
 
-    try:
+    async with adapter_pool(build) as make:
         yield make
-    finally:
-        for adapter in adapters:
-            await adapter.stop()

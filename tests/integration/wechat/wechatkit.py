@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pathlib
 import secrets
-import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from adapters.sdk.types import AuthorizeRequest, PaymentMethodType, Wallet
 from adapters.walletkit import keys
@@ -15,13 +14,12 @@ from adapters.walletkit.wallet import Tuning
 from adapters.wechat.adapter import WechatSettings
 from adapters.wechat.signing import APIV3_KEY_BYTES
 from adapters.wechat.simulator import generate_keys
+from tests.integration.alipay import alipaykit
 from tests.integration.alipay.alipaykit import MERCHANT, cny, sim_json
-from tests.support import free_port, spawn, stop_process, wait_for_port
+from tests.support import free_port
 
 MCHID = "1900000109"
 APPID = "wxd678efh567hg6787"
-CONFIRM_AFTER_S = 0.6
-HANG_S = 4.0
 
 
 def code(scenario: str) -> str:
@@ -30,64 +28,36 @@ def code(scenario: str) -> str:
 
 
 @dataclass(frozen=True)
-class KeySet:
+class KeySet(alipaykit.KeySet):
     """Merchant and platform key pairs and an API v3 key, as `--generate-keys` writes them."""
 
-    dir: pathlib.Path
-
-    @classmethod
-    def create(cls, directory: pathlib.Path) -> KeySet:
-        generate_keys(directory)
-        return cls(directory)
-
-    def path(self, name: str) -> str:
-        return str(self.dir / (name if name.endswith(".key") else f"{name}.pem"))
+    GENERATE: ClassVar[Callable[[pathlib.Path], None]] = staticmethod(generate_keys)
 
 
 @dataclass
-class SimulatorProcess:
+class SimulatorProcess(alipaykit.SimulatorProcess):
     """`python -m adapters.wechat.simulator` on a free port."""
 
-    keys: KeySet
-    extra: Sequence[str] = ()
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    MODULE: ClassVar[str] = "adapters.wechat.simulator"
 
     @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        self.proc = spawn(
-            [
-                "-m", "adapters.wechat.simulator",
-                "--listen", f"127.0.0.1:{self.port}",
-                "--mchid", MCHID,
-                "--appid", APPID,
-                "--merchant-public-key", self.keys.path("merchant_public"),
-                "--platform-private-key", self.keys.path("platform_private"),
-                "--apiv3-key", self.keys.path("apiv3.key"),
-                "--confirm-after-s", str(CONFIRM_AFTER_S),
-                "--hang-s", str(HANG_S),
-                "--notify-retry-s", "0.2,0.4,0.8",
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port, proc=self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    async def stats(self) -> dict[str, Any]:
-        return await sim_json(self.port, "GET", "/_sim/stats")
+    def flags(self) -> list[str]:
+        return [
+            "--mchid", MCHID,
+            "--appid", APPID,
+            "--merchant-public-key", self.keys.path("merchant_public"),
+            "--platform-private-key", self.keys.path("platform_private"),
+            "--apiv3-key", self.keys.path("apiv3.key"),
+            "--notify-retry-s", "0.2,0.4,0.8",
+        ]  # fmt: skip
 
     async def redeliver(self, key: str, tamper: str = "") -> dict[str, Any]:
         """Have the platform post the last notification about `key` once more."""
-        return await sim_json(
-            self.port, "POST", f"/_sim/notifications/{key}/redeliver?tamper={tamper}"
-        )
+        target = f"/_sim/notifications/{key}/redeliver?tamper={tamper}"
+        return await sim_json(self.port, "POST", target)
 
 
 def settings(sim: SimulatorProcess, *, notify: bool = True, **overrides: Any) -> WechatSettings:

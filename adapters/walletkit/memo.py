@@ -39,7 +39,9 @@ class OperationMemo:
     def __init__(self, *, capacity: int = 100_000) -> None:
         self._capacity = capacity
         self._final: OrderedDict[str, OperationResult] = OrderedDict()
-        self._open: dict[str, OpenOperation] = {}
+        # Open operations are bounded too: forgetting the oldest is safe, since a repeat then
+        # goes to the upstream again with the same reference, which the upstream deduplicates.
+        self._open: OrderedDict[str, OpenOperation] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, int] = {}
 
@@ -74,6 +76,8 @@ class OperationMemo:
             self._open[reference] = OpenOperation(
                 reference, operation, original_reference, time.monotonic()
             )
+            while len(self._open) > self._capacity:
+                self._open.popitem(last=False)
 
     def forget(self, reference: str) -> None:
         """The request certainly did not reach the upstream: nothing is open under it."""

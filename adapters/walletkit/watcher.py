@@ -21,7 +21,7 @@ class PendingWatcher:
     """Every `interval` seconds, resolve each open operation younger than `give_up_after`.
 
     Wallet guidance is to poll an unknown payment for about a minute; an operation older than
-    `give_up_after` stays open for the switch's own `Inquire` and is not polled any more.
+    `give_up_after` is left to the switch's own `Inquire` and forgotten here.
     """
 
     def __init__(
@@ -53,10 +53,17 @@ class PendingWatcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            now = time.monotonic()
-            for op in self._memo.open_operations():
-                if now - op.since <= self._give_up_after:
-                    await self.check(op)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """One pass: resolve each open operation inside the window, forget the older ones."""
+        now = time.monotonic()
+        for op in self._memo.open_operations():
+            if now - op.since <= self._give_up_after:
+                await self.check(op)
+            else:
+                log.info("no longer polled: %s %s", op.operation.name, op.reference)
+                self._memo.forget(op.reference)
 
     async def check(self, op: OpenOperation) -> None:
         """Resolve one open operation and publish its outcome if it is news."""

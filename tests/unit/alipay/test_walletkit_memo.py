@@ -97,11 +97,34 @@ async def test_watcher_publishes_each_settled_operation_once() -> None:
     memo.begin("r1", AUTH, "r1")
     memo.begin("r2", AUTH, "r2")
     watcher = PendingWatcher(memo=memo, resolve=resolve, events=sink, interval=60, give_up_after=60)
-    for op in memo.open_operations():
-        await watcher.check(op)
+    await watcher.sweep()
     assert [e.reference for e in sink.events] == ["r2"]
     answers["r1"] = OperationResult.approved()
-    for op in memo.open_operations():
-        await watcher.check(op)
+    await watcher.sweep()
     assert [e.reference for e in sink.events] == ["r2", "r1"]
     assert memo.open_operations() == []
+
+
+async def test_operations_past_the_polling_window_are_left_to_the_switch() -> None:
+    memo, sink = OperationMemo(), Sink()
+    asked: list[str] = []
+
+    async def resolve(op: OpenOperation) -> OperationResult:
+        asked.append(op.reference)
+        return OperationResult.pending()
+
+    memo.begin("old", AUTH, "old")
+    watcher = PendingWatcher(memo=memo, resolve=resolve, events=sink, interval=60, give_up_after=0)
+    await asyncio.sleep(0.01)
+    await watcher.sweep()
+    assert memo.open("old") is None
+    assert asked == [] and sink.events == []
+
+
+def test_memory_is_bounded() -> None:
+    memo = OperationMemo(capacity=3)
+    for i in range(5):
+        memo.begin(f"o{i}", AUTH, f"o{i}")
+        memo.settle(f"f{i}", OperationResult.approved())
+    assert [op.reference for op in memo.open_operations()] == ["o2", "o3", "o4"]
+    assert memo.final("f0") is None and memo.final("f4") is not None

@@ -117,6 +117,8 @@ def run_figures(result: Mapping[str, Any]) -> dict[str, float]:
         if r.get("overhead_us"):
             for name in ("p50", "p99", "p99_9"):
                 figures[f"{rpc}.overhead_{name}_us"] = float(r["overhead_us"][name])
+    if result.get("generator_cpu_us_per_call"):
+        figures["generator_cpu_us_per_call"] = float(result["generator_cpu_us_per_call"])
     lag = result.get("send_lag_us")
     if lag:
         figures["send_lag_p99_us"] = float(lag["p99"])

@@ -147,6 +147,8 @@ def merge_results(
     calls = sum(r["calls"] for r in rpcs.values())
     errors = sum(r["errors"] for r in rpcs.values())
     lag = histo.merge(r["lag"] for r in results)
+    calls_total = sum(r["calls_total"] for r in results)
+    cpu_s = sum(r["cpu_s"] for r in results)
     return {
         "mode": load.mode,
         "offered_rate": load.rate if load.mode == "open" else None,
@@ -159,6 +161,9 @@ def merge_results(
         "rpcs": rpcs,
         "operations": operations,
         "send_lag_us": histo.summarize(lag) if lag.get_total_count() else None,
+        # What the generators themselves cost: their CPU per call, warm-up included. A figure
+        # to watch when making the harness leaner; it hardly moves with the machine's load.
+        "generator_cpu_us_per_call": round(cpu_s * 1e6 / calls_total, 1) if calls_total else None,
         "timeline": timeline,
         "warnings": warnings,
     }

@@ -94,6 +94,9 @@ def render_run(result: Mapping[str, Any]) -> str:
             f"\nsend lag behind the schedule: p50 {ms(lag['p50'])} ms, p99 {ms(lag['p99'])} ms, "
             f"max {ms(lag['max'])} ms"
         )
+    cpu = result.get("generator_cpu_us_per_call")
+    if cpu:
+        parts.append(f"generators' own CPU: {cpu:,.0f} us per call")
     parts += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(parts)
 
@@ -123,6 +126,11 @@ def render_calibration(cal: Mapping[str, Any]) -> str:
     )
     head = "echo server (bare grpc.aio on uvloop), same calls in flight:\n"
     body = grid(("", "h2load calls/s", "harness calls/s", "harness/h2load"), rows)
+    if cal.get("echo_cpu_us_per_call"):
+        body += (
+            f"\nCPU per call: echo server {cal['echo_cpu_us_per_call']:,.0f} us,"
+            f" harness generators {cal['harness_cpu_us_per_call']:,.0f} us"
+        )
     if share is None:
         return head + body + f"\nharness's share of h2load not measured: {cal['note']}"
     verdict = (

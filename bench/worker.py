@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import resource
 import time
 import traceback
 from collections.abc import Iterator
@@ -40,6 +41,12 @@ def _overhead_us(metadata: Any) -> int | None:
         return None
 
 
+def _process_cpu_s() -> float:
+    """CPU seconds of this process so far, all threads (grpc's own included), user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def open_channel(cfg: RunConfig) -> grpc.aio.Channel:
     """One grpc.aio channel to the target with its own TCP connection."""
     # A local subchannel pool stops channels with equal arguments from sharing a connection.
@@ -74,6 +81,8 @@ class Generator:
         self.measure_ns = 0
         self.stop_ns = 0
         self.last_end_ns = 0
+        self.calls_total = 0
+        self.cpu_s = 0.0
         self.exhausted = False
         self._callers: list[dict[str, Any]] = []
         self._warmup: list[PlannedOp] = []
@@ -177,6 +186,7 @@ class Generator:
         latency_us = (end_ns - started_ns) // 1000
         expected = code == expected_code(op_name)
         self.interval[rpc].add(latency_us, expected)
+        self.calls_total += 1
         if measured:
             self.stats[(rpc, op_name)].add(latency_us, code, status, _overhead_us(trailing))
             if end_ns > self.last_end_ns:
@@ -277,6 +287,7 @@ class Generator:
             if delay > 0:
                 await asyncio.sleep(delay / schedule.NS_PER_S)
             ticker = asyncio.create_task(self._ticker())
+            cpu_before = _process_cpu_s()
             if load.mode == "closed":
                 callers = schedule.split_evenly(load.concurrency, load.processes)[self.index]
                 warm, meas = iter(self._warmup), iter(self._measured)
@@ -291,6 +302,7 @@ class Generator:
                     for i in range(load.max_inflight)
                 ]
             await asyncio.gather(*tasks)
+            self.cpu_s = _process_cpu_s() - cpu_before
             ticker.cancel()
             k = (time.monotonic_ns() - self.start_ns) // self.interval_ns
             self._send_interval(int(k))
@@ -310,6 +322,8 @@ class Generator:
             "measure_start_ns": self.measure_ns,
             "last_end_ns": self.last_end_ns,
             "exhausted": self.exhausted,
+            "calls_total": self.calls_total,
+            "cpu_s": self.cpu_s,
         }
 
 

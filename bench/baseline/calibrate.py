@@ -48,6 +48,7 @@ class EchoProcess:
         self.listen = listen
         self.address = ""
         self.served = -1
+        self.cpu_s = 0.0
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> EchoProcess:
@@ -85,7 +86,9 @@ class EchoProcess:
             rest, _ = proc.communicate(timeout=5)
         for line in rest.splitlines():
             if line.startswith("echo server served "):
-                self.served = int(line.split()[3])
+                words = line.split()
+                self.served = int(words[3])
+                self.cpu_s = float(words[6])
 
 
 def authorize_message() -> bytes:
@@ -153,6 +156,7 @@ def calibrate(cfg: CalibrationConfig, *, out: TextIO | None = sys.stderr) -> dic
                     row["harness_rps"] = figures["rate"]
                     row["harness_latency_us"] = auth.get("latency_us")
                     row["harness_errors"] = figures["errors"]
+                    row["harness_cpu_us_per_call"] = figures["generator_cpu_us_per_call"]
                     harness_calls += figures["calls"]
                 time.sleep(0.5)
             if row["h2load_rps"]:
@@ -174,5 +178,13 @@ def calibrate(cfg: CalibrationConfig, *, out: TextIO | None = sys.stderr) -> dic
         # A sanity check that h2load's calls really reached the handler: the server counts
         # every call it answered, warm-up included, so this is at least the two sums.
         "echo_served_calls": echo.served,
+        # CPU per call of the server and of the harness's generators: which one is the heavier
+        # side, in a figure that hardly moves with what else the machine is doing.
+        "echo_cpu_us_per_call": round(echo.cpu_s * 1e6 / echo.served, 1)
+        if echo.served > 0
+        else None,
+        "harness_cpu_us_per_call": statistics.median(
+            r["harness_cpu_us_per_call"] or 0.0 for r in rounds
+        ),
         "measured_calls": h2_calls + harness_calls,
     }

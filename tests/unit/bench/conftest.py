@@ -42,6 +42,8 @@ def make_run(
                 "measure_start_ns": 0,
                 "last_end_ns": 0,
                 "exhausted": False,
+                "calls_total": len(latencies_us),
+                "cpu_s": 0.001 * len(latencies_us),
             }
         )
     return runner.merge_results(cfg, results, [])

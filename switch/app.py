@@ -19,6 +19,7 @@ from switch import logs
 from switch.cards import Fingerprinter
 from switch.metrics import Metrics
 from switch.payments import PaymentService
+from switch.pipelined import PipelinedRedis
 from switch.pool import Pool
 from switch.reconciler import Reconciler
 from switch.routing import Router
@@ -46,8 +47,14 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         max_connections=cfg.redis.max_connections,
         retry_on_timeout=False,
     )
+    fast = PipelinedRedis(
+        cfg.redis.url,
+        timeout_s=cfg.redis.timeout_ms / 1000,
+        connect_timeout_s=cfg.redis.timeout_ms / 1000,
+    )
     store = Store(
         client=client,
+        fast=fast,
         idempotency_ttl_s=cfg.redis.idempotency_ttl_s,
         payment_ttl_s=cfg.redis.payment_ttl_s,
         journal_max_len=cfg.redis.journal_max_len,
@@ -110,6 +117,7 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
     await hub.close()
     await pool.close()
     await client.aclose()
+    await fast.close()
     log.info("switch stopped")
 
 

@@ -336,8 +336,11 @@ def _address_or_empty(name: str, value: Any) -> None:
 
 
 def _redis_url(name: str, value: Any) -> None:
-    if not re.match(r"^(redis|rediss|unix)://", value):
-        raise ConfigError(f"{name}: must be a redis://, rediss:// or unix:// URL, got {value!r}")
+    if not re.match(r"^redis://[^/]*(/\d+)?$", value):
+        raise ConfigError(
+            f"{name}: must be redis://[user:password@]host:port[/db] (TLS and unix sockets are "
+            f"not supported yet), got {value!r}"
+        )
 
 
 def _unique(values: list[str], where: str, key: str) -> None:

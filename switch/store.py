@@ -20,6 +20,7 @@ import redis.exceptions
 
 from switch.errors import StoreUnavailable
 from switch.model import Payment, from_hash, to_hash
+from switch.pipelined import PipelinedRedis
 
 T = TypeVar("T")
 
@@ -67,6 +68,7 @@ class Store:
         self,
         *,
         client: aioredis.Redis,
+        fast: PipelinedRedis,
         idempotency_ttl_s: int,
         payment_ttl_s: int,
         journal_max_len: int,
@@ -79,11 +81,12 @@ class Store:
         self._pay_ttl = payment_ttl_s
         self._journal_max = journal_max_len
         self._grace_ms = in_flight_grace_ms
-        self._claim_authorize = client.register_script(_script("claim_authorize.lua"))
-        self._claim_followup = client.register_script(_script("claim_followup.lua"))
-        self._complete = client.register_script(_script("complete.lua"))
-        self._release = client.register_script(_script("release.lua"))
-        self._lease = client.register_script(_script("lease.lua"))
+        self._fast = fast
+        self._claim_authorize = fast.register(_script("claim_authorize.lua"))
+        self._claim_followup = fast.register(_script("claim_followup.lua"))
+        self._complete = fast.register(_script("complete.lua"))
+        self._release = fast.register(_script("release.lua"))
+        self._lease = fast.register(_script("lease.lua"))
 
     @property
     def client(self) -> aioredis.Redis:
@@ -272,8 +275,8 @@ class Store:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return await self._guard(script(keys=keys, args=args))
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._guard(self._fast.evalsha(script, keys, args))
 
     async def _guard(self, call: Awaitable[T]) -> T:
         # One timer per command, not redis-py's socket timeout: that one wraps every read in

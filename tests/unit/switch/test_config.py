@@ -63,7 +63,7 @@ def test_a_good_file_parses_with_defaults():
             ('endpoints = ["127.0.0.1:50061", "127.0.0.1:50062"]', "endpoints = []"),
             "channels[0].endpoints",
         ),
-        (('url = "redis://127.0.0.1:6379/0"', 'url = "http://x"'), "redis.url: must be a redis://"),
+        (('url = "redis://127.0.0.1:6379/0"', 'url = "http://x"'), "redis.url: must be redis://"),
         (("burst = 10", "burst = 10\ncolour = 1"), "merchants[0].colour: unknown key"),
         (
             ('fingerprint_key_env = "FP_KEY"', 'fingerprint_key_env = "NOPE"'),

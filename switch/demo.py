@@ -15,20 +15,26 @@ from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
 from payswitch.gateway.v1 import payment_pb2
 
-# The sandbox channel's test cards (adapters/sandbox/README.md).
+# Test instruments of the channels `payswitch up` runs (each channel's README lists them):
+# the sandbox's cards (USD), any other Luhn-valid card on the ISO 8583 simulator (CNY), and
+# wallet payment codes whose last four digits 0000 mean "paid".
 APPROVE = "4242424242424242"
 DECLINE = "4000000000000002"
 PENDING = "4000000000000259"
+ALIPAY_PAID = "280000000000000000"
+WECHAT_PAID = "130000000000000000"
 
 
 def _status(p: payment_pb2.Payment) -> str:
     return payment_status_pb2.PaymentStatus.Name(p.status).removeprefix("PAYMENT_STATUS_")
 
 
-def _auth(number: str, amount: int, *, manual: bool = False, key: str = "") -> gw.AuthorizeRequest:
+def _auth(
+    number: str, amount: int, *, manual: bool = False, key: str = "", currency: str = "USD"
+) -> gw.AuthorizeRequest:
     return gw.AuthorizeRequest(
         idempotency_key=key or f"demo-{secrets.token_hex(6)}",
-        amount=money_pb2.Money(amount_minor=amount, currency="USD"),
+        amount=money_pb2.Money(amount_minor=amount, currency=currency),
         payment_method=payment_method_pb2.PaymentMethod(
             card=payment_method_pb2.Card(
                 number=number, expiry_month=12, expiry_year=2030, cvc="123"
@@ -37,6 +43,23 @@ def _auth(number: str, amount: int, *, manual: bool = False, key: str = "") -> g
         capture_mode=payment_pb2.CAPTURE_MODE_MANUAL
         if manual
         else payment_pb2.CAPTURE_MODE_AUTOMATIC,
+        merchant_reference="demo-order",
+    )
+
+
+def _wallet(kind: str, code: str, amount: int) -> gw.AuthorizeRequest:
+    method = (
+        payment_method_pb2.PaymentMethod(alipay=payment_method_pb2.AlipayWallet(auth_code=code))
+        if kind == "alipay"
+        else payment_method_pb2.PaymentMethod(
+            wechat_pay=payment_method_pb2.WechatPayWallet(auth_code=code)
+        )
+    )
+    return gw.AuthorizeRequest(
+        idempotency_key=f"demo-{secrets.token_hex(6)}",
+        amount=money_pb2.Money(amount_minor=amount, currency="CNY"),
+        payment_method=method,
+        capture_mode=payment_pb2.CAPTURE_MODE_AUTOMATIC,
         merchant_reference="demo-order",
     )
 
@@ -83,6 +106,18 @@ async def tour(target: str, api_key: str) -> None:
         await step(
             "authorize with a declining test card",
             lambda: stub.Authorize(_auth(DECLINE, 990), metadata=md),
+        )
+        await step(
+            "authorize 88.00 CNY by card (ISO 8583)",
+            lambda: stub.Authorize(_auth(APPROVE, 8800, currency="CNY"), metadata=md),
+        )
+        await step(
+            "pay 66.60 CNY with an Alipay-style code",
+            lambda: stub.Authorize(_wallet("alipay", ALIPAY_PAID, 6660), metadata=md),
+        )
+        await step(
+            "pay 12.34 CNY with a WeChat-Pay-style code",
+            lambda: stub.Authorize(_wallet("wechat", WECHAT_PAID, 1234), metadata=md),
         )
         auth = await step(
             "authorize 80.00 USD, manual capture",

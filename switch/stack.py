@@ -176,9 +176,127 @@ def start_redis(procs: Processes, workdir: pathlib.Path) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def default_channels() -> list[ChannelSpec]:
-    """The local default: the sandbox channel for cards and wallets."""
-    return [ChannelSpec(name="sandbox", adapter="sandbox", priority=10)]
+def default_channels(procs: Processes, workdir: pathlib.Path) -> list[ChannelSpec]:
+    """The local default: every built-in channel, each real one with its upstream simulator.
+
+    Routing then sends USD, EUR, GBP and JPY cards to the sandbox (priority 10, the bench's
+    channel), CNY cards to the ISO 8583 card channel, and wallet payments to the Alipay-style
+    and WeChat-Pay-style channels. Keys for the wallets are made fresh in the work folder.
+    """
+    acquirer = free_port()
+    sim = procs.start(
+        "upstream-acquirer",
+        python_module("adapters.card.simulator", "--listen", f"127.0.0.1:{acquirer}"),
+    )
+    wait_for_port("127.0.0.1", acquirer, 20, sim)
+
+    alipay_keys, wechat_keys = workdir / "alipay-keys", workdir / "wechat-keys"
+    for module, folder in (
+        ("adapters.alipay.simulator", alipay_keys),
+        ("adapters.wechat.simulator", wechat_keys),
+    ):
+        subprocess.run(
+            python_module(module, "--generate-keys", str(folder)), check=True, capture_output=True
+        )
+    alipay_port, wechat_port = free_port(), free_port()
+    sim = procs.start(
+        "upstream-alipay",
+        python_module(
+            "adapters.alipay.simulator",
+            "--listen",
+            f"127.0.0.1:{alipay_port}",
+            "--app-id",
+            ALIPAY_APP_ID,
+            "--app-public-key",
+            str(alipay_keys / "app_public.pem"),
+            "--platform-private-key",
+            str(alipay_keys / "platform_private.pem"),
+        ),
+    )
+    wait_for_port("127.0.0.1", alipay_port, 20, sim)
+    sim = procs.start(
+        "upstream-wechat",
+        python_module(
+            "adapters.wechat.simulator",
+            "--listen",
+            f"127.0.0.1:{wechat_port}",
+            "--mchid",
+            WECHAT_MCHID,
+            "--appid",
+            WECHAT_APPID,
+            "--merchant-public-key",
+            str(wechat_keys / "merchant_public.pem"),
+            "--platform-private-key",
+            str(wechat_keys / "platform_private.pem"),
+            "--apiv3-key",
+            str(wechat_keys / "apiv3.key"),
+        ),
+    )
+    wait_for_port("127.0.0.1", wechat_port, 20, sim)
+    return [
+        ChannelSpec(
+            name="sandbox",
+            adapter="sandbox",
+            priority=10,
+            adapter_args=["--methods", "card", "--currencies", "USD,EUR,GBP,JPY"],
+        ),
+        ChannelSpec(
+            name="card",
+            adapter="card",
+            priority=20,
+            adapter_args=[
+                "--acquirer",
+                f"127.0.0.1:{acquirer}",
+                "--terminal-id",
+                "TERM0001",
+                "--merchant-id",
+                "PAYSWITCHDEV001",
+                "--saf-file",
+                str(workdir / "card-saf.jsonl"),
+            ],
+        ),
+        ChannelSpec(
+            name="alipay",
+            adapter="alipay",
+            priority=10,
+            adapter_args=[
+                "--gateway",
+                f"http://127.0.0.1:{alipay_port}/gateway.do",
+                "--app-id",
+                ALIPAY_APP_ID,
+                "--app-private-key",
+                str(alipay_keys / "app_private.pem"),
+                "--platform-public-key",
+                str(alipay_keys / "platform_public.pem"),
+            ],
+        ),
+        ChannelSpec(
+            name="wechat",
+            adapter="wechat",
+            priority=10,
+            adapter_args=[
+                "--api-base",
+                f"http://127.0.0.1:{wechat_port}",
+                "--mchid",
+                WECHAT_MCHID,
+                "--appid",
+                WECHAT_APPID,
+                "--merchant-private-key",
+                str(wechat_keys / "merchant_private.pem"),
+                "--platform-public-key",
+                str(wechat_keys / "platform_public.pem"),
+                "--apiv3-key",
+                str(wechat_keys / "apiv3.key"),
+                "--notify-listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+        ),
+    ]
+
+
+ALIPAY_APP_ID = "2021000000000001"
+WECHAT_MCHID = "1900000109"
+WECHAT_APPID = "wxd678efh567hg6787"
 
 
 @dataclass
@@ -198,7 +316,7 @@ def running_stack(
     procs = Processes(workdir)
     try:
         url = redis_url or start_redis(procs, workdir)
-        specs = channels if channels is not None else default_channels()
+        specs = channels if channels is not None else default_channels(procs, workdir)
         for spec in specs:
             spec.port = free_port()
             proc = procs.start(

@@ -1,4 +1,4 @@
-"""The traffic behind `payswitch up --traffic`: a tour of every flow, then load from the bench harness."""
+"""The traffic behind `payswitch up --traffic`: a tour of every flow, then load from the bench."""
 
 from __future__ import annotations
 
@@ -94,7 +94,10 @@ async def tour(target: str, api_key: str) -> None:
                 return None
             p = getattr(out, "payment", None)
             if p is not None:
-                money = f"captured {p.captured_amount.amount_minor} refunded {p.refunded_amount.amount_minor}"
+                money = (
+                    f"captured {p.captured_amount.amount_minor} "
+                    f"refunded {p.refunded_amount.amount_minor}"
+                )
                 print(f"  {label:<44} -> {_status(p):<18} {p.id} via {p.channel} ({money})")
             return out
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the switch, in a registry of their own, served over HTTP when configured."""
+"""Prometheus metrics of the switch, in a registry of their own, served over HTTP if configured."""
 
 from __future__ import annotations
 

@@ -274,7 +274,8 @@ class PaymentService:
             journal=journal_entry(failed, Operation.AUTHORIZE),
         )
         raise errors.ChannelUnavailable(
-            f"no channel could be reached ({last}); nothing was charged and the same key may be retried"
+            f"no channel could be reached ({last}); nothing was charged "
+            "and the same key may be retried"
         )
 
     # --- capture, void, refund ------------------------------------------------------------
@@ -387,7 +388,8 @@ class PaymentService:
                 reference=ref,
             )
             raise errors.ChannelUnavailable(
-                f"channel {payment.channel} could not be reached ({exc}); nothing was sent and the same key may be retried"
+                f"channel {payment.channel} could not be reached ({exc}); nothing was sent "
+                "and the same key may be retried"
             ) from exc
         return await self._record(payment, op, ref, value, result, reason=reason)
 
@@ -402,7 +404,8 @@ class PaymentService:
             return c.response
         if c.kind == "in_progress":
             raise errors.IdempotencyKeyInProgress(
-                "a request with this idempotency key is still being processed; retry later with the same key"
+                "a request with this idempotency key is still being processed; "
+                "retry later with the same key"
             )
         if c.kind == "reused":
             raise errors.IdempotencyKeyReused(
@@ -433,7 +436,8 @@ class PaymentService:
             )
         if c.kind == "amount":
             raise errors.AmountTooLarge(
-                f"the amount is more than the {c.detail} that can be {'captured' if rpc == 'Capture' else 'refunded'}",
+                f"the amount is more than the {c.detail} that can be "
+                + ("captured" if rpc == "Capture" else "refunded"),
                 subject=f"payments/{payment_id}",
             )
         raise errors.SwitchError(f"unexpected claim answer {c.kind!r}")

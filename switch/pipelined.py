@@ -82,7 +82,7 @@ class PipelinedRedis:
 
     def register(self, source: str) -> str:
         """Remember a script's source; returns its SHA1 for `evalsha`."""
-        sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
+        sha = hashlib.sha1(source.encode()).hexdigest()
         self._scripts[sha] = source.encode()
         return sha
 

@@ -1,4 +1,4 @@
-"""Choosing channels: those whose capabilities match, by priority, weighted among equals, healthy first."""
+"""Choosing channels: capabilities that match, by priority, weighted among equals, healthy only."""
 
 from __future__ import annotations
 

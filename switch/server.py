@@ -8,6 +8,7 @@ spent on the request excluding channel calls, so load tests can separate the two
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -20,7 +21,6 @@ from grpc_status import rpc_status
 
 from payswitch.common.v1 import money_pb2, payment_method_pb2
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
-from payswitch.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
 from payswitch.gateway.v1 import payment_pb2
 from switch import errors, validation
 from switch.config import MerchantConfig
@@ -121,7 +121,7 @@ def render(op: Operation, p: Payment) -> bytes:
     return gw.RefundResponse(payment=proto, refund=refund).SerializeToString()
 
 
-class GatewayServicer(gw_grpc.GatewayServiceServicer):
+class GatewayServicer:
     """payswitch.gateway.v1.GatewayService."""
 
     def __init__(
@@ -139,7 +139,9 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
         self._hub = hub
         self._metrics = metrics
         self.accepting = True
-        self._stream_ops = {
+        self._stream_ops: dict[
+            str, Callable[[MerchantConfig, Any, float | None, Timing], Awaitable[bytes]]
+        ] = {
             "authorize": self._authorize,
             "capture": self._capture,
             "void": self._void,
@@ -401,10 +403,9 @@ class GatewayServicer(gw_grpc.GatewayServiceServicer):
                 yield gw.WatchPaymentResponse(payment=payment_proto(p))
                 last = p.version
                 while p.status is Status.PENDING or p.busy:
-                    try:
+                    # A timeout is a safety net: look again even without a signal.
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.get(), _WATCH_POLL_S)
-                    except TimeoutError:
-                        pass  # a safety net: look again even without a signal
                     p = await self._get(m, request.payment_id)
                     if p.version != last:
                         last = p.version

@@ -1,4 +1,4 @@
-"""`payswitch up`: the whole stack on this machine - redis, adapter workers, the switch - in one command.
+"""`payswitch up`: the whole stack on this machine (redis, adapters, the switch) in one command.
 
 Every process is a child of this one. Ctrl-C or SIGTERM stops them all, and so does any exit
 of this process; nothing is left behind.
@@ -48,7 +48,7 @@ def wait_for_port(
 
 @dataclass
 class ChannelSpec:
-    """One channel of the stack: its adapter worker and, for real channels, the upstream simulator."""
+    """One channel of the stack: its adapter worker, started with `adapter_args`."""
 
     name: str
     adapter: str
@@ -381,7 +381,8 @@ def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_
                 for name, proc in procs.procs:
                     if proc.poll() is not None:
                         print(
-                            f"{name} exited with {proc.returncode}; stopping (see {workdir}/{name}.log)"
+                            f"{name} exited with {proc.returncode}; stopping "
+                            f"(see {workdir}/{name}.log)"
                         )
                         return 1
                 time.sleep(0.5)

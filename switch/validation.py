@@ -1,4 +1,4 @@
-"""Checks every Gateway request before anything is stored or forwarded: one violation per bad field."""
+"""Checks every Gateway request before anything is stored or forwarded, naming each bad field."""
 
 from __future__ import annotations
 

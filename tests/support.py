@@ -22,7 +22,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -49,10 +51,25 @@ class RedisServer:
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            raise RuntimeError("redis-server is not installed: run `make test` or apt-get install redis-server")
+            raise RuntimeError(
+                "redis-server is not installed: run `make test` or apt-get install redis-server"
+            )
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--protected-mode", "no"],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--protected-mode",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -65,9 +82,9 @@ class RedisServer:
         self.proc = None
 
 
-
-
-def spawn(args: list[str], env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.Popen[bytes]:
     """Start a Python module of the project as a real child process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen([sys.executable, *args], env=full_env, cwd=REPO, **kwargs)  # type: ignore[call-overload]

@@ -1,4 +1,4 @@
-"""Typed data an adapter works with: plain frozen dataclasses, converted from and to the Channel proto by the SDK."""
+"""Typed data an adapter works with: frozen dataclasses, converted to and from the Channel proto."""
 
 from __future__ import annotations
 

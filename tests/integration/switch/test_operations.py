@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 
 import grpc
@@ -38,17 +39,16 @@ async def test_health_reflection_and_metrics(sandbox_factory, switch_factory):
         await c.Authorize(request)  # a replay
         await c.Authorize(authorize(number=DECLINE))
 
-    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    text = await asyncio.to_thread(_scrape, f"http://{metrics}/metrics")
     assert 'payswitch_requests_total{code="OK",rpc="Authorize"} 3.0' in text
     assert 'payswitch_idempotent_replays_total{rpc="Authorize"} 1.0' in text
-    assert (
-        'payswitch_channel_outcomes_total{channel="sandbox",operation="AUTHORIZE",outcome="APPROVED"} 1.0'
-        in text
-    )
-    assert (
-        'payswitch_channel_outcomes_total{channel="sandbox",operation="AUTHORIZE",outcome="DECLINED"} 1.0'
-        in text
-    )
+    outcomes = 'payswitch_channel_outcomes_total{channel="sandbox",operation="AUTHORIZE",outcome='
+    assert outcomes + '"APPROVED"} 1.0' in text
+    assert outcomes + '"DECLINED"} 1.0' in text
     assert "payswitch_overhead_seconds_bucket" in text
     assert "payswitch_pending_payments" in text
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())

@@ -153,6 +153,7 @@ def _calibration(ns: argparse.Namespace, cfg: RunConfig) -> dict[str, Any] | Non
             concurrency=load.concurrency if load.mode == "closed" else 32,
             processes=load.processes,
             channels=load.channels,
+            deadline_ms=cfg.target.deadline_ms,
         ),
         out=None if ns.quiet else sys.stderr,
     )
@@ -255,6 +256,7 @@ def cmd_baseline(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         concurrency=ns.concurrency,
         processes=ns.processes,
         channels=ns.channels,
+        deadline_ms=ns.deadline_ms,
     )
     if not h2load.available():
         raise h2load.H2loadError(h2load.INSTALL_HINT)
@@ -315,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
     base_p.add_argument("--concurrency", type=int, default=32)
     base_p.add_argument("--processes", type=int, default=default_processes())
     base_p.add_argument("--channels", type=int, default=1)
+    base_p.add_argument("--deadline-ms", type=int, default=5000, help="deadline of each call")
     base_p.add_argument("--out", default=None)
     base_p.add_argument("--quiet", action="store_true")
 

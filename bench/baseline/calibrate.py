@@ -29,6 +29,7 @@ class CalibrationConfig:
     concurrency: int = 32
     processes: int = default_processes()
     channels: int = 1
+    deadline_ms: int = 5000
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -38,6 +39,7 @@ class CalibrationConfig:
             "concurrency": self.concurrency,
             "processes": self.processes,
             "channels_per_process": self.channels,
+            "deadline_ms": self.deadline_ms,
         }
 
 
@@ -106,7 +108,7 @@ def authorize_message() -> bytes:
 def harness_config(address: str, cfg: CalibrationConfig) -> RunConfig:
     """The harness run against the echo server: authorize only, closed loop."""
     return RunConfig(
-        target=Target(address=address),
+        target=Target(address=address, deadline_ms=cfg.deadline_ms),
         load=Load(
             mode="closed",
             concurrency=cfg.concurrency,
@@ -146,6 +148,9 @@ def calibrate(cfg: CalibrationConfig, *, out: TextIO | None = sys.stderr) -> dic
                         warmup_s=cfg.warmup_s,
                         concurrency=cfg.concurrency,
                         connections=cfg.processes * cfg.channels,
+                        # The same deadline as the harness's calls, so the server does the
+                        # same work (a deadline timer) for both generators.
+                        headers=(f"grpc-timeout: {cfg.deadline_ms}m",),
                     )
                     row["h2load_rps"] = result.rate
                     row["h2load"] = result.as_dict()
@@ -164,7 +169,9 @@ def calibrate(cfg: CalibrationConfig, *, out: TextIO | None = sys.stderr) -> dic
             rounds.append(row)
     harness_rps = statistics.median(r["harness_rps"] for r in rounds)
     h2_rps = statistics.median(r["h2load_rps"] for r in rounds) if have_h2load else None
-    share = round(harness_rps / h2_rps, 3) if h2_rps else None
+    # Each round pairs the two tools a few seconds apart, so the median of the rounds' shares
+    # is steadier under a drifting machine load than a ratio of medians taken across rounds.
+    share = statistics.median(r["share"] for r in rounds) if have_h2load else None
     return {
         "config": cfg.as_dict(),
         "h2load_command": rounds[0]["h2load"]["command"] if have_h2load else None,

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from adapters.card import mapping, saf
 from adapters.card.client import AcquirerClient, StanCounter
@@ -88,7 +89,7 @@ class CardAdapter:
             give_up=self._settler.give_up,
             clock=clock,
         )
-        self._inflight: dict[str, asyncio.Future[OperationResult]] = {}
+        self._inflight: dict[str, asyncio.Task[OperationResult]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def capabilities(self) -> Capabilities:
@@ -119,6 +120,8 @@ class CardAdapter:
     async def stop(self) -> None:
         await self._saf.stop()
         await self._client.stop()
+        # Operations in flight fail with the connections and journal their unknown outcome.
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         await self._journal.close()
 
     # -- operations -------------------------------------------------------------------------
@@ -387,28 +390,28 @@ class CardAdapter:
                     )
 
     async def _once(
-        self, reference: str, run: Callable[[], Awaitable[OperationResult]]
+        self, reference: str, run: Callable[[], Coroutine[Any, Any, OperationResult]]
     ) -> OperationResult:
-        """Run an operation at most once per reference; repeats get the first result."""
+        """Run an operation at most once per reference; repeats get the first result.
+
+        The operation runs as its own task: a caller that goes away (a gRPC deadline) must
+        not abandon a message already on the wire before its outcome is settled.
+        """
         running = self._inflight.get(reference)
         if running is not None:
             return await asyncio.shield(running)
         record = self._ledger.get(reference)
         if record is not None:
             return record.result()
-        future: asyncio.Future[OperationResult] = asyncio.get_running_loop().create_future()
-        self._inflight[reference] = future
-        try:
-            result = await run()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here: only concurrent repeats may re-raise it
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._inflight[reference]
+        task = asyncio.create_task(run(), name=f"card-{reference}")
+        self._inflight[reference] = task
+        task.add_done_callback(lambda t: self._finished(reference, t))
+        return await asyncio.shield(task)
+
+    def _finished(self, reference: str, task: asyncio.Task[OperationResult]) -> None:
+        self._inflight.pop(reference, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller may have gone away
 
     async def _refuse(
         self, reference: str, op: OperationType, refusal: tuple[DeclineCode, str] | None

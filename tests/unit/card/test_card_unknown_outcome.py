@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 from adapters.card import testcards
+from adapters.card.host import load_state
 from adapters.card.ledger import OpRecord
 from adapters.card.spec import Message
 from adapters.sdk.types import DeclineCode, OperationStatus, OperationType
@@ -167,3 +169,16 @@ async def test_a_crash_mid_flight_is_reversed_at_the_next_start(
     assert (await restarted.inquire(inquire("crash-1"))).status is PENDING
     assert (await events.wait_for("crash-1")).result.status is OperationStatus.DECLINED
     assert host_record(tmp_path / "host.jsonl", sent.rrn).reversed
+
+
+async def test_a_caller_that_gives_up_does_not_abandon_the_authorization(
+    simulator: RunningSimulator, make_adapter: AdapterFactory, tmp_path: Path
+) -> None:
+    adapter, events = await make_adapter(simulator.port)
+    call = asyncio.ensure_future(adapter.authorize(auth("gone-1", testcards.NO_ANSWER)))
+    await eventually(lambda: "0100" in simulator.host.seen)
+    call.cancel()  # what a gRPC deadline does to the worker's handler
+    assert (await adapter.inquire(inquire("gone-1"))).status is PENDING
+    assert (await events.wait_for("gone-1")).result.status is OperationStatus.DECLINED
+    [record] = [r for r in load_state(tmp_path / "host.jsonl").values() if r.code == "00"]
+    assert record.reversed

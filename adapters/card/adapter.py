@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.card import mapping, saf
+from adapters.card import mapping, recovery, saf
 from adapters.card.client import AcquirerClient, StanCounter
 from adapters.card.config import CardConfig
 from adapters.card.journal import Journal
@@ -89,6 +89,9 @@ class CardAdapter:
             give_up=self._settler.give_up,
             clock=clock,
         )
+        self._recovery = recovery.Recovery(
+            ledger=self._ledger, queue=self._saf, settler=self._settler, acceptor=self._acceptor
+        )
         self._inflight: dict[str, asyncio.Task[OperationResult]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -112,7 +115,7 @@ class CardAdapter:
         )
         self._journal.open()
         self._stan.reseed(self._ledger.last_stan())
-        await self._recover()
+        await self._recovery.recover()
         await self._client.start()
         await self._saf.start()
         await self._client.wait_ready(self._config.connect_timeout)
@@ -211,7 +214,7 @@ class CardAdapter:
                 record.state = PENDING
                 record.message = "completion not acknowledged yet; it is being repeated"
                 await self._ledger.save(record)
-                await self._saf.enqueue(self._completion_entry(record, doc))
+                await self._saf.enqueue(recovery.completion_entry(record, doc))
                 log.warning(
                     "capture %s outcome unknown (%s): repeating as 0221", record.reference, exc
                 )
@@ -263,7 +266,7 @@ class CardAdapter:
                 record.state = PENDING
                 record.message = "reversal not acknowledged yet; it is being repeated"
                 await self._ledger.save(record)
-                entry = self._reversal_entry(original, saf.REVERSAL_ADVICE_MTIS)
+                entry = recovery.reversal_entry(original, self._acceptor, saf.REVERSAL_ADVICE_MTIS)
                 await self._saf.enqueue(entry)
                 log.warning(
                     "void %s outcome unknown (%s): repeating as 0420", record.reference, exc
@@ -323,71 +326,8 @@ class CardAdapter:
     async def _reverse_unknown(
         self, record: OpRecord, reason: str, memory: Message | None
     ) -> OperationResult:
-        record.state = PENDING
-        record.reversal = REVERSAL_PENDING
-        record.message = "no usable answer from the acquirer; it is being reversed"
-        await self._ledger.save(record)
-        await self._saf.enqueue(self._reversal_entry(record, saf.REVERSAL_MTIS), memory)
-        log.warning(
-            "%s %s outcome unknown (%s): reversal queued",
-            record.operation,
-            record.reference,
-            reason,
-        )
+        await self._recovery.reverse(record, reason, memory)
         return record.result()
-
-    def _reversal_entry(self, original: OpRecord, sequence: tuple[str, ...]) -> saf.SafEntry:
-        return saf.SafEntry(
-            id=f"reversal:{original.reference}",
-            kind=saf.REVERSAL,
-            reference=original.reference,
-            fields=mapping.reversal(original, self._acceptor),
-            sequence=list(sequence),
-        )
-
-    def _completion_entry(self, record: OpRecord, doc: Message) -> saf.SafEntry:
-        return saf.SafEntry(
-            id=f"completion:{record.reference}",
-            kind=saf.COMPLETION,
-            reference=record.reference,
-            fields={k: v for k, v in doc.items() if k not in ("t", "7", "2")},
-            sequence=list(saf.COMPLETION_REPEAT_MTIS),
-        )
-
-    async def _recover(self) -> None:
-        """After a restart: whatever was in flight or unsettled gets its SAF entry back."""
-        for record in self._ledger:
-            if record.state not in (SENT, PENDING):
-                continue
-            op = record.op
-            if op in (OperationType.AUTHORIZE, OperationType.REFUND):
-                if record.state == SENT or self._saf.get(f"reversal:{record.reference}") is None:
-                    await self._reverse_unknown(record, "in flight at the last stop", None)
-            elif op is OperationType.CAPTURE:
-                record.state = PENDING
-                original = self._ledger.get(record.original_reference)
-                if original is not None:
-                    times = {"7": record.de7, "12": record.local_time, "13": record.local_date}
-                    doc = mapping.completion(
-                        original, Money(record.amount, record.currency), stan=record.stan,
-                        times=times, acceptor=self._acceptor,
-                    )  # fmt: skip
-                    await self._saf.enqueue(self._completion_entry(record, doc))
-                await self._ledger.save(record)
-            elif op is OperationType.VOID:
-                original = self._ledger.get(record.awaits)
-                record.state = PENDING
-                await self._ledger.save(record)
-                if original is None:
-                    continue
-                if original.reversal == REVERSAL_DONE:
-                    await self._settler.reversed(original.reference)
-                elif self._saf.get(f"reversal:{original.reference}") is None:
-                    original.reversal = REVERSAL_PENDING
-                    await self._ledger.save(original)
-                    await self._saf.enqueue(
-                        self._reversal_entry(original, saf.REVERSAL_ADVICE_MTIS)
-                    )
 
     async def _once(
         self, reference: str, run: Callable[[], Coroutine[Any, Any, OperationResult]]

@@ -63,6 +63,7 @@ class ChannelResult:
     upstream_reference: str = ""
     authorization_code: str = ""
     approved_amount: int | None = None
+    latency_us: int | None = None  # how long the channel took to answer, when it did
 
 
 @dataclass(frozen=True, slots=True)

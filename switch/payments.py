@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import secrets
 import time
@@ -74,7 +75,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def journal_entry(p: Payment, op: Operation) -> dict[str, str]:
+def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> dict[str, str]:
     """What downstream consumers of the payments journal see of a change: no instrument data."""
     entry = {
         "pid": p.id,
@@ -93,6 +94,8 @@ def journal_entry(p: Payment, op: Operation) -> dict[str, str]:
     }
     if p.decline is not None and p.status is Status.DECLINED:
         entry["decline"] = str(p.decline.code)
+    if latency_us is not None:
+        entry["lat_us"] = str(latency_us)  # the channel call's time, for per-channel latency
     return entry
 
 
@@ -456,7 +459,7 @@ class PaymentService:
             timing.channel_s += spent
             self._metrics.channel_latency.labels(channel).observe(spent)
         self._metrics.channel_outcomes.labels(channel, op.name, result.outcome.name).inc()
-        return result
+        return dataclasses.replace(result, latency_us=int(spent * 1_000_000))
 
     async def _record(
         self,
@@ -477,7 +480,7 @@ class PaymentService:
             reason=reason,
         )
         pending_at = after.update_ms + self._backoff_ms if after.status is Status.PENDING else None
-        response = await self.persist(payment, after, op, pending_at)
+        response = await self.persist(payment, after, op, pending_at, result.latency_us)
         if response is None:
             # A resolver recorded an outcome first (an event or the reconciler): that one stands.
             current = await self._store.get(payment.merchant_id, payment.id)
@@ -485,7 +488,12 @@ class PaymentService:
         return response
 
     async def persist(
-        self, before: Payment, after: Payment, op: Operation, pending_at: int | None
+        self,
+        before: Payment,
+        after: Payment,
+        op: Operation,
+        pending_at: int | None,
+        latency_us: int | None = None,
     ) -> bytes | None:
         """Write an outcome and return the RPC response it makes, or None when another resolver
         changed the payment first. If Redis is down, the write is retried in the background
@@ -498,7 +506,7 @@ class PaymentService:
             "idem_key": before.pending_idem,
             "response": response,
             "pending_at_ms": pending_at,
-            "journal": journal_entry(after, op),
+            "journal": journal_entry(after, op, latency_us),
         }
         try:
             written = await self._store.complete(**kwargs)

@@ -65,6 +65,13 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--channels", type=int, default=1, help="gRPC channels per process")
     g.add_argument(
+        "--transport",
+        choices=("unary", "stream"),
+        default="unary",
+        help="one unary call per request, or messages on StreamPayments streams",
+    )
+    g.add_argument("--streams", type=int, default=4, help="stream transport: streams per channel")
+    g.add_argument(
         "--max-inflight", type=int, default=256, help="open loop: calls in flight per process"
     )
     g.add_argument("--interval", type=float, default=1.0, help="seconds per progress interval")
@@ -117,6 +124,8 @@ def _run_config(ns: argparse.Namespace) -> RunConfig:
             max_inflight=ns.max_inflight,
             interval_s=ns.interval,
             pool_rate=ns.pool_rate,
+            transport=ns.transport,
+            streams=ns.streams,
         ),
         scenario=parse_mix(ns.scenario),
         seed=ns.seed,

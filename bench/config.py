@@ -10,6 +10,7 @@ from typing import Literal
 from bench.scenarios import Scenario
 
 Mode = Literal["closed", "open"]
+Transport = Literal["unary", "stream"]
 
 
 class ConfigError(ValueError):
@@ -67,6 +68,8 @@ class Load:
     max_inflight: int = 256
     interval_s: float = 1.0
     pool_rate: int = 10_000
+    transport: Transport = "unary"
+    streams: int = 4
 
     def check(self) -> None:
         if self.mode not in ("closed", "open"):
@@ -91,6 +94,10 @@ class Load:
             raise ConfigError("--max-inflight: must be at least 1")
         if self.interval_s <= 0:
             raise ConfigError("--interval: must be positive")
+        if self.transport not in ("unary", "stream"):
+            raise ConfigError(f"--transport: expected unary or stream, got {self.transport!r}")
+        if self.streams < 1:
+            raise ConfigError("--streams: must be at least 1")
         if self.pool_rate < 1:
             raise ConfigError("--pool-rate: must be at least 1")
 
@@ -106,6 +113,8 @@ class Load:
             "channels_per_process": self.channels,
             "max_inflight_per_process": self.max_inflight if self.mode == "open" else None,
             "interval_s": self.interval_s,
+            "transport": self.transport,
+            "streams_per_channel": self.streams if self.transport == "stream" else None,
         }
 
 

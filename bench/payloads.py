@@ -42,6 +42,29 @@ def length_delimited(field_number: int, data: bytes) -> bytes:
     return _varint(field_number << 3 | 2) + _varint(len(data)) + data
 
 
+def varint_field(field_number: int, value: int) -> bytes:
+    """One varint protobuf field (an integer) as it appears on the wire."""
+    return _varint(field_number << 3) + _varint(value)
+
+
+def leading_varint_field(data: bytes) -> int:
+    """The value of field 1, a varint, when a message opens with it (StreamPaymentsRequest.id).
+
+    Zero when the message opens with another field: proto3 leaves out a zero id.
+    """
+    if not data or data[0] != 0x08:
+        return 0
+    value, shift = 0, 0
+    i = 1  # past the field's tag byte
+    while True:
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value
+        shift += 7
+        i += 1
+
+
 def key_field(idempotency_key: str) -> bytes:
     """Field 1, `idempotency_key`, of every state-changing Gateway request.
 

@@ -17,49 +17,16 @@ from bench import histo, payloads, schedule
 from bench.config import RunConfig
 from bench.scenarios import OPERATIONS, PlannedOp, build_plan
 from bench.stats import CallStats, IntervalStats, expected_code
-from payswitch.gateway.v1 import gateway_service_pb2
+from bench.transport import Sender, StreamSender, UnarySender, open_channel
 
-OVERHEAD_KEY = "x-switch-overhead-us"
-RESPONSE_TYPES: dict[str, Any] = {
-    "Authorize": gateway_service_pb2.AuthorizeResponse,
-    "Capture": gateway_service_pb2.CaptureResponse,
-    "Refund": gateway_service_pb2.RefundResponse,
-}
 # A payment the follow-up (capture or refund) can act on.
 _FOLLOWUP_READY = {"AUTHORIZED", "CAPTURED"}
-
-
-def _overhead_us(metadata: Any) -> int | None:
-    if not metadata:
-        return None
-    value = metadata.get(OVERHEAD_KEY)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
 
 
 def _process_cpu_s() -> float:
     """CPU seconds of this process so far, all threads (grpc's own included), user + system."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def open_channel(cfg: RunConfig) -> grpc.aio.Channel:
-    """One grpc.aio channel to the target with its own TCP connection."""
-    # A local subchannel pool stops channels with equal arguments from sharing a connection.
-    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
-    target = cfg.target
-    if not target.tls:
-        return grpc.aio.insecure_channel(target.address, options=options)
-    root = None
-    if target.ca_file is not None:
-        with open(target.ca_file, "rb") as f:
-            root = f.read()
-    creds = grpc.ssl_channel_credentials(root_certificates=root)
-    return grpc.aio.secure_channel(target.address, creds, options=options)
 
 
 class Generator:
@@ -84,7 +51,7 @@ class Generator:
         self.calls_total = 0
         self.cpu_s = 0.0
         self.exhausted = False
-        self._callers: list[dict[str, Any]] = []
+        self._senders: list[Sender] = []
         self._warmup: list[PlannedOp] = []
         self._measured: list[PlannedOp] = []
 
@@ -153,48 +120,44 @@ class Generator:
                 f"could not connect to {self.cfg.target.address} in {wait_s:g} s"
             ) from None
         for channel in channels:
-            self._callers.append(
-                {rpc: channel.unary_unary(payloads.method_path(rpc)) for rpc in RESPONSE_TYPES}
-            )
+            if self.cfg.load.transport == "stream":
+                for _ in range(self.cfg.load.streams):
+                    stream = StreamSender(channel, timeout=self.timeout, metadata=self.metadata)
+                    stream.start()
+                    self._senders.append(stream)
+            else:
+                self._senders.append(
+                    UnarySender(channel, timeout=self.timeout, metadata=self.metadata)
+                )
         return channels
 
     # -- the timed loop ----------------------------------------------------------------------
 
     async def _call(
         self,
-        callables: dict[str, Any],
+        sender: Sender,
         rpc: str,
         op_name: str,
         request: bytes,
         started_ns: int,
         measured: bool,
     ) -> Any:
-        """One RPC; records it and returns the parsed payment (None on a non-OK status)."""
-        call = callables[rpc](request, timeout=self.timeout, metadata=self.metadata)
-        payment = None
-        try:
-            response = await call
-            trailing = await call.trailing_metadata()
-            code = "OK"
-            payment = RESPONSE_TYPES[rpc].FromString(response).payment
-            status = payloads.status_name(payment.status)
-        except grpc.aio.AioRpcError as exc:
-            trailing = exc.trailing_metadata()
-            code = exc.code().name
-            status = ""
+        """One request; records it and returns the parsed payment (None on a non-OK status)."""
+        code, payment, overhead = await sender.send(rpc, request)
+        status = "" if payment is None else payloads.status_name(payment.status)
         end_ns = time.monotonic_ns()
         latency_us = (end_ns - started_ns) // 1000
         expected = code == expected_code(op_name)
         self.interval[rpc].add(latency_us, expected)
         self.calls_total += 1
         if measured:
-            self.stats[(rpc, op_name)].add(latency_us, code, status, _overhead_us(trailing))
+            self.stats[(rpc, op_name)].add(latency_us, code, status, overhead)
             if end_ns > self.last_end_ns:
                 self.last_end_ns = end_ns
         return payment
 
     async def _execute(
-        self, callables: dict[str, Any], planned: PlannedOp, intended_ns: int, measured: bool
+        self, sender: Sender, planned: PlannedOp, intended_ns: int, measured: bool
     ) -> None:
         op_index, request, followup = planned
         op = OPERATIONS[op_index]
@@ -202,33 +165,31 @@ class Generator:
         if intended_ns and measured:
             histo.record_us(self.lag, max(0, send_ns - intended_ns) // 1000)
         started = intended_ns if 0 < intended_ns < send_ns else send_ns
-        payment = await self._call(callables, op.rpc, op.name, request, started, measured)
+        payment = await self._call(sender, op.rpc, op.name, request, started, measured)
         if followup is None or op.followup_rpc is None or payment is None:
             return
         if payloads.status_name(payment.status) not in _FOLLOWUP_READY:
             return
         request = followup + payloads.payment_id_field(payment.id.encode())
-        await self._call(
-            callables, op.followup_rpc, op.name, request, time.monotonic_ns(), measured
-        )
+        await self._call(sender, op.followup_rpc, op.name, request, time.monotonic_ns(), measured)
 
     async def _closed_caller(
         self,
-        callables: dict[str, Any],
+        sender: Sender,
         warmup: Iterator[PlannedOp],
         measured: Iterator[PlannedOp],
     ) -> None:
         for planned in warmup:
             if time.monotonic_ns() >= self.measure_ns:
                 break
-            await self._execute(callables, planned, 0, False)
+            await self._execute(sender, planned, 0, False)
         wait_ns = self.measure_ns - time.monotonic_ns()
         if wait_ns > 0:  # the warm-up's requests ran out early: measure from the window's start
             await asyncio.sleep(wait_ns / schedule.NS_PER_S)
         for planned in measured:
             if time.monotonic_ns() >= self.stop_ns:
                 return
-            await self._execute(callables, planned, 0, True)
+            await self._execute(sender, planned, 0, True)
         if self.cfg.load.duration_s is not None:
             self.exhausted = True
 
@@ -249,13 +210,13 @@ class Generator:
                 yield planned, at, measured
 
     async def _open_sender(
-        self, callables: dict[str, Any], sequence: Iterator[tuple[PlannedOp, int, bool]]
+        self, sender: Sender, sequence: Iterator[tuple[PlannedOp, int, bool]]
     ) -> None:
         for planned, at_ns, measured in sequence:
             delay = at_ns - time.monotonic_ns()
             if delay > 0:
                 await asyncio.sleep(delay / schedule.NS_PER_S)
-            await self._execute(callables, planned, at_ns, measured)
+            await self._execute(sender, planned, at_ns, measured)
 
     async def _ticker(self) -> None:
         k = 0
@@ -292,13 +253,13 @@ class Generator:
                 callers = schedule.split_evenly(load.concurrency, load.processes)[self.index]
                 warm, meas = iter(self._warmup), iter(self._measured)
                 tasks = [
-                    self._closed_caller(self._callers[i % len(self._callers)], warm, meas)
+                    self._closed_caller(self._senders[i % len(self._senders)], warm, meas)
                     for i in range(callers)
                 ]
             else:
                 sequence = self._open_sequence()
                 tasks = [
-                    self._open_sender(self._callers[i % len(self._callers)], sequence)
+                    self._open_sender(self._senders[i % len(self._senders)], sequence)
                     for i in range(load.max_inflight)
                 ]
             await asyncio.gather(*tasks)
@@ -307,6 +268,8 @@ class Generator:
             k = (time.monotonic_ns() - self.start_ns) // self.interval_ns
             self._send_interval(int(k))
         finally:
+            for sender in self._senders:
+                await sender.close()
             for channel in channels:
                 await channel.close()
         return self.result()

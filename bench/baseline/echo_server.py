@@ -7,7 +7,7 @@ import asyncio
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -26,23 +26,39 @@ class EchoServer:
 
     It takes any request on GatewayService/Authorize (and Capture, Refund) as raw bytes and
     answers with a pre-built AuthorizeResponse of the size the switch sends, so a harness
-    pointed at it runs exactly the code it runs against the switch.
+    pointed at it runs exactly the code it runs against the switch. StreamPayments answers
+    each message with the same reply under the message's id.
     """
 
     def __init__(self) -> None:
         self.served = 0
         self._reply = payloads.echo_response()
+        # A StreamPaymentsResponse is its id, then this: the same reply as its `authorize`.
+        self._stream_tail = payloads.length_delimited(2, self._reply)
 
     async def _answer(self, request: bytes, context: Any) -> bytes:
         self.served += 1
         return self._reply
+
+    async def _stream(self, requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        # Each StreamPaymentsRequest opens with its id (field 1); the answer echoes it.
+        async for request in requests:
+            self.served += 1
+            yield payloads.varint_field(1, payloads.leading_varint_field(request)) + (
+                self._stream_tail
+            )
 
     def handler(self) -> grpc.GenericRpcHandler:
         # No serializers: the request and the reply stay bytes end to end.
         method = grpc.unary_unary_rpc_method_handler(self._answer)
         return grpc.method_handlers_generic_handler(
             payloads.GATEWAY_SERVICE,
-            {"Authorize": method, "Capture": method, "Refund": method},
+            {
+                "Authorize": method,
+                "Capture": method,
+                "Refund": method,
+                "StreamPayments": grpc.stream_stream_rpc_method_handler(self._stream),
+            },
         )
 
     async def serve(self, listen: str, ready: asyncio.Event | None = None) -> None:

@@ -12,10 +12,12 @@ import asyncio
 import datetime
 import hashlib
 import signal
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import uvloop
+from google.rpc import status_pb2
 
 from payswitch.common.v1 import payment_status_pb2 as ps
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
@@ -25,6 +27,9 @@ from payswitch.gateway.v1 import payment_pb2
 DECLINE_CARD = "4000000000000002"
 OVERHEAD_US = "137"
 CURRENCIES = {"USD", "EUR"}
+AUTHORIZED = ps.PAYMENT_STATUS_AUTHORIZED
+CAPTURED = ps.PAYMENT_STATUS_CAPTURED
+REFUNDED = ps.PAYMENT_STATUS_REFUNDED
 
 
 def luhn_ok(number: str) -> bool:
@@ -58,25 +63,35 @@ def problems(req: gw.AuthorizeRequest) -> list[str]:
     return bad
 
 
+class Refusal(Exception):
+    """A non-OK answer: its gRPC status code and message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class FakeGateway(gw_grpc.GatewayServiceServicer):
     def __init__(self, api_key: str | None) -> None:
         self.api_key = api_key
         self.payments: dict[str, payment_pb2.Payment] = {}
         self.keys: dict[str, tuple[str, bytes]] = {}
 
-    async def _guard(self, request: Any, context: Any, method: str) -> bytes | None:
-        """Checks the caller and the key; the stored answer when this is a replay."""
-        context.set_trailing_metadata((("x-switch-overhead-us", OVERHEAD_US),))
+    def _check_caller(self, context: Any) -> None:
         if self.api_key is not None:
             given = dict(context.invocation_metadata()).get("authorization")
             if given != f"Bearer {self.api_key}":
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+
+    def _replay(self, request: Any, method: str) -> bytes | None:
+        """The stored answer when this key was seen with the same request."""
         fingerprint = hashlib.sha256(method.encode() + request.SerializeToString()).hexdigest()
         stored = self.keys.get(request.idempotency_key)
         if stored is None:
             return None
         if stored[0] != fingerprint:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "idempotency key reused")
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "idempotency key reused")
         return stored[1]
 
     def _keep(self, request: Any, method: str, response: Any) -> Any:
@@ -84,13 +99,13 @@ class FakeGateway(gw_grpc.GatewayServiceServicer):
         self.keys[request.idempotency_key] = (fingerprint, response.SerializeToString())
         return response
 
-    async def Authorize(self, request: gw.AuthorizeRequest, context: Any) -> gw.AuthorizeResponse:
-        replay = await self._guard(request, context, "Authorize")
+    def authorize(self, request: gw.AuthorizeRequest) -> gw.AuthorizeResponse:
+        replay = self._replay(request, "Authorize")
         if replay is not None:
             return gw.AuthorizeResponse.FromString(replay)
         bad = problems(request)
         if bad:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad fields: " + ", ".join(bad))
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "bad fields: " + ", ".join(bad))
         payment = payment_pb2.Payment(
             id=f"pay_{len(self.payments):08d}",
             amount=request.amount,
@@ -106,35 +121,72 @@ class FakeGateway(gw_grpc.GatewayServiceServicer):
         self.payments[payment.id] = payment
         return self._keep(request, "Authorize", gw.AuthorizeResponse(payment=payment))
 
-    async def _move(
-        self, request: Any, context: Any, method: str, want: int, to: int
-    ) -> payment_pb2.Payment | bytes:
-        replay = await self._guard(request, context, method)
+    def move(self, request: Any, method: str, answer: Any, want: int, to: int) -> Any:
+        """Capture or Refund: the payment from status `want` to `to`."""
+        replay = self._replay(request, method)
         if replay is not None:
-            return replay
+            return answer.FromString(replay)
         payment = self.payments.get(request.payment_id)
         if payment is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such payment")
+            raise Refusal(grpc.StatusCode.NOT_FOUND, "no such payment")
         if payment.status != want:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "illegal transition")
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "illegal transition")
         payment.status = to
-        return payment
+        return self._keep(request, method, answer(payment=payment))
+
+    async def _unary(self, context: Any, work: Any) -> Any:
+        context.set_trailing_metadata((("x-switch-overhead-us", OVERHEAD_US),))
+        try:
+            self._check_caller(context)
+            return work()
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+
+    async def Authorize(self, request: gw.AuthorizeRequest, context: Any) -> gw.AuthorizeResponse:
+        return await self._unary(context, lambda: self.authorize(request))
 
     async def Capture(self, request: gw.CaptureRequest, context: Any) -> gw.CaptureResponse:
-        moved = await self._move(
-            request, context, "Capture", ps.PAYMENT_STATUS_AUTHORIZED, ps.PAYMENT_STATUS_CAPTURED
+        return await self._unary(
+            context,
+            lambda: self.move(request, "Capture", gw.CaptureResponse, AUTHORIZED, CAPTURED),
         )
-        if isinstance(moved, bytes):
-            return gw.CaptureResponse.FromString(moved)
-        return self._keep(request, "Capture", gw.CaptureResponse(payment=moved))
 
     async def Refund(self, request: gw.RefundRequest, context: Any) -> gw.RefundResponse:
-        moved = await self._move(
-            request, context, "Refund", ps.PAYMENT_STATUS_CAPTURED, ps.PAYMENT_STATUS_REFUNDED
+        return await self._unary(
+            context,
+            lambda: self.move(request, "Refund", gw.RefundResponse, CAPTURED, REFUNDED),
         )
-        if isinstance(moved, bytes):
-            return gw.RefundResponse.FromString(moved)
-        return self._keep(request, "Refund", gw.RefundResponse(payment=moved))
+
+    async def StreamPayments(
+        self, requests: AsyncIterator[gw.StreamPaymentsRequest], context: Any
+    ) -> AsyncIterator[gw.StreamPaymentsResponse]:
+        try:
+            self._check_caller(context)
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+        async for request in requests:
+            kind = request.WhichOneof("request")
+            answer = gw.StreamPaymentsResponse(id=request.id)
+            try:
+                if kind == "authorize":
+                    answer.authorize.CopyFrom(self.authorize(request.authorize))
+                elif kind == "capture":
+                    answer.capture.CopyFrom(
+                        self.move(
+                            request.capture, "Capture", gw.CaptureResponse, AUTHORIZED, CAPTURED
+                        )
+                    )
+                elif kind == "refund":
+                    answer.refund.CopyFrom(
+                        self.move(request.refund, "Refund", gw.RefundResponse, CAPTURED, REFUNDED)
+                    )
+                else:
+                    raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "no request")
+            except Refusal as refusal:
+                answer.error.CopyFrom(
+                    status_pb2.Status(code=refusal.code.value[0], message=refusal.message)
+                )
+            yield answer
 
 
 async def serve(args: argparse.Namespace, tls: tuple[bytes, bytes] | None) -> None:

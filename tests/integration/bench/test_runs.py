@@ -129,3 +129,50 @@ def test_unreachable_target_fails_with_a_clear_error() -> None:
     )
     with pytest.raises(runner.BenchError, match="could not connect"):
         runner.run(cfg, out=None)
+
+
+def test_stream_transport_answers_every_request_by_id(
+    fake_gateway: Callable[..., str],
+) -> None:
+    address = fake_gateway("--api-key", API_KEY)
+    cfg = config(
+        address,
+        scenario="mixed",
+        api_key=API_KEY,
+        mode="closed",
+        concurrency=8,
+        requests=300,
+        processes=1,
+        channels=2,
+        transport="stream",
+        streams=2,
+    )
+    result = runner.run(cfg, out=None)
+    ops = result["operations"]
+    assert result["rpcs"]["Authorize"]["calls"] == 300
+    # A refusal on the stream comes back as the unary RPC's status, under the request's id.
+    assert set(ops["Authorize/bad"]["codes"]) == {"INVALID_ARGUMENT"}
+    assert ops["Authorize/decline"]["statuses"] == {"DECLINED": ops["Authorize/decline"]["calls"]}
+    refund = ops["Refund/refund"]
+    assert refund["statuses"] == {"REFUNDED": ops["Authorize/refund"]["calls"]}
+    assert result["errors"] == 0
+
+
+def test_stream_transport_against_the_echo_server(echo_address: str) -> None:
+    cfg = config(
+        echo_address, mode="open", rate=300.0, requests=150, processes=1, transport="stream"
+    )
+    result = runner.run(cfg, out=None)
+    assert result["rpcs"]["Authorize"]["codes"] == {"OK": 150}
+    assert result["rpcs"]["Authorize"]["statuses"] == {"CAPTURED": 150}
+
+
+def test_stream_refused_at_the_door_counts_every_request(
+    fake_gateway: Callable[..., str],
+) -> None:
+    address = fake_gateway("--api-key", API_KEY)
+    cfg = config(
+        address, api_key="wrong", mode="closed", concurrency=4, requests=40, transport="stream"
+    )
+    result = runner.run(cfg, out=None)
+    assert result["rpcs"]["Authorize"]["codes"] == {"UNAUTHENTICATED": 40}

@@ -13,8 +13,7 @@
     ├── AmountTooLarge                  FAILED_PRECONDITION + PreconditionFailure
     ├── PaymentBusy                     ABORTED: another operation on the payment is in flight
     ├── OperationNotSupported           FAILED_PRECONDITION
-    ├── PaymentNotFound                 NOT_FOUND
-    └── ShuttingDown                    UNAVAILABLE (retryable)
+    └── PaymentNotFound                 NOT_FOUND
 
 Foreign exceptions (redis, grpc) are translated where they first appear, with `raise ... from`.
 """
@@ -164,12 +163,6 @@ class OperationNotSupported(SwitchError):
 class PaymentNotFound(SwitchError):
     code = grpc.StatusCode.NOT_FOUND
     reason = error_reason_pb2.ERROR_REASON_PAYMENT_NOT_FOUND
-
-
-class ShuttingDown(SwitchError):
-    code = grpc.StatusCode.UNAVAILABLE
-    reason = error_reason_pb2.ERROR_REASON_SHUTTING_DOWN
-    retryable = True
 
 
 def to_status(error: SwitchError) -> status_pb2.Status:

@@ -138,7 +138,6 @@ class GatewayServicer:
         self._store = store
         self._hub = hub
         self._metrics = metrics
-        self.accepting = True
         self._stream_ops: dict[
             str, Callable[[MerchantConfig, Any, float | None, Timing], Awaitable[bytes]]
         ] = {
@@ -172,8 +171,6 @@ class GatewayServicer:
         timing = Timing()
         code = "OK"
         try:
-            if not self.accepting:
-                raise errors.ShuttingDown("the switch is shutting down; retry on another instance")
             return await body(self._merchant(context), timing)
         except errors.SwitchError as exc:
             code = exc.code.name
@@ -197,9 +194,7 @@ class GatewayServicer:
             raise
         finally:
             elapsed = time.perf_counter() - start
-            self._metrics.requests.labels(rpc, code).inc()
-            self._metrics.latency.labels(rpc).observe(elapsed)
-            self._metrics.overhead.labels(rpc).observe(max(0.0, elapsed - timing.channel_s))
+            self._metrics.request_done(rpc, code, elapsed, max(0.0, elapsed - timing.channel_s))
             if code == "OK":
                 self._trailer(context, start, timing)
 

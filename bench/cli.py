@@ -189,7 +189,7 @@ def cmd_run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     report.add_runs(rep, runs, calibration)
     print(table.render_run(runs[-1]))
     if ns.repeat > 1:
-        print(_render_spread(rep["figures"]))
+        print("\n" + table.render_spread(rep["figures"]))
     if calibration is not None:
         print("\n" + table.render_calibration(calibration))
         share = rep["figures"].get("share_of_echo")
@@ -199,14 +199,6 @@ def cmd_run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     if ns.plot:
         _plot(runs[-1], path)
     return 0
-
-
-def _render_spread(figures: dict[str, Any]) -> str:
-    rows = [
-        [name, f"{f['value']:,.1f}", f"{f['min']:,.1f}", f"{f['max']:,.1f}", f"{f['noise']:.1%}"]
-        for name, f in figures.items()
-    ]
-    return "\nover the repeats:\n" + table.grid(("figure", "median", "min", "max", "noise"), rows)
 
 
 def _plot(result: dict[str, Any], path: pathlib.Path) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.table import grid
+from bench.table import figure_value, grid
 
 # Stated floors: the run-to-run spread seen on a shared 2-core machine for each kind of figure.
 FLOORS: tuple[tuple[str, float], ...] = (
@@ -117,16 +117,6 @@ def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
 
 
-def _value(name: str, v: float | None) -> str:
-    if v is None:
-        return "-"
-    if name == "error_ratio" or name.endswith("share") or name.endswith("share_of_echo"):
-        return f"{v:.2%}"
-    if name.endswith("_us"):
-        return f"{v / 1000:.2f} ms"
-    return f"{v:,.1f}"
-
-
 def _change(name: str, row: Row) -> str:
     if row.change is None:
         return "-"
@@ -145,8 +135,8 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
     table_rows = [
         [
             row.name,
-            _value(row.name, row.a),
-            _value(row.name, row.b),
+            figure_value(row.name, row.a),
+            figure_value(row.name, row.b),
             _change(row.name, row),
             (f"±{row.noise * 100:.2f} pp" if row.name == "error_ratio" else f"±{row.noise:.0%}")
             + f" {row.noise_source}",

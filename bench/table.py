@@ -25,6 +25,17 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def figure_value(name: str, v: float | None) -> str:
+    """A report figure as people read it: ratios in %, microseconds as ms, rates with commas."""
+    if v is None:
+        return "-"
+    if name == "error_ratio" or name.endswith("share") or name.endswith("share_of_echo"):
+        return f"{v:.2%}"
+    if name.endswith("_us"):
+        return f"{v / 1000:.2f} ms"
+    return f"{v:,.1f}"
+
+
 def ms(us: float | int | None) -> str:
     """Microseconds shown as milliseconds with two decimals."""
     return "-" if us is None else f"{us / 1000:.2f}"
@@ -143,6 +154,21 @@ def render_calibration(cal: Mapping[str, Any]) -> str:
         + body
         + f"\nharness at {share:.1%} of h2load (needs >= {cal['required_share']:.0%}): {verdict}"
     )
+
+
+def render_spread(figures: Mapping[str, Any]) -> str:
+    """Each figure over repeated runs: median, min, max and the noise (range / median)."""
+    rows = [
+        [
+            name,
+            figure_value(name, f["value"]),
+            figure_value(name, f["min"]),
+            figure_value(name, f["max"]),
+            f"{f['noise']:.1%}",
+        ]
+        for name, f in figures.items()
+    ]
+    return "over the repeats:\n" + grid(("figure", "median", "min", "max", "noise"), rows)
 
 
 def render_steps(steps: Sequence[Mapping[str, Any]], capacity: float | None) -> str:

@@ -47,6 +47,8 @@ def test_repeats_give_median_and_noise(run_of: MakeRun) -> None:
     # A closed loop against a target is set beside the echo ceiling measured in the same run.
     assert rep["figures"]["share_of_echo"]["value"] == pytest.approx(11 / 4500, abs=1e-4)
     assert rep["figures"]["calibration.share"]["value"] == 0.75
+    spread = table.render_spread(rep["figures"])
+    assert "75.00%" in spread and "18.2%" in spread
 
 
 def test_write_and_load_round_trip(run_of: MakeRun, tmp_path: pathlib.Path) -> None:

@@ -169,6 +169,7 @@ def _calibration(ns: argparse.Namespace, cfg: RunConfig) -> dict[str, Any] | Non
 
 
 def _finish(rep: dict[str, Any], ns: argparse.Namespace, kind: str) -> pathlib.Path:
+    report.finish(rep)
     path = report.write(rep, ns.out or report.default_path(kind))
     print(f"\nreport: {path}")
     return path
@@ -178,6 +179,7 @@ def cmd_run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = _run_config(ns)
     cfg.check()
     out = None if ns.quiet else sys.stderr
+    rep = report.new_report("run", redact(argv), cfg.as_dict())
     calibration = _calibration(ns, cfg)
     runs = []
     for i in range(ns.repeat):
@@ -185,7 +187,6 @@ def cmd_run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"run {i + 1}/{ns.repeat}", file=out)
         # A fresh run id per repeat keeps every idempotency key unique across repeats.
         runs.append(runner.run(dataclasses.replace(cfg, run_id=secrets.token_hex(4)), out=out))
-    rep = report.new_report("run", redact(argv), cfg.as_dict())
     report.add_runs(rep, runs, calibration)
     print(table.render_run(runs[-1]))
     if ns.repeat > 1:
@@ -220,16 +221,19 @@ def cmd_step(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         refine=ns.refine,
     )
     objective = step.Objective(p99_ms=ns.slo_p99_ms, error_ratio=ns.slo_errors)
-    calibration = _calibration(ns, base)
-    found = step.search(
-        base, steps, objective, run=runner.run, out=None if ns.quiet else sys.stderr
-    )
+    base.check()
+    steps.check()
+    objective.check()
     config = {
         **base.as_dict(),
         "steps": steps.as_dict(),
         "objective": dataclasses.asdict(objective),
     }
     rep = report.new_report("step", redact(argv), config)
+    calibration = _calibration(ns, base)
+    found = step.search(
+        base, steps, objective, run=runner.run, out=None if ns.quiet else sys.stderr
+    )
     rep.update(found)
     rep["calibration"] = calibration
     rep["figures"] = report.spread([{"capacity_rps": float(found["capacity_rps"] or 0.0)}])
@@ -261,8 +265,8 @@ def cmd_baseline(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     if not h2load.available():
         raise h2load.H2loadError(h2load.INSTALL_HINT)
-    cal = calibrate.calibrate(cfg, out=None if ns.quiet else sys.stderr)
     rep = report.new_report("baseline", redact(argv), cfg.as_dict())
+    cal = calibrate.calibrate(cfg, out=None if ns.quiet else sys.stderr)
     rep["calibration"] = cal
     rep["figures"] = report.spread(
         {

@@ -104,6 +104,15 @@ def new_report(kind: str, argv: Sequence[str], config: Mapping[str, Any]) -> dic
     }
 
 
+def finish(report: dict[str, Any]) -> None:
+    """Stamp the end: the load average then says whether the machine got busier meanwhile."""
+    report["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    try:
+        report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        report["machine"]["load_average_at_end"] = []
+
+
 def run_figures(result: Mapping[str, Any]) -> dict[str, float]:
     """The comparable figures of one run, flat: rate, error ratio, per-RPC rate and latency."""
     figures: dict[str, float] = {

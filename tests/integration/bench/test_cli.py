@@ -48,6 +48,8 @@ def test_run_with_calibration_writes_a_report_that_compares_equal_to_itself(
     report = json.loads(out.read_text())
     assert report["kind"] == "run"
     assert report["machine"]["cpu_count"] > 0
+    assert len(report["machine"]["load_average_at_end"]) == 3
+    assert report["finished"] >= report["date"]
     assert report["software"]["grpcio"]
     assert report["config"]["load"]["mode"] == "closed"
     assert report["figures"]["rate"]["value"] > 0

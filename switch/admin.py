@@ -13,6 +13,7 @@ import hmac
 import logging
 import os
 import pathlib
+import re
 import time
 import tomllib
 from collections import defaultdict
@@ -130,7 +131,7 @@ class StatsBuilder:
         if self._channel and channel != self._channel:
             return
         if kind in ("n", "v") and len(parts) == 5:
-            _, method, currency, op, outcome = parts
+            _, _, currency, op, outcome = parts
             self.rows[(merchant, *parts)][0 if kind == "n" else 1] += value
             if op == "AUTHORIZE":
                 if kind == "n":
@@ -157,9 +158,9 @@ class StatsBuilder:
                 pb.VolumeRow(
                     merchant_id=mid,
                     channel=ch,
-                    method=_enum(payment_method_pb2.PaymentMethodType, "PAYMENT_METHOD_TYPE_", method),
-                    operation=_enum(payment_status_pb2.OperationType, "OPERATION_TYPE_", op),
-                    outcome=_enum(pb.OperationOutcome, "OPERATION_OUTCOME_", outcome),
+                    method=_enum(payment_method_pb2.PaymentMethodType, method),
+                    operation=_enum(payment_status_pb2.OperationType, op),
+                    outcome=_enum(pb.OperationOutcome, outcome),
                     count=count,
                     volume=_money(volume, cur),
                 )
@@ -202,7 +203,7 @@ class StatsBuilder:
                 p90_us=analytics.percentile_us(hist, 0.90),
                 p99_us=analytics.percentile_us(hist, 0.99),
             ),
-            declines=[pb.DeclineCount(code=code, count=n) for code, n in declines],  # type: ignore[misc]
+            declines=[pb.DeclineCount(code=code, count=n) for code, n in declines],  # type: ignore[arg-type]
             refunds=_totals(self.refunds.get(ch, {})),
             voids=_totals(self.voids.get(ch, {})),
         )
@@ -222,11 +223,15 @@ def _pairs() -> defaultdict[str, list[int]]:
 
 def _totals(by_currency: dict[str, list[int]]) -> list[pb.CurrencyTotal]:
     return [
-        pb.CurrencyTotal(count=n, volume=_money(v, cur)) for cur, (n, v) in sorted(by_currency.items())
+        pb.CurrencyTotal(count=n, volume=_money(v, cur))
+        for cur, (n, v) in sorted(by_currency.items())
     ]
 
 
-def _enum(kind: Any, prefix: str, name: str) -> Any:
+def _enum(kind: Any, name: str) -> Any:
+    """The number of `name` in a proto enum whose values are prefixed with its own name
+    (PaymentMethodType: PAYMENT_METHOD_TYPE_CARD); 0 (unspecified) for a name it lacks."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", kind.DESCRIPTOR.name).upper() + "_"
     try:
         return kind.Value(prefix + name)
     except ValueError:
@@ -251,6 +256,11 @@ class StatsReader:
         wanted = [(m, t) for m in merchants for t in range(start_minute, end_minute + 1)]
         backlog = 0
         try:
+            # The backlog first: when it is zero, every entry journaled before this moment is
+            # in the hashes read next.
+            for m in merchants:
+                keys = [analytics.last_key(m), Store.journal_key(m)]
+                backlog += int(await self._backlog(keys=keys, args=[BACKLOG_CAP]))
             for i in range(0, len(wanted), _PIPELINE_CHUNK):
                 chunk = wanted[i : i + _PIPELINE_CHUNK]
                 pipe = self._r.pipeline(transaction=False)
@@ -259,9 +269,6 @@ class StatsReader:
                 for (m, t), counters in zip(chunk, await pipe.execute(), strict=True):
                     for name, value in counters.items():
                         builder.add(m, t, name, int(value))
-            for m in merchants:
-                keys = [analytics.last_key(m), Store.journal_key(m)]
-                backlog += int(await self._backlog(keys=keys, args=[BACKLOG_CAP]))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             raise errors.StoreUnavailable("Redis is unavailable; no stats can be read") from exc
         return builder.response(start_minute=start_minute, end_minute=end_minute, backlog=backlog)
@@ -280,7 +287,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._merchants = list(merchants)
         self._reader = reader
 
-    async def GetStats(  # noqa: N802 - the RPC's name
+    async def GetStats(
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetStatsResponse:
         try:

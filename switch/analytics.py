@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import math
 import signal
@@ -31,13 +33,17 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from switch.config import Config, ConfigError
 from switch.errors import StoreUnavailable
 from switch.store import Store
+
+if TYPE_CHECKING:
+    from switch.admin import AdminConfig
 
 log = logging.getLogger("payswitch.analytics")
 T = TypeVar("T")
@@ -284,8 +290,8 @@ class RedisJournal:
     async def read_after(self, merchant: str, last: str, upto: str, count: int) -> list[Raw]:
         key = Store.journal_key(merchant)
         start = f"({last}" if last else "-"
-        rows = await self._guard(self._r.xrange(key, start, upto, count))
-        return [(i, dict(f)) for i, f in rows]
+        rows: Any = await self._guard(self._r.xrange(key, start, upto, count))
+        return [(str(i), dict(f or {})) for i, f in rows]
 
     async def last_applied(self, merchant: str) -> str:
         return str(await self._guard(self._r.get(last_key(merchant))) or "")
@@ -347,8 +353,6 @@ def _rows(reply: Any) -> list[Raw]:
 
 
 def _json(value: object) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -383,10 +387,8 @@ class MerchantConsumer:
                     await self.step(block_ms=self._block_ms)
             except StoreUnavailable:
                 log.warning("Redis is unavailable; retrying", extra={"merchant": self.merchant})
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._retry_s)
-                except TimeoutError:
-                    pass
 
     async def resume(self) -> None:
         """Start or restart: apply what the group handed out before and was never acknowledged."""
@@ -439,11 +441,10 @@ class MerchantConsumer:
 # --- the process ----------------------------------------------------------------------------
 
 
-async def run(path: str, *, stop: asyncio.Event | None = None) -> None:
-    """Consume every merchant's journal, and serve AdminService when [admin] is configured."""
+async def run(cfg: Config, admin_cfg: AdminConfig, *, stop: asyncio.Event | None = None) -> int:
+    """Consume every merchant's journal, and serve AdminService when [admin] sets a key."""
     from switch import admin
 
-    cfg, admin_cfg = admin.load(path)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -461,8 +462,12 @@ async def run(path: str, *, stop: asyncio.Event | None = None) -> None:
         refund_memory_s=cfg.redis.payment_ttl_s,
         timeout_s=cfg.redis.timeout_ms / 1000,
     )
-    consumers = [MerchantConsumer(merchant=m, journal=journal) for m in merchants]
-    tasks = [asyncio.create_task(c.run(stop), name=f"analytics-{c.merchant}") for c in consumers]
+    tasks = [
+        asyncio.create_task(
+            MerchantConsumer(merchant=m, journal=journal).run(stop), name=f"analytics-{m}"
+        )
+        for m in merchants
+    ]
     server = None
     if admin_cfg.api_key_sha256:
         server = await admin.serve(admin_cfg, client=client, merchants=merchants)
@@ -470,12 +475,23 @@ async def run(path: str, *, stop: asyncio.Event | None = None) -> None:
         "analytics consuming",
         extra={"merchants": merchants, "admin": admin_cfg.listen if server else "off"},
     )
-    await stop.wait()
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            log.error(
+                "a consumer stopped", exc_info=task.exception(), extra={"task": task.get_name()}
+            )
+            code = 1
+    stop.set()
+    await stopped
     if server is not None:
         await server.stop(2)
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks, return_exceptions=True)
     await client.aclose()
     log.info("analytics stopped")
+    return code
 
 
 def main(argv: Sequence[str]) -> int:
@@ -483,19 +499,17 @@ def main(argv: Sequence[str]) -> int:
     import uvloop
 
     from switch import admin, logs
-    from switch.config import ConfigError
 
     parser = argparse.ArgumentParser(prog="payswitch analytics", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the switch's TOML config file")
     ns = parser.parse_args(list(argv))
     try:
-        cfg, _ = admin.load(ns.config)
+        cfg, admin_cfg = admin.load(ns.config)
     except ConfigError as exc:
         print(f"payswitch analytics: config error: {exc}", file=sys.stderr)
         return 2
     logs.setup(cfg.server.log_level)
-    uvloop.run(run(ns.config))
-    return 0
+    return uvloop.run(run(cfg, admin_cfg))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ class LinkBroken(Exception):
 
 @dataclass(slots=True)
 class _Op:
-    request: ch.ExchangeRequest
-    answer: asyncio.Future[ch.ExchangeResponse]
+    request: ch.ExchangeOperation
+    answer: asyncio.Future[ch.ExchangeAnswer]
     written: bool = False
 
 
@@ -99,13 +99,13 @@ class ExchangeLink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._fail_all("the link was closed")
 
-    async def send(self, kind: str, request: Any, timeout_s: float) -> ch.ExchangeResponse:
+    async def send(self, kind: str, request: Any, timeout_s: float) -> ch.ExchangeAnswer:
         """Send one operation and wait for its answer; TimeoutError or LinkBroken otherwise."""
         if self._call is None:
             raise LinkBroken("the link is not open", written=False)
         loop = asyncio.get_running_loop()
         op_id = next(self._ids)
-        message = ch.ExchangeRequest(id=op_id, timeout_ms=max(1, int(timeout_s * 1000)))
+        message = ch.ExchangeOperation(id=op_id, timeout_ms=max(1, int(timeout_s * 1000)))
         getattr(message, kind).CopyFrom(request)
         op = _Op(request=message, answer=loop.create_future())
         self._inflight[op_id] = op
@@ -118,28 +118,39 @@ class ExchangeLink:
             self._inflight.pop(op_id, None)
 
     async def _write(self, call: Any) -> None:
+        # Everything queued while the previous write was under way goes out as one message.
         while True:
-            op = await self._queue.get()
-            if op is None:
+            first = await self._queue.get()
+            if first is None:
                 return
-            if op.answer.done():
-                continue  # timed out while queued: never sent
+            batch = [first]
+            while not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is None:
+                    return
+                batch.append(op)
+            live = [op for op in batch if not op.answer.done()]  # timed out while queued: not sent
+            if not live:
+                continue
             try:
-                await call.write(op.request)
+                await call.write(ch.ExchangeRequest(operations=[op.request for op in live]))
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-                op.answer.set_exception(
-                    LinkBroken(f"{self.address}: write failed: {exc}", written=False)
-                )
+                for op in live:
+                    if not op.answer.done():
+                        error = LinkBroken(f"{self.address}: write failed: {exc}", written=False)
+                        op.answer.set_exception(error)
                 self._broken(call)
                 return
-            op.written = True
+            for op in live:
+                op.written = True
 
     async def _read(self, call: Any) -> None:
         try:
-            async for answer in call:
-                op = self._inflight.get(answer.id)
-                if op is not None and not op.answer.done():
-                    op.answer.set_result(answer)
+            async for batch in call:
+                for answer in batch.answers:
+                    op = self._inflight.get(answer.id)
+                    if op is not None and not op.answer.done():
+                        op.answer.set_result(answer)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.supported = False
@@ -164,6 +175,6 @@ class ExchangeLink:
             self._queue.put_nowait(None)
 
 
-def _expire(answer: asyncio.Future[ch.ExchangeResponse]) -> None:
+def _expire(answer: asyncio.Future[ch.ExchangeAnswer]) -> None:
     if not answer.done():
         answer.set_exception(TimeoutError())

@@ -353,8 +353,11 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         request_iterator: AsyncIterator[ch.ExchangeRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[ch.ExchangeResponse]:
-        """Many operations on one stream; each answered under its id as soon as it is done."""
-        answers: asyncio.Queue[ch.ExchangeResponse | None] = asyncio.Queue()
+        """Many operations on one stream; each answered under its id as soon as it is done.
+
+        Answers ready together go out together in one message, as the switch sends operations.
+        """
+        answers: asyncio.Queue[ch.ExchangeAnswer | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
         runs: dict[str, Callable[[Any], Awaitable[OperationResult]]] = {
             "authorize": self._authorize,
@@ -364,7 +367,7 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
             "inquire": self._inquire,
         }
 
-        async def one(req: ch.ExchangeRequest) -> None:
+        async def one(req: ch.ExchangeOperation) -> None:
             kind = req.WhichOneof("operation")
             if kind is None:
                 reason = error_reason_pb2.ERROR_REASON_INVALID_REQUEST
@@ -376,16 +379,17 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
                 op = getattr(req, kind)
                 outcome = await self._outcome(kind, op.reference, functools.partial(runs[kind], op))
             if isinstance(outcome, grpc.Status):
-                answers.put_nowait(ch.ExchangeResponse(id=req.id, error=_status_proto(outcome)))
+                answers.put_nowait(ch.ExchangeAnswer(id=req.id, error=_status_proto(outcome)))
             else:
-                answers.put_nowait(ch.ExchangeResponse(id=req.id, result=outcome))
+                answers.put_nowait(ch.ExchangeAnswer(id=req.id, result=outcome))
 
         async def read() -> None:
             try:
-                async for req in request_iterator:
-                    task = asyncio.create_task(one(req))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                async for batch in request_iterator:
+                    for req in batch.operations:
+                        task = asyncio.create_task(one(req))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
             finally:
                 if running:
                     await asyncio.wait(list(running))
@@ -399,8 +403,18 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         closing = asyncio.create_task(self._closing.wait())
         closing.add_done_callback(lambda _: reader.cancel())
         try:
-            while (answer := await answers.get()) is not None:
-                yield answer
+            while (first := await answers.get()) is not None:
+                batch = ch.ExchangeResponse(answers=[first])
+                ended = False
+                while not answers.empty():
+                    more = answers.get_nowait()
+                    if more is None:
+                        ended = True
+                        break
+                    batch.answers.append(more)
+                yield batch
+                if ended:
+                    break
         finally:
             closing.cancel()
             reader.cancel()

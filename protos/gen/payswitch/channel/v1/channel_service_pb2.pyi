@@ -584,7 +584,34 @@ Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
 
 @_typing.final
 class ExchangeRequest(_message.Message):
-    """ExchangeRequest is one operation sent on the Exchange stream."""
+    """ExchangeRequest is a batch of operations sent on the Exchange stream: a sender writes every
+    operation it has ready in one message, so a busy stream costs a write per batch, not per
+    operation.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExchangeOperation]:
+        """The operations, at least one."""
+
+    def __init__(
+        self,
+        *,
+        operations: _abc.Iterable[Global___ExchangeOperation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeRequest: _TypeAlias = ExchangeRequest  # noqa: Y015
+
+@_typing.final
+class ExchangeOperation(_message.Message):
+    """ExchangeOperation is one operation of an Exchange batch."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -640,11 +667,37 @@ class ExchangeRequest(_message.Message):
     _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
 
-Global___ExchangeRequest: _TypeAlias = ExchangeRequest  # noqa: Y015
+Global___ExchangeOperation: _TypeAlias = ExchangeOperation  # noqa: Y015
 
 @_typing.final
 class ExchangeResponse(_message.Message):
-    """ExchangeResponse answers one operation of the Exchange stream."""
+    """ExchangeResponse is a batch of answers on the Exchange stream, each to one operation, in any
+    order; the adapter sends together the answers that are ready together.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExchangeAnswer]:
+        """The answers, at least one."""
+
+    def __init__(
+        self,
+        *,
+        answers: _abc.Iterable[Global___ExchangeAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeResponse: _TypeAlias = ExchangeResponse  # noqa: Y015
+
+@_typing.final
+class ExchangeAnswer(_message.Message):
+    """ExchangeAnswer answers one operation of the Exchange stream."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -652,7 +705,7 @@ class ExchangeResponse(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.int
-    """The id of the request this answers."""
+    """The id of the operation this answers."""
     @_builtins.property
     def result(self) -> Global___OperationResult:
         """The operation's result."""
@@ -676,4 +729,4 @@ class ExchangeResponse(_message.Message):
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
-Global___ExchangeResponse: _TypeAlias = ExchangeResponse  # noqa: Y015
+Global___ExchangeAnswer: _TypeAlias = ExchangeAnswer  # noqa: Y015

@@ -341,6 +341,12 @@ class RedisJournal:
             TimeoutError,
         ) as exc:
             raise StoreUnavailable("Redis is unavailable to the analytics consumer") from exc
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis restarted without its data, or someone destroyed the group: the consumer
+            # starts over (the group is created again) like after an outage.
+            raise StoreUnavailable("the analytics consumer group is gone") from exc
 
 
 def _rows(reply: Any) -> list[Raw]:

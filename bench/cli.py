@@ -219,6 +219,7 @@ def cmd_step(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         step_s=ns.step_duration,
         warmup_s=ns.warmup,
         refine=ns.refine,
+        retries=ns.retries,
     )
     objective = step.Objective(p99_ms=ns.slo_p99_ms, error_ratio=ns.slo_errors)
     base.check()
@@ -301,6 +302,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-rate", type=float, required=True)
     g.add_argument("--step-duration", type=float, default=10.0, help="seconds per step")
     g.add_argument("--refine", type=int, default=0, help="bisections after the first break")
+    g.add_argument(
+        "--retries", type=int, default=0, help="tries again of a step that broke, before it counts"
+    )
     g.add_argument("--slo-p99-ms", type=float, required=True, help="every RPC's p99 at most")
     g.add_argument("--slo-errors", type=float, default=0.001, help="unexpected outcomes ratio")
 

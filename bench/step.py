@@ -47,7 +47,10 @@ class Objective:
 
 @dataclass(frozen=True, slots=True)
 class Steps:
-    """The rates to try: start, start + step, ... up to max; then `refine` bisections."""
+    """The rates to try: start, start + step, ... up to max; then `refine` bisections.
+
+    A rate that breaks is tried again up to `retries` times before it counts as broken.
+    """
 
     start_rate: float
     step_rate: float
@@ -55,6 +58,7 @@ class Steps:
     step_s: float = 10.0
     warmup_s: float = 2.0
     refine: int = 0
+    retries: int = 0
 
     def check(self) -> None:
         if self.start_rate <= 0 or self.step_rate <= 0:
@@ -65,6 +69,8 @@ class Steps:
             raise ConfigError("--step-duration: must be positive")
         if self.refine < 0:
             raise ConfigError("--refine: must not be negative")
+        if self.retries < 0:
+            raise ConfigError("--retries: must not be negative")
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -96,6 +102,11 @@ def search(
     tried: list[dict[str, Any]] = []
 
     def attempt(rate: float) -> bool:
+        # A step that broke is run again up to `retries` times: on a shared machine one
+        # neighbour's burst can break a rate the target holds. Every try is kept.
+        return any(once(rate) for _ in range(1 + steps.retries))
+
+    def once(rate: float) -> bool:
         if out is not None:
             print(f"step: {rate:,.0f} calls/s for {steps.step_s:g} s", file=out)
         result = run(_at_rate(base, steps, rate), out=out)

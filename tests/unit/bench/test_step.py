@@ -64,6 +64,35 @@ def test_refinement_bisects_between_held_and_broken() -> None:
     assert found["capacity_rps"] == 2500
 
 
+class FlakyServer(FakeServer):
+    """Like FakeServer, but the first try at each rate in `bursts` meets a noisy neighbour."""
+
+    def __init__(self, capacity: float, bursts: set[float]) -> None:
+        super().__init__(capacity)
+        self.bursts = bursts
+
+    def run(self, cfg: RunConfig, *, out: Any = None) -> dict[str, Any]:
+        result = super().run(cfg, out=out)
+        if cfg.load.rate in self.bursts:
+            self.bursts.discard(cfg.load.rate)
+            result["rpcs"]["Authorize"]["latency_us"]["p99"] = 900_000
+        return result
+
+
+def test_a_broken_step_is_retried_before_it_counts() -> None:
+    server = FlakyServer(capacity=2000, bursts={1000})
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1000, step_rate=1000, max_rate=5000, step_s=1, retries=1),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert server.rates == [1000, 1000, 2000, 3000, 3000]
+    assert found["capacity_rps"] == 2000
+    assert [s["held"] for s in found["steps"]] == [False, True, True, False, False]
+
+
 def test_errors_break_the_objective_too() -> None:
     server = FakeServer(capacity=10_000, errors_above=1500)
     found = step.search(
@@ -111,6 +140,7 @@ def test_nothing_held() -> None:
             step.Steps(start_rate=1, step_rate=1, max_rate=5),
             step.Objective(p99_ms=1, error_ratio=2),
         ),
+        (step.Steps(start_rate=1, step_rate=1, max_rate=5, retries=-1), step.Objective(p99_ms=1)),
     ],
 )
 def test_bad_settings_are_refused(steps: step.Steps, objective: step.Objective) -> None:

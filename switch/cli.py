@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("bench", help="the load harness: payswitch bench --help", add_help=False)
     sub.add_parser("conformance", help="run the adapter conformance suite", add_help=False)
+    sub.add_parser("analytics", help="the journal consumer and AdminService", add_help=False)
+    sub.add_parser("stats", help="payment analytics as tables", add_help=False)
 
     if args and args[0] == "adapter" and len(args) >= 2 and not args[1].startswith("-"):
         return _run_adapter(args[1], args[2:])
@@ -54,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.cli import main as bench_main
 
         return int(bench_main(args[1:]))
+    if args and args[0] == "analytics":
+        from switch.analytics import main as analytics_main
+
+        return int(analytics_main(args[1:]))
+    if args and args[0] == "stats":
+        from switch.stats import main as stats_main
+
+        return int(stats_main(args[1:]))
     if args and args[0] == "conformance":
         from adapters.sdk.conformance.cli import main as conformance_main
 

@@ -96,7 +96,8 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Con
 
 def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
     """Validate a parsed TOML document."""
-    _only(raw, "", {"server", "redis", "merchants", "channels", "reconciler", "security"})
+    # [admin] belongs to the analytics process (switch/admin.py parses it).
+    _only(raw, "", {"server", "redis", "merchants", "channels", "reconciler", "security", "admin"})
     server_raw = _table(raw, "server")
     server = ServerConfig(
         listen=_get(server_raw, "server.listen", str, "127.0.0.1:50051", _address),

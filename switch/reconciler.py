@@ -147,7 +147,11 @@ class Reconciler:
         result = result_from_proto(event.result)
         if result.outcome is Outcome.PENDING:
             return
-        p = await self._store.get(merchant, payment_id)
-        if p is None or p.pending_ref != event.reference or p.channel != channel:
-            return  # already resolved, or not this payment's operation: duplicates change nothing
-        await self.apply(p, result, source="event")
+        # The request's own write (PENDING) may land between our read and our write; then the
+        # version check refuses ours, and we read again while the operation is still pending.
+        for _ in range(5):
+            p = await self._store.get(merchant, payment_id)
+            if p is None or p.pending_ref != event.reference or p.channel != channel:
+                return  # resolved already, or not its operation: duplicates change nothing
+            if await self.apply(p, result, source="event"):
+                return

@@ -82,6 +82,13 @@ def _add_load(p: argparse.ArgumentParser) -> None:
         help="closed loop: requests per second per process to build before the run",
     )
     g.add_argument("--seed", type=int, default=1, help="seed of the scenario's draw")
+    g.add_argument(
+        "--watch-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="sample this process's resident memory each interval (repeatable), e.g. the switch",
+    )
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -129,6 +136,7 @@ def _run_config(ns: argparse.Namespace) -> RunConfig:
         ),
         scenario=parse_mix(ns.scenario),
         seed=ns.seed,
+        watch_pids=tuple(ns.watch_pid),
     )
 
 

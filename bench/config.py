@@ -127,10 +127,15 @@ class RunConfig:
     scenario: Scenario
     seed: int = 1
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    # Processes whose resident memory is sampled each interval (e.g. the switch's pid).
+    watch_pids: tuple[int, ...] = ()
 
     def check(self) -> None:
         self.target.check()
         self.load.check()
+        for pid in self.watch_pids:
+            if not os.path.exists(f"/proc/{pid}/status"):
+                raise ConfigError(f"--watch-pid: no process {pid} (or no /proc on this system)")
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -138,6 +143,7 @@ class RunConfig:
             "load": self.load.as_dict(),
             "scenario": self.scenario.as_dict(),
             "seed": self.seed,
+            "watch_pids": list(self.watch_pids),
         }
 
 

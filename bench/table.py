@@ -105,6 +105,16 @@ def render_run(result: Mapping[str, Any]) -> str:
             f"\nsend lag behind the schedule: p50 {ms(lag['p50'])} ms, p99 {ms(lag['p99'])} ms, "
             f"max {ms(lag['max'])} ms"
         )
+    for pid, m in result.get("memory", {}).items():
+        if "error" in m:
+            parts.append(f"resident memory of pid {pid}: {m['error']}")
+            continue
+        growth = "-" if m["growth_ratio"] is None else f"{m['growth_ratio']:+.1%}"
+        parts.append(
+            f"resident memory of pid {pid}: {m['after_warmup_kib'] / 1024:,.1f} MiB after the "
+            f"warm-up, {m['end_kib'] / 1024:,.1f} MiB at the end ({growth}), "
+            f"peak {m['max_kib'] / 1024:,.1f} MiB"
+        )
     cpu = result.get("generator_cpu_us_per_call")
     if cpu:
         parts.append(f"generators' own CPU: {cpu:,.0f} us per call")

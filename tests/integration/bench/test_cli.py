@@ -8,7 +8,8 @@ import pathlib
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, stop_process
+from tests.integration.bench.conftest import _start
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -154,3 +155,45 @@ def test_without_h2load_the_run_still_measures_the_echo_ceiling(
     calibration = json.loads(out.read_text())["calibration"]
     assert calibration["share"] is None and calibration["h2load_rps"] is None
     assert calibration["harness_rps"] > 0
+
+
+def test_watched_process_memory_is_sampled_and_reported(tmp_path: pathlib.Path) -> None:
+    proc, address = _start(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+    try:
+        out = tmp_path / "run.json"
+        done = bench(
+            "run",
+            "--target",
+            address,
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+            "--interval",
+            "0.5",
+            "--calibrate",
+            "0",
+            "--watch-pid",
+            str(proc.pid),
+            "--quiet",
+            "--out",
+            str(out),
+        )
+    finally:
+        stop_process(proc)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert done.returncode == 0, done.stderr
+    assert f"resident memory of pid {proc.pid}:" in done.stdout
+    run = json.loads(out.read_text())["runs"][0]
+    mem = run["memory"][str(proc.pid)]
+    # A Python gRPC server holds tens of MiB; each interval carries its reading.
+    assert mem["after_warmup_kib"] > 10_000 and mem["end_kib"] > 10_000
+    assert mem["max_kib"] >= max(mem["after_warmup_kib"], mem["end_kib"])
+    assert all(str(proc.pid) in row["rss_kib"] for row in run["timeline"])
+
+
+def test_watching_a_process_that_does_not_exist_is_refused() -> None:
+    done = bench("run", "--watch-pid", "999999999", "--calibrate", "0")
+    assert done.returncode == 2
+    assert "--watch-pid" in done.stderr

@@ -7,6 +7,7 @@ Real redis, real switch processes, real sandbox workers; a sandbox restarted wit
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -233,3 +234,58 @@ async def test_other_declines_and_unknown_outcomes_never_cascade(sandbox_factory
             p = (await client.GetPayment(gw.GetPaymentRequest(payment_id=p.id))).payment
         assert (p.status, p.channel) == (ps.PAYMENT_STATUS_CAPTURED, "first")
     assert second.received("authorize") == []
+
+
+async def routes_explain(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "switch",
+        "routes",
+        "explain",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_routes_explain_shows_the_order_and_the_reasons(sandbox_factory, switch_factory):
+    cheap = sandbox_factory("cheap")
+    dear = sandbox_factory("dear")
+    euro = sandbox_factory("euro", "--currencies", "EUR")
+    broken = sandbox_factory("broken", "--unavailable")
+    sw = switch_factory(
+        [(cheap, {}), (dear, {}), (euro, {}), (broken, {"priority": 1})],
+        extra=(
+            '\n[routing]\nstrategy = "least_cost"\nsync_interval_ms = 100\n'
+            "[routing.breaker]\nfailures = 1\ncooldown_ms = 60000\n"
+            '[[routing.fees]]\nchannel = "dear"\ncurrency = "USD"\npercent_bp = 290\n'
+            '[[routing.fees]]\nchannel = "cheap"\ncurrency = "USD"\npercent_bp = 100\n'
+            '[[routing.rules]]\nname = "bank_x"\nbins = ["411111"]\nchannels = ["dear"]\n'
+            'mode = "prefer"\n'
+        ),
+    )
+    async with connect(sw) as client:
+        # The first payment meets broken's refusal (its breaker opens), then goes to cheap.
+        assert (await client.Authorize(authorize())).payment.channel == "cheap"
+    await asyncio.sleep(0.5)  # the switch publishes its breaker states every 100 ms
+
+    text = await routes_explain("--config", str(sw.config), "--currency", "USD", "--amount", "1000")
+    lines = [line.strip() for line in text.splitlines()]
+    assert "rule: none matches" in lines
+    order = [line.split()[1] for line in lines if line[:2] in ("1.", "2.", "3.")]
+    assert order == ["broken", "cheap", "dear"]  # this process's own breakers are fresh
+    assert any("fee 10 minor units" in line for line in lines)
+    assert "capability mismatch: no USD" in lines
+    assert any("breaker of" in line and "open on 1 running switch" in line for line in lines)
+
+    text = await routes_explain(
+        "--config", str(sw.config), "--currency", "USD", "--amount", "1000", "--bin", "411111"
+    )
+    lines = [line.strip() for line in text.splitlines()]
+    assert "rule: bank_x (prefer dear)" in lines
+    order = [line.split()[1] for line in lines if line[:2] in ("1.", "2.", "3.")]
+    assert order == ["dear", "broken", "cheap"]

@@ -326,23 +326,7 @@ class PaymentService:
         new reference, before anything is sent there: a switch that stops in between leaves a
         payment the reconciler asks the right channel about. None: stay with the decline."""
         t = now_ms()
-        declined = lifecycle.settle(
-            p, op=Operation.AUTHORIZE, reference=ref, amount=p.amount, result=result, now_ms=t
-        )
-        tries = sum(1 for e in declined.events if e.operation is Operation.AUTHORIZE)
-        new_ref = f"{reference(p.merchant_id, p.id, Operation.AUTHORIZE)}-a{tries + 1}"
-        moved = declined.evolve(
-            status=Status.PENDING,
-            decline=None,
-            upstream_reference="",
-            channel=to,
-            pending_op=Operation.AUTHORIZE,
-            pending_ref=new_ref,
-            pending_amount=p.amount,
-            busy=new_ref,
-            pending_idem=p.pending_idem,
-            status_message=f"declined by {p.channel} ({declined.status_message}); trying {to}",
-        )
+        declined, moved = lifecycle.cascade(p, ref=ref, result=result, to=to, now_ms=t)
         try:
             written = await self._store.complete(
                 before=p,
@@ -358,7 +342,7 @@ class PaymentService:
         self._metrics.cascades.labels(p.channel).inc()
         log.info(
             "retryable decline: trying the next channel with a new reference",
-            extra={"pid": p.id, "channel": p.channel, "next": to, "reference": new_ref},
+            extra={"pid": p.id, "channel": p.channel, "next": to, "reference": moved.pending_ref},
         )
         return moved
 
@@ -367,19 +351,8 @@ class PaymentService:
     ) -> bytes:
         """After a cascade no further channel took the request: the last decline stands. The
         journal says what happened last (nothing reached this channel); the record says why."""
-        unsent = lifecycle.settle(
-            p,
-            op=Operation.AUTHORIZE,
-            reference=ref,
-            amount=p.amount,
-            result=ChannelResult(outcome=Outcome.NOT_FOUND),
-            now_ms=now_ms(),
-        )
-        final = unsent.evolve(
-            status=Status.DECLINED,
-            channel=declined_on.channel,
-            decline=result.decline,
-            status_message=f"{result.message or 'declined'}; no other channel could be reached",
+        unsent, final = lifecycle.unreachable_after_cascade(
+            p, ref=ref, declined_on=declined_on.channel, result=result, now_ms=now_ms()
         )
         response = await self.persist(
             p, final, Operation.AUTHORIZE, None, journal=journal_entry(unsent, Operation.AUTHORIZE)

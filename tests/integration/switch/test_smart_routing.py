@@ -289,3 +289,23 @@ async def test_routes_explain_shows_the_order_and_the_reasons(sandbox_factory, s
     assert "rule: bank_x (prefer dear)" in lines
     order = [line.split()[1] for line in lines if line[:2] in ("1.", "2.", "3.")]
     assert order == ["dear", "broken", "cheap"]
+
+
+async def test_when_the_next_channel_cannot_take_a_cascade_the_first_decline_stands(
+    sandbox_factory, switch_factory
+):
+    first = sandbox_factory("first", "--decline-all", "processing_error")
+    second = sandbox_factory("second", "--unavailable")
+    sw = switch_factory([(first, {"priority": 1}), (second, {"priority": 2})], extra=CASCADE)
+    async with connect(sw) as client:
+        request = authorize()
+        p = (await client.Authorize(request)).payment
+        assert (p.status, p.channel) == (ps.PAYMENT_STATUS_DECLINED, "first")
+        assert p.decline.code == 13  # PROCESSING_ERROR, the first channel's answer
+        [refused] = second.received("authorize")
+        assert [(e.status, e.channel_reference) for e in p.events] == [
+            (ps.PAYMENT_STATUS_DECLINED, first.received("authorize")[0]["reference"]),
+            (ps.PAYMENT_STATUS_FAILED, refused["reference"]),
+        ]
+        again = (await client.Authorize(request)).payment  # the same key replays the answer
+        assert (again.id, again.status) == (p.id, ps.PAYMENT_STATUS_DECLINED)

@@ -73,8 +73,9 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         interval_ms=cfg.routing.sync_interval_ms,
         breakers=pool.breaker_states,
     )
-    # A config reload swaps routing with router.reconfigure(new.routing) and
-    # route_state.reconfigure(window_s=..., min_samples=...); channels themselves stay.
+    # A config reload swaps routing with router.reconfigure(new.routing),
+    # route_state.reconfigure(window_s=..., min_samples=...) and
+    # pool.reconfigure_breakers(new.routing.breaker); the channels themselves stay.
     router = Router(pool.channels.values(), routing=cfg.routing, rates=route_state)
     payments = PaymentService(
         store=store,

@@ -45,6 +45,10 @@ class Breaker:
         self._opened_at = 0.0
         self._trials = 0
 
+    def reconfigure(self, config: BreakerConfig) -> None:
+        """New thresholds (a config reload); the current state and counts stay."""
+        self._cfg = config
+
     def ready(self) -> bool:
         """Whether a call could go now (changes nothing)."""
         if self.state is BreakerState.CLOSED:

@@ -230,6 +230,12 @@ class Pool:
     def mark_down(self, ep: Endpoint) -> None:
         ep.healthy = False
 
+    def reconfigure_breakers(self, config: BreakerConfig) -> None:
+        """New breaker thresholds for every endpoint (a config reload)."""
+        for c in self.channels.values():
+            for e in c.endpoints:
+                e.breaker.reconfigure(config)
+
     def breaker_states(self) -> dict[str, str]:
         """`channel|endpoint` -> the endpoint's breaker state name, for `routes explain`."""
         return {

@@ -74,3 +74,11 @@ def test_zero_failures_means_never_open():
     for _ in range(100):
         b.failure()
     assert b.state is BreakerState.CLOSED and moves == []
+
+
+def test_new_thresholds_apply_to_the_next_failures():
+    b, _, _ = make(failures=5)
+    b.failure()
+    b.reconfigure(BreakerConfig(failures=2, cooldown_ms=1000))
+    b.failure()
+    assert b.state is BreakerState.OPEN

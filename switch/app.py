@@ -22,6 +22,7 @@ from switch.payments import PaymentService
 from switch.pipelined import PipelinedRedis
 from switch.pool import Pool
 from switch.reconciler import Reconciler
+from switch.routestate import RouteState
 from switch.routing import Router
 from switch.server import GatewayServicer, register, render
 from switch.store import Store
@@ -62,12 +63,25 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         timeout_s=cfg.redis.timeout_ms / 1000,
     )
     merchants = {m.id: m for m in cfg.merchants}
-    pool = Pool(cfg.channels)
+    pool = Pool(cfg.channels, breaker=cfg.routing.breaker, metrics=metrics)
     hub = WatchHub(store=store, merchants=list(merchants))
+    route_state = RouteState(
+        client=client,
+        channels=pool.channels,
+        window_s=cfg.routing.success_window_s,
+        min_samples=cfg.routing.success_min_samples,
+        interval_ms=cfg.routing.sync_interval_ms,
+        breakers=pool.breaker_states,
+    )
+    # A config reload swaps routing with router.reconfigure(new.routing),
+    # route_state.reconfigure(window_s=..., min_samples=...) and
+    # pool.reconfigure_breakers(new.routing.breaker); the channels themselves stay.
+    router = Router(pool.channels.values(), routing=cfg.routing, rates=route_state)
     payments = PaymentService(
         store=store,
         pool=pool,
-        router=Router(pool.channels.values()),
+        router=router,
+        record_outcome=route_state.record,
         fingerprints=Fingerprinter(cfg.fingerprint_key),
         channels=cfg.channels,
         metrics=metrics,
@@ -85,6 +99,7 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
     )
     await pool.start(on_event=reconciler.on_event)
     reconciler.start()
+    route_state.start()
 
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     servicer = GatewayServicer(
@@ -114,6 +129,7 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
     await server.stop(cfg.server.grace_period_s)
     await payments.drain(cfg.server.grace_period_s)
     await reconciler.stop()
+    await route_state.stop()
     await hub.close()
     await pool.close()
     await client.aclose()

@@ -1,4 +1,4 @@
-"""The `payswitch` command: serve the switch, run an adapter, bring up the local stack, bench."""
+"""The `payswitch` command: serve the switch, run an adapter, the local stack, bench, tools."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("conformance", help="run the adapter conformance suite", add_help=False)
     sub.add_parser("analytics", help="the journal consumer and AdminService", add_help=False)
     sub.add_parser("stats", help="payment analytics as tables", add_help=False)
+    sub.add_parser(
+        "routes", help="routing: payswitch routes explain --config FILE ...", add_help=False
+    )
 
     if args and args[0] == "adapter" and len(args) >= 2 and not args[1].startswith("-"):
         return _run_adapter(args[1], args[2:])
@@ -64,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switch.stats import main as stats_main
 
         return int(stats_main(args[1:]))
+    if args and args[0] == "routes":
+        from switch.explain import main as routes_main
+
+        return int(routes_main(args[1:]))
     if args and args[0] == "conformance":
         from adapters.sdk.conformance.cli import main as conformance_main
 

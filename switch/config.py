@@ -12,7 +12,10 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from switch.routeconfig import RoutingConfig
 
 T = TypeVar("T")
 
@@ -80,6 +83,7 @@ class Config:
     channels: tuple[ChannelConfig, ...]
     reconciler: ReconcilerConfig
     fingerprint_key: bytes
+    routing: RoutingConfig
 
 
 def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
@@ -97,7 +101,14 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Con
 def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
     """Validate a parsed TOML document."""
     # [admin] belongs to the analytics process (switch/admin.py parses it).
-    _only(raw, "", {"server", "redis", "merchants", "channels", "reconciler", "security", "admin"})
+    # routeconfig builds on this module's validators, so it is imported here, not at the top.
+    from switch.routeconfig import parse_routing
+
+    _only(
+        raw,
+        "",
+        {"server", "redis", "merchants", "channels", "reconciler", "security", "admin", "routing"},
+    )
     server_raw = _table(raw, "server")
     server = ServerConfig(
         listen=_get(server_raw, "server.listen", str, "127.0.0.1:50051", _address),
@@ -168,6 +179,7 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
         channels=channels,
         reconciler=reconciler,
         fingerprint_key=_fingerprint_key(_table(raw, "security"), base_dir, env),
+        routing=parse_routing(_table(raw, "routing"), [c.name for c in channels]),
     )
 
 

@@ -106,6 +106,53 @@ def settle(
     return p.evolve(**changes)
 
 
+def cascade(
+    p: Payment, *, ref: str, result: ChannelResult, to: str, now_ms: int
+) -> tuple[Payment, Payment]:
+    """A retryable decline of the authorization sent under `ref`: the payment as declined (for
+    the journal), and as handed to channel `to` under a new reference, PENDING again."""
+    declined = settle(
+        p, op=Operation.AUTHORIZE, reference=ref, amount=p.amount, result=result, now_ms=now_ms
+    )
+    tries = sum(1 for e in declined.events if e.operation is Operation.AUTHORIZE)
+    new_ref = f"{p.merchant_id}-{p.id}-a{tries + 1}"
+    moved = declined.evolve(
+        status=Status.PENDING,
+        decline=None,
+        upstream_reference="",
+        channel=to,
+        pending_op=Operation.AUTHORIZE,
+        pending_ref=new_ref,
+        pending_amount=p.amount,
+        busy=new_ref,
+        pending_idem=p.pending_idem,
+        status_message=f"declined by {p.channel} ({declined.status_message}); trying {to}",
+    )
+    return declined, moved
+
+
+def unreachable_after_cascade(
+    p: Payment, *, ref: str, declined_on: str, result: ChannelResult, now_ms: int
+) -> tuple[Payment, Payment]:
+    """No channel took a cascaded authorization (sent under `ref`): the payment as not sent (for
+    the journal), and as it ends, DECLINED with the decline of channel `declined_on`."""
+    unsent = settle(
+        p,
+        op=Operation.AUTHORIZE,
+        reference=ref,
+        amount=p.amount,
+        result=ChannelResult(outcome=Outcome.NOT_FOUND),
+        now_ms=now_ms,
+    )
+    final = unsent.evolve(
+        status=Status.DECLINED,
+        channel=declined_on,
+        decline=result.decline,
+        status_message=f"{result.message or 'declined'}; no other channel could be reached",
+    )
+    return unsent, final
+
+
 def _final_status(p: Payment, base: Status, op: Operation, amount: int, r: ChannelResult) -> Status:
     if r.outcome is Outcome.APPROVED:
         if op is Operation.AUTHORIZE:

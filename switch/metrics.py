@@ -87,6 +87,24 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+        self.breaker_transitions = Counter(
+            "payswitch_breaker_transitions",
+            "Circuit breaker transitions by channel, endpoint and the state entered.",
+            ["channel", "endpoint", "state"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "payswitch_breaker_state",
+            "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
+            ["channel", "endpoint"],
+            registry=r,
+        )
+        self.cascades = Counter(
+            "payswitch_cascades",
+            "Authorizations sent on after a retryable decline, by the declining channel.",
+            ["channel"],
+            registry=r,
+        )
         self.store_errors = Counter(
             "payswitch_store_unavailable",
             "Requests refused because Redis was unreachable.",
@@ -107,6 +125,10 @@ class Metrics:
         count.inc()
         latency.observe(elapsed_s)
         overhead.observe(overhead_s)
+
+    def breaker_moved(self, channel: str, endpoint: str, state: str, value: int) -> None:
+        self.breaker_transitions.labels(channel, endpoint, state).inc()
+        self.breaker_state.labels(channel, endpoint).set(value)
 
     def serve(self, address: str) -> None:
         """Serve /metrics on host:port in a background thread."""

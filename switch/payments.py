@@ -42,6 +42,8 @@ log = logging.getLogger("payswitch.payments")
 
 # Time kept back from the caller's deadline to record the outcome after the channel answers.
 RECORD_RESERVE_S = 0.05
+# A cascade needs at least this much of the caller's deadline left to be worth starting.
+CASCADE_MIN_S = 0.2
 
 Render = Callable[[Operation, Payment], bytes]
 
@@ -62,6 +64,21 @@ def reference(merchant: str, payment_id: str, op: Operation) -> str:
     if op is Operation.AUTHORIZE:
         return f"{merchant}-{payment_id}"
     return f"{merchant}-{payment_id}-{op.name[0].lower()}{secrets.token_hex(4)}"
+
+
+def authorize_reference(p: Payment) -> str:
+    """The reference the payment's authorization went under (a cascade gives it a new one)."""
+    for e in reversed(p.events):
+        if e.operation is Operation.AUTHORIZE:
+            return e.reference
+    return reference(p.merchant_id, p.id, Operation.AUTHORIZE)
+
+
+def _with_reference(request: ch.AuthorizeRequest, ref: str) -> ch.AuthorizeRequest:
+    again = ch.AuthorizeRequest()
+    again.CopyFrom(request)
+    again.reference = ref
+    return again
 
 
 def parse_reference(ref: str) -> tuple[str, str] | None:
@@ -136,6 +153,7 @@ class PaymentService:
         render: Render,
         on_change: Callable[[Payment], None],
         initial_backoff_ms: int,
+        record_outcome: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
@@ -147,6 +165,7 @@ class PaymentService:
         self._render = render
         self._on_change = on_change
         self._backoff_ms = initial_backoff_ms
+        self._record_outcome = record_outcome
         self._merchant_limits: dict[str, Limit] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -180,6 +199,7 @@ class PaymentService:
                 currency=currency,
                 amount=amount,
                 manual_capture=not auto_capture,
+                card_bin=summary.card_bin,
             )
         )
         pid = new_payment_id()
@@ -241,10 +261,17 @@ class PaymentService:
         deadline_s: float | None,
         timing: Timing,
     ) -> bytes:
+        """Send to the candidates in turn: on to the next when one certainly did not take it,
+        or (with a new reference) after a decline marked retryable elsewhere; never after an
+        unknown outcome."""
+        started = time.monotonic()
         last: NotSent | None = None
-        for name in names:
+        declined: tuple[Payment, ChannelResult] | None = None
+        cascaded = 0
+        for i, name in enumerate(names):
+            left = None if deadline_s is None else deadline_s - (time.monotonic() - started)
             try:
-                result = await self._send(name, Operation.AUTHORIZE, request, deadline_s, timing)
+                result = await self._send(name, Operation.AUTHORIZE, request, left, timing)
             except NotSent as exc:
                 last = exc
                 log.warning(
@@ -252,13 +279,24 @@ class PaymentService:
                     extra={"channel": name, "pid": payment.id},
                 )
                 continue
+            self.learn(name, Operation.AUTHORIZE, result)
+            current = payment if payment.channel == name else payment.evolve(channel=name)
+            if (
+                i + 1 < len(names)
+                and result.decline is not None
+                and self._router.cascades_after(result.decline.code, cascaded)
+                and (left is None or left - (time.monotonic() - started) > CASCADE_MIN_S)
+            ):
+                moved = await self._cascade(current, request.reference, result, names[i + 1])
+                if moved is not None:
+                    payment, declined, cascaded = moved, (current, result), cascaded + 1
+                    request = _with_reference(request, moved.pending_ref)
+                    continue
             return await self._record(
-                payment if payment.channel == name else payment.evolve(channel=name),
-                Operation.AUTHORIZE,
-                request.reference,
-                payment.amount,
-                result,
+                current, Operation.AUTHORIZE, request.reference, payment.amount, result
             )
+        if declined is not None:
+            return await self._declined_then_unreachable(payment, request.reference, *declined)
         # Nothing was sent anywhere: the payment failed without a charge, and the key is freed
         # so the caller may retry with it.
         failed = lifecycle.settle(
@@ -280,6 +318,58 @@ class PaymentService:
             f"no channel could be reached ({last}); nothing was charged "
             "and the same key may be retried"
         )
+
+    async def _cascade(
+        self, p: Payment, ref: str, result: ChannelResult, to: str
+    ) -> Payment | None:
+        """Record the decline (payment record and journal) and hand the payment to `to` under a
+        new reference, before anything is sent there: a switch that stops in between leaves a
+        payment the reconciler asks the right channel about. None: stay with the decline."""
+        t = now_ms()
+        declined, moved = lifecycle.cascade(p, ref=ref, result=result, to=to, now_ms=t)
+        try:
+            written = await self._store.complete(
+                before=p,
+                after=moved,
+                idempotency="none",
+                pending_at_ms=t + self._store.in_flight_grace_ms,
+                journal=journal_entry(declined, Operation.AUTHORIZE, result.latency_us),
+            )
+        except errors.StoreUnavailable:
+            return None
+        if not written:
+            return None
+        self._metrics.cascades.labels(p.channel).inc()
+        log.info(
+            "retryable decline: trying the next channel with a new reference",
+            extra={"pid": p.id, "channel": p.channel, "next": to, "reference": moved.pending_ref},
+        )
+        return moved
+
+    async def _declined_then_unreachable(
+        self, p: Payment, ref: str, declined_on: Payment, result: ChannelResult
+    ) -> bytes:
+        """After a cascade no further channel took the request: the last decline stands. The
+        journal says what happened last (nothing reached this channel); the record says why."""
+        unsent, final = lifecycle.unreachable_after_cascade(
+            p, ref=ref, declined_on=declined_on.channel, result=result, now_ms=now_ms()
+        )
+        response = await self.persist(
+            p, final, Operation.AUTHORIZE, None, journal=journal_entry(unsent, Operation.AUTHORIZE)
+        )
+        if response is None:
+            current = await self._store.get(p.merchant_id, p.id)
+            return self._render(Operation.AUTHORIZE, current or final)
+        return response
+
+    def learn(self, channel: str, op: Operation, result: ChannelResult) -> None:
+        """Count a channel's known answer to an authorization toward its approval rate."""
+        if (
+            op is Operation.AUTHORIZE
+            and self._record_outcome is not None
+            and result.outcome in (Outcome.APPROVED, Outcome.DECLINED)
+        ):
+            self._record_outcome(channel, result.outcome is Outcome.APPROVED)
 
     # --- capture, void, refund ------------------------------------------------------------
 
@@ -357,7 +447,7 @@ class PaymentService:
         common: dict[str, Any] = {
             "reference": ref,
             "merchant_id": p.merchant_id,
-            "original_reference": reference(p.merchant_id, p.id, Operation.AUTHORIZE),
+            "original_reference": authorize_reference(p),
             "upstream_reference": p.upstream_reference,
             "amount": money(value, p.currency),
         }
@@ -494,6 +584,7 @@ class PaymentService:
         op: Operation,
         pending_at: int | None,
         latency_us: int | None = None,
+        journal: dict[str, str] | None = None,
     ) -> bytes | None:
         """Write an outcome and return the RPC response it makes, or None when another resolver
         changed the payment first. If Redis is down, the write is retried in the background
@@ -506,7 +597,7 @@ class PaymentService:
             "idem_key": before.pending_idem,
             "response": response,
             "pending_at_ms": pending_at,
-            "journal": journal_entry(after, op, latency_us),
+            "journal": journal or journal_entry(after, op, latency_us),
         }
         try:
             written = await self._store.complete(**kwargs)

@@ -26,14 +26,20 @@ from grpc_status import rpc_status
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.channel.v1 import channel_service_pb2_grpc as ch_grpc
 from payswitch.common.v1 import money_pb2, payment_method_pb2
+from switch.breaker import Breaker, BreakerState
 from switch.config import ChannelConfig
 from switch.link import ExchangeLink, LinkBroken
+from switch.metrics import Metrics
 from switch.model import ChannelResult, Decline, MethodType, Operation, Outcome
+from switch.routeconfig import BreakerConfig
 
 log = logging.getLogger("payswitch.pool")
 
+# Refusals proving the request never reached the upstream; only the first is a system failure
+# (it counts toward the endpoint's breaker), the others are a working adapter's answer.
+_UNAVAILABLE = "ERROR_REASON_UPSTREAM_UNAVAILABLE"
 _NOT_SENT_REASONS = {
-    "ERROR_REASON_UPSTREAM_UNAVAILABLE",
+    _UNAVAILABLE,
     "ERROR_REASON_OPERATION_NOT_SUPPORTED",
     "ERROR_REASON_INVALID_REQUEST",
 }
@@ -47,7 +53,15 @@ _CHANNEL_OPTIONS = [
 
 
 class NotSent(Exception):
-    """The request certainly did not reach the channel's upstream; trying elsewhere is safe."""
+    """The request certainly did not reach the channel's upstream; trying elsewhere is safe.
+
+    `system` is False when a working adapter refused the request (invalid, not supported), so
+    the refusal says nothing against the endpoint's health.
+    """
+
+    def __init__(self, message: str, *, system: bool = True) -> None:
+        super().__init__(message)
+        self.system = system
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,7 @@ class Endpoint:
     channel: grpc.aio.Channel
     stub: ch_grpc.ChannelServiceStub
     link: ExchangeLink
+    breaker: Breaker
     healthy: bool = False
     events_task: asyncio.Task[None] | None = None
 
@@ -94,15 +109,18 @@ class ChannelClient:
         return self.config.name
 
     def available(self) -> bool:
-        return self.capabilities is not None and any(e.healthy for e in self.endpoints)
+        """Described, and some endpoint is healthy with a breaker that lets a call through."""
+        return self.capabilities is not None and any(
+            e.healthy and e.breaker.ready() for e in self.endpoints
+        )
 
     def rotation(self) -> list[Endpoint]:
-        """Healthy endpoints first, starting at the next one in turn (round robin)."""
+        """Healthy endpoints whose breaker is not open, starting at the next one in turn."""
         n = len(self.endpoints)
         start = self._next % n
         self._next += 1
         ordered = [self.endpoints[(start + i) % n] for i in range(n)]
-        return [e for e in ordered if e.healthy] or []
+        return [e for e in ordered if e.healthy and e.breaker.ready()]
 
 
 EventHandler = Callable[[str, ch.WatchEventsResponse], Awaitable[None]]
@@ -117,9 +135,12 @@ class Pool:
         *,
         health_interval_s: float = 1.0,
         use_exchange: bool = True,
+        breaker: BreakerConfig | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._health_interval = health_interval_s
         self._use_exchange = use_exchange
+        self._metrics = metrics
         self.channels: dict[str, ChannelClient] = {}
         for cfg in channels:
             eps = []
@@ -127,7 +148,12 @@ class Pool:
                 chan = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
                 stub = ch_grpc.ChannelServiceStub(chan)
                 link = ExchangeLink(stub=stub, address=address)
-                eps.append(Endpoint(address=address, channel=chan, stub=stub, link=link))
+                brk = Breaker(
+                    breaker or BreakerConfig(), on_change=self._breaker_moved(cfg.name, address)
+                )
+                eps.append(
+                    Endpoint(address=address, channel=chan, stub=stub, link=link, breaker=brk)
+                )
             self.channels[cfg.name] = ChannelClient(config=cfg, endpoints=eps)
         self._tasks: list[asyncio.Task[None]] = []
         self._on_event: EventHandler | None = None
@@ -204,6 +230,34 @@ class Pool:
     def mark_down(self, ep: Endpoint) -> None:
         ep.healthy = False
 
+    def reconfigure_breakers(self, config: BreakerConfig) -> None:
+        """New breaker thresholds for every endpoint (a config reload)."""
+        for c in self.channels.values():
+            for e in c.endpoints:
+                e.breaker.reconfigure(config)
+
+    def breaker_states(self) -> dict[str, str]:
+        """`channel|endpoint` -> the endpoint's breaker state name, for `routes explain`."""
+        return {
+            f"{c.name}|{e.address}": e.breaker.state.name
+            for c in self.channels.values()
+            for e in c.endpoints
+        }
+
+    def _breaker_moved(
+        self, channel: str, address: str
+    ) -> Callable[[BreakerState, BreakerState], None]:
+        def moved(was: BreakerState, to: BreakerState) -> None:
+            log.warning(
+                "circuit breaker %s",
+                to.name.lower().replace("_", "-"),
+                extra={"channel": channel, "endpoint": address, "from": was.name, "to": to.name},
+            )
+            if self._metrics is not None:
+                self._metrics.breaker_moved(channel, address, to.name, to.value)
+
+        return moved
+
     # --- calls ----------------------------------------------------------------------------
 
     async def call(
@@ -220,53 +274,59 @@ class Pool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if not ep.breaker.acquire():
+                continue  # another call took the half-open breaker's trial
             try:
                 return await self._call_endpoint(ep, op, request, remaining)
             except NotSent as exc:
+                if exc.system:
+                    ep.breaker.failure()
+                else:
+                    ep.breaker.success()
                 last = exc
-        raise last or NotSent(f"channel {channel}: no time left to try an endpoint")
+        raise last or NotSent(f"channel {channel}: no endpoint could take the request now")
 
     async def _call_endpoint(
         self, ep: Endpoint, op: Operation, request: Any, timeout_s: float
     ) -> ChannelResult:
+        """One call; a timeout or a broken call counts against the endpoint's breaker."""
         if ep.link.ready:
             try:
                 answer = await ep.link.send(_KINDS[op], request, timeout_s)
             except TimeoutError:
-                return ChannelResult(
-                    outcome=Outcome.PENDING, message="the channel did not answer in time"
-                )
+                return _unknown(ep, "the channel did not answer in time")
             except LinkBroken as exc:
                 if exc.written:
-                    return ChannelResult(
-                        outcome=Outcome.PENDING,
-                        message=f"the link to the channel broke ({exc}); outcome unknown",
-                    )
+                    return _unknown(ep, f"the link to the channel broke ({exc}); outcome unknown")
                 # Certainly not sent on the stream: the unary call below is the first attempt.
             else:
                 if answer.HasField("result"):
+                    ep.breaker.success()
                     return result_from_proto(answer.result)
-                if _status_not_sent(answer.error):
-                    raise NotSent(f"{ep.address}: {answer.error.message}")
-                return ChannelResult(
-                    outcome=Outcome.PENDING,
-                    message=f"the channel failed ({answer.error.message}); outcome unknown",
-                )
+                reason = _not_sent_reason(answer.error)
+                if reason:
+                    raise NotSent(
+                        f"{ep.address}: {answer.error.message}", system=reason == _UNAVAILABLE
+                    )
+                return _unknown(ep, f"the channel failed ({answer.error.message}); outcome unknown")
         method = _METHODS[op](ep.stub)
         try:
             reply = await method(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            if _never_sent(exc):
-                self.mark_down(ep)
-                raise NotSent(f"{ep.address}: {exc.code().name}: {exc.details()}") from exc
+            reason = _never_sent(exc)
+            if reason:
+                if reason == _UNAVAILABLE:
+                    self.mark_down(ep)
+                raise NotSent(
+                    f"{ep.address}: {exc.code().name}: {exc.details()}",
+                    system=reason == _UNAVAILABLE,
+                ) from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return ChannelResult(
-                    outcome=Outcome.PENDING, message="the channel did not answer in time"
-                )
-            return ChannelResult(
-                outcome=Outcome.PENDING,
-                message=f"the call to the channel broke ({exc.code().name}); outcome unknown",
+                return _unknown(ep, "the channel did not answer in time")
+            return _unknown(
+                ep, f"the call to the channel broke ({exc.code().name}); outcome unknown"
             )
+        ep.breaker.success()
         return result_from_proto(reply.result)
 
     async def inquire(
@@ -302,24 +362,29 @@ _KINDS = {
 }
 
 
-def _never_sent(exc: grpc.aio.AioRpcError) -> bool:
-    """Whether a failed call provably never reached the upstream."""
+def _unknown(ep: Endpoint, message: str) -> ChannelResult:
+    ep.breaker.failure()
+    return ChannelResult(outcome=Outcome.PENDING, message=message)
+
+
+def _never_sent(exc: grpc.aio.AioRpcError) -> str:
+    """Why a failed call provably never reached the upstream ('' when it may have)."""
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         details = exc.details() or ""
         if "failed to connect" in details or "Connection refused" in details:
-            return True
+            return _UNAVAILABLE
     status = rpc_status.from_call(exc)
-    return status is not None and _status_not_sent(status)
+    return "" if status is None else _not_sent_reason(status)
 
 
-def _status_not_sent(status: status_pb2.Status) -> bool:
-    """Whether an adapter's refusal says the request never reached its upstream."""
+def _not_sent_reason(status: status_pb2.Status) -> str:
+    """The reason of an adapter's refusal that says the request never reached its upstream."""
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason in _NOT_SENT_REASONS
-    return False
+            return info.reason if info.reason in _NOT_SENT_REASONS else ""
+    return ""
 
 
 def _capabilities(d: ch.DescribeResponse) -> Capabilities:

@@ -17,8 +17,8 @@ from switch import lifecycle
 from switch.config import ReconcilerConfig
 from switch.errors import StoreUnavailable
 from switch.metrics import Metrics
-from switch.model import ChannelResult, Operation, Outcome, Payment
-from switch.payments import PaymentService, now_ms, parse_reference, reference
+from switch.model import ChannelResult, Outcome, Payment
+from switch.payments import PaymentService, authorize_reference, now_ms, parse_reference
 from switch.pool import NotSent, Pool, jitter, money, result_from_proto
 from switch.store import Store
 
@@ -92,7 +92,7 @@ class Reconciler:
             reference=p.pending_ref,
             merchant_id=merchant,
             operation=p.pending_op.value,  # type: ignore[arg-type]
-            original_reference=reference(merchant, p.id, Operation.AUTHORIZE),
+            original_reference=authorize_reference(p),
             amount=money(p.pending_amount, p.currency),
         )
         try:
@@ -128,6 +128,7 @@ class Reconciler:
         )
         written = await self._payments.persist(p, after, op, None) is not None
         if written:
+            self._payments.learn(p.channel, op, result)
             self._attempts.pop(p.id, None)
             self._metrics.resolutions.labels(source, result.outcome.name).inc()
             log.info(

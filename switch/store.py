@@ -92,6 +92,11 @@ class Store:
     def client(self) -> aioredis.Redis:
         return self._r
 
+    @property
+    def in_flight_grace_ms(self) -> int:
+        """How long an operation in flight stays out of the reconciler's reach."""
+        return self._grace_ms
+
     # --- keys -----------------------------------------------------------------------------
 
     @staticmethod

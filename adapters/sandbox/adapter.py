@@ -20,7 +20,11 @@ from typing import TextIO
 
 from adapters.sandbox.testdata import Behaviour, Scenario, card_behaviour, wallet_behaviour
 from adapters.sdk.adapter import EventSink
-from adapters.sdk.errors import NotSupportedError, UpstreamTimeoutError
+from adapters.sdk.errors import (
+    NotSupportedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 from adapters.sdk.types import (
     AuthorizeRequest,
     Capabilities,
@@ -66,6 +70,10 @@ class SandboxConfig:
     partial_refund: bool = True
     journal: str = ""
     max_records: int = 500_000
+    # Fault modes for routing tests: every authorization declines with this code, or every
+    # operation is refused as if the upstream were unreachable (nothing is sent).
+    decline_all: DeclineCode | None = None
+    unavailable: bool = False
 
 
 class _State(enum.Enum):
@@ -155,10 +163,14 @@ class SandboxAdapter:
             await asyncio.sleep(self.config.latency_s)
         known = self._ops.get(request.reference)
         self._note("authorize", request.reference, request.amount, known is not None)
+        if self.config.unavailable:
+            raise UpstreamUnavailableError("the sandbox runs with --unavailable")
         if known is not None:
             return await _current(known)
         method = request.payment_method
-        if isinstance(method, Card):
+        if self.config.decline_all is not None:
+            behaviour = Behaviour(Scenario.DECLINE, self.config.decline_all, "S00")
+        elif isinstance(method, Card):
             behaviour = card_behaviour(method.number)
         else:
             behaviour = wallet_behaviour(method.auth_code)
@@ -265,6 +277,8 @@ class SandboxAdapter:
         known = self._ops.get(request.reference)
         name = op.name.lower()
         self._note(name, request.reference, request.amount, known is not None, request)
+        if self.config.unavailable:
+            raise UpstreamUnavailableError("the sandbox runs with --unavailable")
         if known is not None:
             return await _current(known)
         original = self._ops.get(request.original_reference)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from adapters.sandbox.adapter import SandboxAdapter, SandboxConfig
-from adapters.sdk.types import PaymentMethodType
+from adapters.sdk.types import DeclineCode, PaymentMethodType
 from adapters.sdk.worker import worker_main
 
 _METHODS = {
@@ -32,6 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pending-resolve-ms", type=float, default=300.0, help="when a PENDING answer settles")
     add("--journal", default="", metavar="FILE", help="append a JSON line per operation received")
     add("--max-records", type=int, default=500_000, help="operations kept in memory")
+    add(
+        "--decline-all",
+        default="",
+        metavar="CODE",
+        help="decline every authorization with this decline code, e.g. do_not_honor",
+    )
+    add(
+        "--unavailable",
+        action="store_true",
+        help="refuse every operation as if the upstream were unreachable (nothing is sent)",
+    )
     for what in ("manual-capture", "partial-capture", "void", "refund", "partial-refund"):
         add(f"--no-{what}", action="store_true", help=f"do not support {what.replace('-', ' ')}")
 
@@ -55,6 +66,12 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
             raise ValueError(f"--{flag.replace('_', '-')}: must not be negative")
     if args.max_records < 1:
         raise ValueError("--max-records: must be at least 1")
+    decline_all = None
+    if args.decline_all:
+        codes = [c.name.lower() for c in DeclineCode if c.value]
+        if args.decline_all.lower() not in codes:
+            raise ValueError(f"--decline-all: choose from {','.join(codes)}")
+        decline_all = DeclineCode[args.decline_all.upper()]
     return SandboxConfig(
         name=args.name,
         currencies=currencies,
@@ -72,6 +89,8 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         partial_refund=not args.no_partial_refund,
         journal=args.journal,
         max_records=args.max_records,
+        decline_all=decline_all,
+        unavailable=args.unavailable,
     )
 
 

@@ -154,6 +154,7 @@ def switch_factory(
         grace_period_s: float = 10.0,
         metrics_listen: str = "",
         dead_channels: list[tuple[str, int]] = (),  # type: ignore[assignment]
+        extra: str = "",
     ) -> Switch:
         key_file = tmp_path / "fp.key"
         key_file.write_text(secrets.token_hex(32))
@@ -178,7 +179,7 @@ def switch_factory(
             'id = "m_other"\n'
             f'api_key_sha256 = "{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"\n'
             f"\n[reconciler]\ninterval_ms = {reconciler_interval_ms}\n"
-            "initial_backoff_ms = 100\nmax_backoff_ms = 1000\n"
+            "initial_backoff_ms = 100\nmax_backoff_ms = 1000\n" + extra
         )
         cfg = tmp_path / f"switch-{port}.toml"
         cfg.write_text(toml)

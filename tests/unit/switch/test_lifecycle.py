@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch.lifecycle import IllegalOperation, check, settle
+from switch.lifecycle import IllegalOperation, cascade, check, settle, unreachable_after_cascade
 from switch.model import (
     ChannelResult,
     Decline,
@@ -121,3 +121,28 @@ def test_a_declined_or_unknown_follow_up_keeps_or_restores_the_prior_status():
     assert pending_refund.refunds[-1].status is Status.PENDING
     done = step(pending_refund, Operation.REFUND, 300, APPROVED, ref="rf")
     assert (done.status, done.refunded, len(done.refunds)) == (Status.PARTIALLY_REFUNDED, 300, 1)
+
+
+def test_a_cascade_keeps_the_decline_and_hands_the_payment_on_under_a_new_reference():
+    p = new()
+    declined, moved = cascade(p, ref="m-pay_x", result=DECLINED, to="next", now_ms=5)
+    assert declined.status is Status.DECLINED and declined.channel == "c"
+    assert moved.status is Status.PENDING and moved.channel == "next"
+    assert moved.pending_op is Operation.AUTHORIZE and moved.pending_ref == "m-pay_x-a2"
+    assert moved.busy == "m-pay_x-a2" and moved.pending_idem == p.pending_idem
+    assert moved.decline is None and moved.version == p.version + 1
+    assert [(e.status, e.reference) for e in moved.events] == [(Status.DECLINED, "m-pay_x")]
+    approved = settle(moved, op=Operation.AUTHORIZE, reference="m-pay_x-a2", amount=1000,
+                      result=APPROVED, now_ms=6)  # fmt: skip
+    assert approved.status is Status.AUTHORIZED and approved.channel == "next"
+    assert [e.reference for e in approved.events] == ["m-pay_x", "m-pay_x-a2"]
+
+
+def test_a_cascade_nobody_took_ends_with_the_first_decline():
+    _, moved = cascade(new(), ref="m-pay_x", result=DECLINED, to="next", now_ms=5)
+    unsent, final = unreachable_after_cascade(
+        moved, ref="m-pay_x-a2", declined_on="c", result=DECLINED, now_ms=6
+    )
+    assert unsent.status is Status.FAILED and unsent.channel == "next"
+    assert final.status is Status.DECLINED and final.channel == "c"
+    assert final.decline == DECLINED.decline and final.pending_op is None and not final.busy

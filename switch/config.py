@@ -11,8 +11,10 @@ import pathlib
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from switch.riskconfig import RiskConfig, parse_risk
 
 T = TypeVar("T")
 
@@ -80,6 +82,7 @@ class Config:
     channels: tuple[ChannelConfig, ...]
     reconciler: ReconcilerConfig
     fingerprint_key: bytes
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
 
 def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
@@ -97,7 +100,11 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Con
 def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
     """Validate a parsed TOML document."""
     # [admin] belongs to the analytics process (switch/admin.py parses it).
-    _only(raw, "", {"server", "redis", "merchants", "channels", "reconciler", "security", "admin"})
+    _only(
+        raw,
+        "",
+        {"server", "redis", "merchants", "channels", "reconciler", "security", "admin", "risk"},
+    )
     server_raw = _table(raw, "server")
     server = ServerConfig(
         listen=_get(server_raw, "server.listen", str, "127.0.0.1:50051", _address),
@@ -168,6 +175,7 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
         channels=channels,
         reconciler=reconciler,
         fingerprint_key=_fingerprint_key(_table(raw, "security"), base_dir, env),
+        risk=parse_risk(raw.get("risk"), {m.id for m in merchants}, ConfigError),
     )
 
 

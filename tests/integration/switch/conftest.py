@@ -154,9 +154,12 @@ def switch_factory(
         grace_period_s: float = 10.0,
         metrics_listen: str = "",
         dead_channels: list[tuple[str, int]] = (),  # type: ignore[assignment]
+        extra: str = "",
     ) -> Switch:
+        # One key per test: switches sharing a Redis fingerprint cards alike, as in production.
         key_file = tmp_path / "fp.key"
-        key_file.write_text(secrets.token_hex(32))
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32))
         specs = [
             ChannelSpec(name=sb.name, adapter="sandbox", port=sb.port, **opts)
             for sb, opts in sandboxes
@@ -179,6 +182,7 @@ def switch_factory(
             f'api_key_sha256 = "{hashlib.sha256(OTHER_KEY.encode()).hexdigest()}"\n'
             f"\n[reconciler]\ninterval_ms = {reconciler_interval_ms}\n"
             "initial_backoff_ms = 100\nmax_backoff_ms = 1000\n"
+            f"{extra}"
         )
         cfg = tmp_path / f"switch-{port}.toml"
         cfg.write_text(toml)

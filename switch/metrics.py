@@ -87,6 +87,12 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+        self.risk_stopped = Counter(
+            "payswitch_risk_stopped",
+            "Authorizations the risk rules rejected or held for review, by decision and rule.",
+            ["decision", "rule"],
+            registry=r,
+        )
         self.store_errors = Counter(
             "payswitch_store_unavailable",
             "Requests refused because Redis was unreachable.",

@@ -355,6 +355,7 @@ class PaymentService:
                 update_ms=t,
                 status_message=f"held for risk review (rule {risk.rule}); not sent to any channel",
             )
+        self._metrics.risk_stopped.labels(risk.decision.name, risk.rule).inc()
         log.info(
             "risk rules stopped a payment",
             extra={"pid": payment.id, "decision": risk.decision.name, "rule": risk.rule},

@@ -10,6 +10,7 @@ import redis
 
 from payswitch.admin.v1 import admin_service_pb2 as pb
 from payswitch.common.v1 import decline_code_pb2, error_reason_pb2, payment_status_pb2
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
 from tests.integration.analytics.conftest import admin
 from tests.integration.risk.conftest import amount_rule, eventually, get, pay
@@ -24,6 +25,16 @@ DECLINED = payment_status_pb2.PAYMENT_STATUS_DECLINED
 
 def authorizations_of(sandbox, payment_id: str) -> int:
     return sum(1 for r in sandbox.received("authorize") if payment_id in str(r["reference"]))
+
+
+async def watch(client, payment_id: str) -> list[tuple[int, int]]:
+    """What WatchPayment shows of a payment until it stops changing: (status, review state)."""
+    seen = []
+    async for update in client.WatchPayment(
+        gw.WatchPaymentRequest(payment_id=payment_id), timeout=20
+    ):
+        seen.append((update.payment.status, update.payment.risk.review))
+    return seen
 
 
 def journal_of(redis_server, payment_id: str) -> list[dict[str, str]]:
@@ -59,6 +70,7 @@ async def test_a_held_payment_is_sent_once_when_approved_even_if_approved_twice(
         await asyncio.sleep(0.5)  # several reconciler rounds of both switches
         assert authorizations_of(sandbox, held.id) == 0
 
+        watched = asyncio.create_task(watch(client, held.id))
         approve = pb.ApproveRiskReviewRequest(merchant_id="m_dev", payment_id=held.id)
         answers = await asyncio.gather(
             adm.stub.ApproveRiskReview(approve, metadata=adm.metadata, timeout=10),
@@ -70,6 +82,9 @@ async def test_a_held_payment_is_sent_once_when_approved_even_if_approved_twice(
         assert done.status == CAPTURED
         assert done.risk.review == payment_pb2.RISK_REVIEW_STATE_FORWARDED
         assert done.pending_reason == payment_pb2.PENDING_REASON_UNSPECIFIED
+        seen = await asyncio.wait_for(watched, 20)
+        assert seen[0] == (PENDING, payment_pb2.RISK_REVIEW_STATE_HELD)
+        assert seen[-1] == (CAPTURED, payment_pb2.RISK_REVIEW_STATE_FORWARDED)
         again = await adm.stub.ApproveRiskReview(approve, metadata=adm.metadata, timeout=10)
         assert not again.changed
         await asyncio.sleep(0.5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import urllib.request
 
 from payswitch.admin.v1 import admin_service_pb2 as pb
 from payswitch.common.v1 import decline_code_pb2, payment_status_pb2
@@ -10,6 +12,7 @@ from payswitch.gateway.v1 import payment_pb2
 from tests.integration.analytics.conftest import admin
 from tests.integration.risk.conftest import amount_rule, eventually, pay
 from tests.integration.switch.conftest import Switch, connect
+from tests.support import free_port
 
 CAPTURED = payment_status_pb2.PAYMENT_STATUS_CAPTURED
 DECLINED = payment_status_pb2.PAYMENT_STATUS_DECLINED
@@ -20,8 +23,11 @@ async def test_an_amount_over_the_limit_of_its_currency_is_rejected(
     sandbox_factory, switch_factory
 ):
     sandbox = sandbox_factory()
+    metrics = f"127.0.0.1:{free_port()}"
     switch = switch_factory(
-        [(sandbox, {})], extra=amount_rule("usd_ceiling", currency="USD", max_amount=50_000)
+        [(sandbox, {})],
+        extra=amount_rule("usd_ceiling", currency="USD", max_amount=50_000),
+        metrics_listen=metrics,
     )
     async with connect(switch) as client:
         over = await pay(client, 50_001)
@@ -32,6 +38,13 @@ async def test_an_amount_over_the_limit_of_its_currency_is_rejected(
         assert (await pay(client, 50_000)).status == CAPTURED
         assert (await pay(client, 90_000, currency="EUR")).status == CAPTURED
     assert not any(over.id in str(r["reference"]) for r in sandbox.received())
+    text = await asyncio.to_thread(_scrape, f"http://{metrics}/metrics")
+    assert 'payswitch_risk_stopped_total{decision="REJECT",rule="usd_ceiling"} 1.0' in text
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return reply.read().decode()
 
 
 async def test_an_amount_far_above_the_cards_pattern_is_held_for_review(

@@ -100,7 +100,8 @@ if spec_text and spec_text ~= '' then
         local e = redis.call('HMGET', KEYS[k], 'avg', 'n')
         local avg, seen = tonumber(e[1] or '0'), tonumber(e[2] or '0')
         if seen >= tonumber(a[2]) and avg > 0 then
-          local s = math.floor(amt * 1000 / avg)
+          -- Capped so that it stays an integer when written (Lua prints 1e15 as '1e+15').
+          local s = math.min(math.floor(amt * 1000 / avg), 1000000000000)
           if s > score then score = s end
         end
         averages[i] = {KEYS[k], avg, seen}

@@ -2,8 +2,8 @@
 
 Served by the analytics process on `admin.listen`, never by the switch. The stats are read from
 the minute hashes switch.analytics writes, summed over the merchants, channels and minutes asked
-for. Block lists, risk reviews and config reload will be served here too, each as its own
-servicer method beside GetStats.
+for. Block lists, risk reviews and config reload requests are switch/riskadmin.py's work; the
+servicer checks the key and turns its errors into statuses.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import re
 import time
 import tomllib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import redis.asyncio as aioredis
@@ -34,10 +34,13 @@ from payswitch.admin.v1 import admin_service_pb2_grpc as pb_grpc
 from payswitch.common.v1 import money_pb2, payment_method_pb2, payment_status_pb2
 from switch import analytics, errors
 from switch import config as config_mod
+from switch.cards import Fingerprinter
 from switch.config import SHA256_HEX, Config, ConfigError, _address, _get, _match, _only, _range
+from switch.riskadmin import RiskDesk
 from switch.store import Store
 
 log = logging.getLogger("payswitch.admin")
+R = TypeVar("R")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
 MAX_WINDOW_MINUTES = 7 * 24 * 60
@@ -281,43 +284,90 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     """payswitch.admin.v1.AdminService."""
 
     def __init__(
-        self, *, api_key_sha256: str, merchants: Iterable[str], reader: StatsReader
+        self, *, api_key_sha256: str, merchants: Iterable[str], reader: StatsReader, desk: RiskDesk
     ) -> None:
         self._key_hash = api_key_sha256
         self._merchants = list(merchants)
         self._reader = reader
+        self._desk = desk
 
     async def GetStats(
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetStatsResponse:
+        return await self._answer(context, lambda: self._stats(request))
+
+    async def ListBlockListEntries(
+        self, request: pb.ListBlockListEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListBlockListEntriesResponse:
+        return await self._answer(context, lambda: self._desk.list_blocks(request.kind))
+
+    async def AddBlockListEntry(
+        self, request: pb.AddBlockListEntryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AddBlockListEntryResponse:
+        return await self._answer(context, lambda: self._desk.add_block(request))
+
+    async def RemoveBlockListEntry(
+        self, request: pb.RemoveBlockListEntryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RemoveBlockListEntryResponse:
+        return await self._answer(context, lambda: self._desk.remove_block(request))
+
+    async def ListRiskReviews(
+        self, request: pb.ListRiskReviewsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListRiskReviewsResponse:
+        return await self._answer(
+            context, lambda: self._desk.list_reviews(request.merchant_id, request.page_size)
+        )
+
+    async def ApproveRiskReview(
+        self, request: pb.ApproveRiskReviewRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ApproveRiskReviewResponse:
+        return await self._answer(
+            context, lambda: self._desk.approve(request.merchant_id, request.payment_id)
+        )
+
+    async def RejectRiskReview(
+        self, request: pb.RejectRiskReviewRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RejectRiskReviewResponse:
+        return await self._answer(
+            context, lambda: self._desk.reject(request.merchant_id, request.payment_id)
+        )
+
+    async def ReloadConfig(
+        self, request: pb.ReloadConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReloadConfigResponse:
+        return await self._answer(context, self._desk.reload)
+
+    async def _answer(
+        self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[R]]
+    ) -> R:
+        """Check the admin key, run `work`, and turn a SwitchError into its rich status."""
         try:
             self._check_key(context)
-            problems: list[tuple[str, str]] = []
-            if request.merchant_id and request.merchant_id not in self._merchants:
-                problems.append(
-                    ("merchant_id", f"no merchant {request.merchant_id!r} is configured")
-                )
-            if not 1 <= request.window_minutes <= MAX_WINDOW_MINUTES:
-                problems.append(("window_minutes", f"must be from 1 to {MAX_WINDOW_MINUTES}"))
-            if problems:
-                raise errors.InvalidRequest(problems)
-            end_ms = (
-                request.end_time.ToMilliseconds()
-                if request.HasField("end_time")
-                else time.time_ns() // 1_000_000
-            )
-            end_minute = end_ms // 60_000
-            return await self._reader.stats(
-                merchants=[request.merchant_id] if request.merchant_id else self._merchants,
-                channel=request.channel,
-                start_minute=end_minute - request.window_minutes + 1,
-                end_minute=end_minute,
-            )
+            return await work()
         except errors.SwitchError as exc:
             await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
             raise  # unreachable: abort raises
 
-    # ListBlocks / AddBlock / RemoveBlock, ListReviews / DecideReview and ReloadConfig go here.
+    async def _stats(self, request: pb.GetStatsRequest) -> pb.GetStatsResponse:
+        problems: list[tuple[str, str]] = []
+        if request.merchant_id and request.merchant_id not in self._merchants:
+            problems.append(("merchant_id", f"no merchant {request.merchant_id!r} is configured"))
+        if not 1 <= request.window_minutes <= MAX_WINDOW_MINUTES:
+            problems.append(("window_minutes", f"must be from 1 to {MAX_WINDOW_MINUTES}"))
+        if problems:
+            raise errors.InvalidRequest(problems)
+        end_ms = (
+            request.end_time.ToMilliseconds()
+            if request.HasField("end_time")
+            else time.time_ns() // 1_000_000
+        )
+        end_minute = end_ms // 60_000
+        return await self._reader.stats(
+            merchants=[request.merchant_id] if request.merchant_id else self._merchants,
+            channel=request.channel,
+            start_minute=end_minute - request.window_minutes + 1,
+            end_minute=end_minute,
+        )
 
     def _check_key(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         for key, value in context.invocation_metadata() or ():
@@ -332,13 +382,21 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         )
 
 
-async def serve(
-    cfg: AdminConfig, *, client: aioredis.Redis, merchants: Sequence[str]
-) -> grpc.aio.Server:
+async def serve(cfg: AdminConfig, *, client: aioredis.Redis, switch: Config) -> grpc.aio.Server:
     """Start AdminService (with health and reflection) on `cfg.listen`; the caller stops it."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    merchants = [m.id for m in switch.merchants]
+    desk = RiskDesk(
+        client=client,
+        fingerprints=Fingerprinter(switch.fingerprint_key),
+        merchants=merchants,
+        journal_max_len=switch.redis.journal_max_len,
+    )
     servicer = AdminServicer(
-        api_key_sha256=cfg.api_key_sha256, merchants=merchants, reader=StatsReader(client=client)
+        api_key_sha256=cfg.api_key_sha256,
+        merchants=merchants,
+        reader=StatsReader(client=client),
+        desk=desk,
     )
     pb_grpc.add_AdminServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

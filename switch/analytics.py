@@ -486,7 +486,7 @@ async def run(cfg: Config, admin_cfg: AdminConfig, *, stop: asyncio.Event | None
     ]
     server = None
     if admin_cfg.api_key_sha256:
-        server = await admin.serve(admin_cfg, client=client, merchants=merchants)
+        server = await admin.serve(admin_cfg, client=client, switch=cfg)
     log.info(
         "analytics consuming",
         extra={"merchants": merchants, "admin": admin_cfg.listen if server else "off"},

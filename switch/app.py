@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 import grpc
 import redis.asyncio as aioredis
@@ -16,12 +17,14 @@ from grpc_reflection.v1alpha import reflection
 from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
-from switch.cards import Fingerprinter
+from switch.cards import Fingerprinter, Vault
 from switch.metrics import Metrics
 from switch.payments import PaymentService
 from switch.pipelined import PipelinedRedis
 from switch.pool import Pool
 from switch.reconciler import Reconciler
+from switch.risk import RiskEngine
+from switch.risksync import RiskSync
 from switch.routestate import RouteState
 from switch.routing import Router
 from switch.server import GatewayServicer, register, render
@@ -32,12 +35,56 @@ log = logging.getLogger("payswitch.app")
 SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
 
-async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) -> None:
+ReloadHook = Callable[[config_mod.Config], None]
+
+
+class Reloader:
+    """Reads the config file again (SIGHUP, or AdminService.ReloadConfig through Redis) and
+    hands the new Config to each hook. A file that does not validate is refused: the error is
+    logged and every hook keeps what it had. Only what a hook takes changes at run time (the
+    risk rules, and routing: strategy, rules, fees, breaker thresholds); the rest of a new file
+    (listen address, merchants, channels and their endpoints) needs a restart."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.hooks: list[ReloadHook] = []
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def request(self, source: str) -> None:
+        task = asyncio.create_task(self.reload(source))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self, source: str) -> bool:
+        if self.path is None:
+            log.warning(
+                "config reload asked for, but no config file is known", extra={"source": source}
+            )
+            return False
+        try:
+            new = await asyncio.to_thread(config_mod.load, self.path)
+        except config_mod.ConfigError as exc:
+            log.error(
+                "config reload refused; the running config stays",
+                extra={"source": source, "error": str(exc)},
+            )
+            return False
+        for hook in self.hooks:
+            hook(new)
+        log.info("config reloaded", extra={"source": source, "path": self.path})
+        return True
+
+
+async def serve(
+    cfg: config_mod.Config, *, stop: asyncio.Event | None = None, config_path: str | None = None
+) -> None:
     """Run the switch until `stop` is set (or a signal arrives), then shut down gracefully."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloader = Reloader(config_path)
+    loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")
 
     metrics = Metrics()
     if cfg.server.metrics_listen:
@@ -73,10 +120,20 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         interval_ms=cfg.routing.sync_interval_ms,
         breakers=pool.breaker_states,
     )
-    # A config reload swaps routing with router.reconfigure(new.routing),
-    # route_state.reconfigure(window_s=..., min_samples=...) and
-    # pool.reconfigure_breakers(new.routing.breaker); the channels themselves stay.
     router = Router(pool.channels.values(), routing=cfg.routing, rates=route_state)
+    # A reload swaps routing rules, strategy, fees and breaker thresholds; the channels and
+    # their endpoints stay as they were started (a restart changes those).
+    reloader.hooks.append(lambda new: router.reconfigure(new.routing))
+    reloader.hooks.append(
+        lambda new: route_state.reconfigure(
+            window_s=new.routing.success_window_s, min_samples=new.routing.success_min_samples
+        )
+    )
+    reloader.hooks.append(lambda new: pool.reconfigure_breakers(new.routing.breaker))
+    risk = RiskEngine(cfg.risk)
+    reloader.hooks.append(lambda new: risk.update(new.risk))
+    risk_sync = RiskSync(client=client, engine=risk, on_reload=reloader.request)
+    await risk_sync.start()
     payments = PaymentService(
         store=store,
         pool=pool,
@@ -88,6 +145,8 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
         render=render,
         on_change=hub.notify,
         initial_backoff_ms=cfg.reconciler.initial_backoff_ms,
+        risk=risk,
+        vault=Vault(cfg.fingerprint_key),
     )
     reconciler = Reconciler(
         store=store,
@@ -130,6 +189,7 @@ async def serve(cfg: config_mod.Config, *, stop: asyncio.Event | None = None) ->
     await payments.drain(cfg.server.grace_period_s)
     await reconciler.stop()
     await route_state.stop()
+    await risk_sync.stop()
     await hub.close()
     await pool.close()
     await client.aclose()
@@ -144,5 +204,5 @@ def serve_main(path: str) -> int:
         print(f"payswitch serve: config error: {exc}", file=sys.stderr)
         return 2
     logs.setup(cfg.server.log_level)
-    uvloop.run(serve(cfg))
+    uvloop.run(serve(cfg, config_path=path))
     return 0

@@ -11,11 +11,13 @@ import pathlib
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from switch.routeconfig import RoutingConfig
+
+from switch.riskconfig import RiskConfig, parse_risk
 
 T = TypeVar("T")
 
@@ -84,6 +86,7 @@ class Config:
     reconciler: ReconcilerConfig
     fingerprint_key: bytes
     routing: RoutingConfig
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
 
 def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
@@ -104,11 +107,8 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
     # routeconfig builds on this module's validators, so it is imported here, not at the top.
     from switch.routeconfig import parse_routing
 
-    _only(
-        raw,
-        "",
-        {"server", "redis", "merchants", "channels", "reconciler", "security", "admin", "routing"},
-    )
+    known = {"server", "redis", "merchants", "channels", "reconciler", "security", "admin"}
+    _only(raw, "", known | {"routing", "risk"})
     server_raw = _table(raw, "server")
     server = ServerConfig(
         listen=_get(server_raw, "server.listen", str, "127.0.0.1:50051", _address),
@@ -180,6 +180,7 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
         reconciler=reconciler,
         fingerprint_key=_fingerprint_key(_table(raw, "security"), base_dir, env),
         routing=parse_routing(_table(raw, "routing"), [c.name for c in channels]),
+        risk=parse_risk(raw.get("risk"), {m.id for m in merchants}, ConfigError),
     )
 
 

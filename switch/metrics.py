@@ -105,6 +105,12 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.risk_stopped = Counter(
+            "payswitch_risk_stopped",
+            "Authorizations the risk rules rejected or held for review, by decision and rule.",
+            ["decision", "rule"],
+            registry=r,
+        )
         self.store_errors = Counter(
             "payswitch_store_unavailable",
             "Requests refused because Redis was unreachable.",

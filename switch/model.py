@@ -53,6 +53,35 @@ class Decline:
     message: str = ""
 
 
+class RiskDecision(enum.Enum):
+    """What the risk rules decided; names match payswitch.gateway.v1.RiskDecision."""
+
+    ALLOW = 1
+    REVIEW = 2
+    REJECT = 3
+
+
+class ReviewState(enum.Enum):
+    """Where a payment held for risk review stands; names match
+    payswitch.gateway.v1.RiskReviewState."""
+
+    HELD = 1  # waiting for an operator: not sent to any channel
+    APPROVED = 2  # approved: due to be sent by a switch's reconciler
+    REJECTED = 3  # rejected: DECLINED, never sent
+    FORWARDED = 4  # approved and sent to the channel; the payment goes on as any other
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    """The risk assessment of a payment: the decision, the rule that made it, and the anomaly
+    score (the amount over the recent average, in thousandths; 0 when there is no history)."""
+
+    decision: RiskDecision
+    rule: str = ""
+    score_milli: int = 0
+    review: ReviewState | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelResult:
     """A channel's answer to one operation, as the switch keeps it."""
@@ -132,6 +161,10 @@ class Payment:
     version: int = 0
     refunds: tuple[RefundRecord, ...] = ()
     events: tuple[Event, ...] = field(default=())
+    risk: Risk | None = None
+    # A payment held for review keeps its instrument sealed (switch/vault.py) until the review
+    # is decided, so that an approved payment can still be sent; empty otherwise.
+    vault: str = ""
 
     @property
     def reference(self) -> str:
@@ -183,7 +216,7 @@ def to_hash(p: Payment) -> dict[str, str]:
             for e in p.events
         ],
     ]
-    return {
+    fields = {
         "status": p.status.name,
         "cur": p.currency,
         "authorized": str(p.authorized),
@@ -198,6 +231,16 @@ def to_hash(p: Payment) -> dict[str, str]:
         "ver": str(p.version),
         "doc": json.dumps(doc, separators=(",", ":")),
     }
+    if p.risk is not None:
+        # Hash fields of their own: the claim and review scripts read and write them.
+        r = p.risk
+        fields["rdec"] = r.decision.name
+        fields["rrule"] = r.rule
+        fields["rscore"] = str(r.score_milli)
+        fields["rrev"] = r.review.name if r.review else ""
+        if r.review is not None:
+            fields["vault"] = p.vault
+    return fields
 
 
 def from_hash(h: dict[str, str]) -> Payment:
@@ -254,6 +297,20 @@ def from_hash(h: dict[str, str]) -> Payment:
             )
             for e in events
         ),
+        risk=_risk_from(h),
+        vault=h.get("vault", ""),
+    )
+
+
+def _risk_from(h: dict[str, str]) -> Risk | None:
+    if not h.get("rdec"):
+        return None
+    review = h.get("rrev")
+    return Risk(
+        decision=RiskDecision[h["rdec"]],
+        rule=h.get("rrule", ""),
+        score_milli=int(h.get("rscore") or 0),
+        review=ReviewState[review] if review else None,
     )
 
 

@@ -20,21 +20,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from payswitch.channel.v1 import channel_service_pb2 as ch
-from payswitch.common.v1 import payment_method_pb2
+from payswitch.common.v1 import decline_code_pb2, payment_method_pb2
 from switch import errors, lifecycle
-from switch.cards import Fingerprinter
+from switch.cards import Fingerprinter, Vault
 from switch.config import ChannelConfig, MerchantConfig
 from switch.metrics import Metrics
 from switch.model import (
     ChannelResult,
+    Decline,
     MethodSummary,
     MethodType,
     Operation,
     Outcome,
     Payment,
+    ReviewState,
+    Risk,
+    RiskDecision,
     Status,
 )
 from switch.pool import NotSent, Pool, jitter, money
+from switch.risk import RiskEngine
 from switch.routing import Router, RouteRequest
 from switch.store import Claimed, Limit, Store
 
@@ -113,7 +118,37 @@ def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> d
         entry["decline"] = str(p.decline.code)
     if latency_us is not None:
         entry["lat_us"] = str(latency_us)  # the channel call's time, for per-channel latency
+    risk = p.risk
+    if risk is not None:  # the risk decision, never the data it was made on
+        entry["risk"] = risk.decision.name
+        if risk.rule:
+            entry["rule"] = risk.rule
+        if risk.score_milli:
+            entry["score"] = str(risk.score_milli)
+        if risk.review is not None:
+            entry["review"] = risk.review.name
     return entry
+
+
+def held_binding(p: Payment) -> str:
+    """What a held payment's sealed instrument is bound to (switch/cards.py Vault)."""
+    return f"{p.merchant_id}/{p.id}"
+
+
+def risk_declined(p: Payment, *, rule: str, message: str, t: int) -> Payment:
+    """A payment the risk rules (or a reviewer) rejected: DECLINED RISK_REJECTED, never sent.
+    The decline's raw code is the rule's name."""
+    decline = Decline(
+        code=decline_code_pb2.DECLINE_CODE_RISK_REJECTED, raw_code=rule, message=message
+    )
+    return lifecycle.settle(
+        p,
+        op=Operation.AUTHORIZE,
+        reference=p.pending_ref or reference(p.merchant_id, p.id, Operation.AUTHORIZE),
+        amount=p.amount,
+        result=ChannelResult(outcome=Outcome.DECLINED, decline=decline, message=message),
+        now_ms=t,
+    ).evolve(status_message=message, vault="")
 
 
 def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter) -> MethodSummary:
@@ -153,6 +188,8 @@ class PaymentService:
         render: Render,
         on_change: Callable[[Payment], None],
         initial_backoff_ms: int,
+        risk: RiskEngine,
+        vault: Vault,
         record_outcome: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._store = store
@@ -168,6 +205,8 @@ class PaymentService:
         self._record_outcome = record_outcome
         self._merchant_limits: dict[str, Limit] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._risk = risk
+        self._vault = vault
 
     def _merchant_limit(self, m: MerchantConfig) -> Limit:
         limit = self._merchant_limits.get(m.id)
@@ -202,6 +241,13 @@ class PaymentService:
                 card_bin=summary.card_bin,
             )
         )
+        check = self._risk.check(
+            merchant=merchant.id,
+            amount=amount,
+            currency=currency,
+            method=summary,
+            card_prefix=method.card.number[:8] if summary.type is MethodType.CARD else "",
+        )
         pid = new_payment_id()
         t = now_ms()
         ref = reference(merchant.id, pid, Operation.AUTHORIZE)
@@ -225,6 +271,7 @@ class PaymentService:
             pending_idem=self._store.idem_key(merchant.id, idempotency_key),
             version=1,
             status_message="forwarding to the channel",
+            risk=Risk(check.decision, check.rule),
         )
         claimed = await self._store.claim_authorize(
             merchant=merchant.id,
@@ -233,6 +280,8 @@ class PaymentService:
             payment=payment,
             merchant_limit=self._merchant_limit(merchant),
             candidates=[(c.name, self._limits[c.name]) for c in candidates],
+            risk_spec=check.spec,
+            risk_keys=check.keys,
         )
         replay = self._refusal(claimed, "Authorize")
         if replay is not None:
@@ -240,6 +289,11 @@ class PaymentService:
         tail = candidates[claimed.index :]
         if claimed.index:
             payment = payment.evolve(channel=tail[0].name)
+        if claimed.risk is not None:
+            if claimed.risk != payment.risk:
+                payment = payment.evolve(risk=claimed.risk)
+            if claimed.risk.decision is not RiskDecision.ALLOW:
+                return await self._shielded(self._hold_or_reject(payment, method))
         request = ch.AuthorizeRequest(
             reference=ref,
             merchant_id=merchant.id,
@@ -318,6 +372,72 @@ class PaymentService:
             f"no channel could be reached ({last}); nothing was charged "
             "and the same key may be retried"
         )
+
+    async def _hold_or_reject(
+        self, payment: Payment, method: payment_method_pb2.PaymentMethod
+    ) -> bytes:
+        """Record what the risk rules decided instead of forwarding: DECLINED, or held for review
+        with the instrument sealed so that an approval can still send it."""
+        risk = payment.risk
+        assert risk is not None
+        t = now_ms()
+        if risk.decision is RiskDecision.REJECT:
+            after = risk_declined(
+                payment, rule=risk.rule, message=f"rejected by the risk rule {risk.rule}", t=t
+            ).evolve(channel="")
+        else:
+            after = payment.evolve(
+                risk=dataclasses.replace(risk, review=ReviewState.HELD),
+                vault=self._vault.seal(method.SerializeToString(), held_binding(payment)),
+                version=payment.version + 1,
+                update_ms=t,
+                status_message=f"held for risk review (rule {risk.rule}); not sent to any channel",
+            )
+        self._metrics.risk_stopped.labels(risk.decision.name, risk.rule).inc()
+        log.info(
+            "risk rules stopped a payment",
+            extra={"pid": payment.id, "decision": risk.decision.name, "rule": risk.rule},
+        )
+        response = await self.persist(payment, after, Operation.AUTHORIZE, None)
+        if response is None:
+            current = await self._store.get(payment.merchant_id, payment.id)
+            return self._render(Operation.AUTHORIZE, current or after)
+        return response
+
+    async def forward_held(self, p: Payment) -> bool:
+        """Send the authorization of a held payment an operator approved, and record its outcome.
+        False when no channel could take it now (the caller tries again later)."""
+        assert p.risk is not None
+        sent = p.evolve(risk=dataclasses.replace(p.risk, review=ReviewState.FORWARDED), vault="")
+        plain = self._vault.open(p.vault, held_binding(p))
+        if plain is None or p.channel not in self._timeouts:
+            failed = lifecycle.settle(
+                sent,
+                op=Operation.AUTHORIZE,
+                reference=p.pending_ref,
+                amount=p.amount,
+                result=ChannelResult(outcome=Outcome.NOT_FOUND),
+                now_ms=now_ms(),
+            ).evolve(
+                status_message="the approved payment could not be sent (its instrument or "
+                "channel is gone); nothing was charged"
+            )
+            await self.persist(sent, failed, Operation.AUTHORIZE, None)
+            return True
+        request = ch.AuthorizeRequest(
+            reference=p.pending_ref,
+            merchant_id=p.merchant_id,
+            amount=money(p.amount, p.currency),
+            payment_method=payment_method_pb2.PaymentMethod.FromString(plain),
+            capture=p.auto_capture,
+            description=p.description,
+        )
+        try:
+            result = await self._send(p.channel, Operation.AUTHORIZE, request, None, Timing())
+        except NotSent:
+            return False
+        await self._record(sent, Operation.AUTHORIZE, p.pending_ref, p.amount, result)
+        return True
 
     async def _cascade(
         self, p: Payment, ref: str, result: ChannelResult, to: str

@@ -1,6 +1,7 @@
 """Resolves every payment whose outcome is unknown: by Inquire with backoff, or by a channel event.
 
-A payment is in the pending set from the moment its operation is claimed. The request's own
+A payment is in the pending set from the moment its operation is claimed (one held for risk
+review joins it when an operator approves it; then the reconciler sends it). The request's own
 flow removes it when the outcome is known; otherwise, once its due time passes (a PENDING answer,
 or a switch that stopped mid-flight), a reconciler leases it, asks the channel, and records the
 answer. Leases and version checks keep two switch instances from applying one outcome twice.
@@ -17,7 +18,7 @@ from switch import lifecycle
 from switch.config import ReconcilerConfig
 from switch.errors import StoreUnavailable
 from switch.metrics import Metrics
-from switch.model import ChannelResult, Outcome, Payment
+from switch.model import ChannelResult, Outcome, Payment, ReviewState
 from switch.payments import PaymentService, authorize_reference, now_ms, parse_reference
 from switch.pool import NotSent, Pool, jitter, money, result_from_proto
 from switch.store import Store
@@ -87,6 +88,12 @@ class Reconciler:
         if p is None or p.pending_op is None:
             await self._store.forget_pending(merchant, payment_id)
             self._attempts.pop(payment_id, None)
+            return
+        if p.risk is not None and p.risk.review is ReviewState.APPROVED:
+            # Approved after a risk review and never sent: send it now (under its reference, so
+            # a resend after a crash is answered from the channel's record, not charged twice).
+            if not await self._payments.forward_held(p):
+                await self._later(p)
             return
         request = ch.InquireRequest(
             reference=p.pending_ref,

@@ -25,7 +25,7 @@ from payswitch.gateway.v1 import payment_pb2
 from switch import errors, validation
 from switch.config import MerchantConfig
 from switch.metrics import Metrics
-from switch.model import Decline, Operation, Payment, Status
+from switch.model import Decline, Operation, Payment, ReviewState, Status
 from switch.payments import PaymentService, Timing
 from switch.store import Store
 from switch.watch import WatchHub
@@ -82,6 +82,20 @@ def payment_proto(p: Payment) -> payment_pb2.Payment:
         update_time=_ts(p.update_ms),
         status_message=p.status_message,
     )
+    if p.risk is not None:
+        risk = p.risk
+        out.risk.decision = risk.decision.value  # type: ignore[assignment]
+        out.risk.rule = risk.rule
+        out.risk.anomaly_score = risk.score_milli / 1000
+        if risk.review is not None:
+            out.risk.review = risk.review.value  # type: ignore[assignment]
+    if p.status is Status.PENDING:
+        held = p.risk is not None and p.risk.review in (ReviewState.HELD, ReviewState.APPROVED)
+        out.pending_reason = (
+            payment_pb2.PENDING_REASON_RISK_REVIEW
+            if held
+            else payment_pb2.PENDING_REASON_OUTCOME_UNKNOWN
+        )
     for r in p.refunds:
         out.refunds.append(
             payment_pb2.Refund(

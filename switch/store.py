@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from switch.errors import StoreUnavailable
-from switch.model import Payment, from_hash, to_hash
+from switch.model import Payment, Risk, RiskDecision, from_hash, to_hash
 from switch.pipelined import PipelinedRedis
 
 T = TypeVar("T")
@@ -59,6 +59,7 @@ class Claimed:
     detail: str = ""
     channel: str = ""
     retry_after_ms: int = 0
+    risk: Risk | None = None
 
 
 class Store:
@@ -116,6 +117,11 @@ class Store:
         return f"ps:{{m:{merchant}}}:pending"
 
     @staticmethod
+    def review_key(merchant: str) -> str:
+        """The payments held for risk review, scored by the time they were held."""
+        return f"ps:{{m:{merchant}}}:review"
+
+    @staticmethod
     def merchant_limit_key(merchant: str) -> str:
         return f"ps:{{m:{merchant}}}:rl"
 
@@ -134,6 +140,8 @@ class Store:
         payment: Payment,
         merchant_limit: Limit,
         candidates: Sequence[tuple[str, Limit]],
+        risk_spec: str = "",
+        risk_keys: Sequence[str] = (),
     ) -> Claimed:
         keys = [
             self.idem_key(merchant, idempotency_key),
@@ -141,6 +149,8 @@ class Store:
             self.pending_key(merchant),
             self.merchant_limit_key(merchant),
             *(self.channel_limit_key(name) for name, _ in candidates),
+            self.review_key(merchant),
+            *risk_keys,
         ]
         args: list[Any] = [
             fingerprint,
@@ -157,7 +167,11 @@ class Store:
         fields = to_hash(payment)
         del fields["channel"]
         args.append(_pairs(fields))
+        args.append(risk_spec)
         out = await self._call(self._claim_authorize, keys, args)
+        if _s(out[0]) == "new":
+            risk = Risk(RiskDecision[_s(out[2])], _s(out[3]), int(out[4]))
+            return Claimed(kind="new", index=int(out[1]) - 1, risk=risk)
         return _claimed(out)
 
     async def claim_followup(

@@ -156,8 +156,10 @@ def switch_factory(
         dead_channels: list[tuple[str, int]] = (),  # type: ignore[assignment]
         extra: str = "",
     ) -> Switch:
+        # One key per test: switches sharing a Redis fingerprint cards alike, as in production.
         key_file = tmp_path / "fp.key"
-        key_file.write_text(secrets.token_hex(32))
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32))
         specs = [
             ChannelSpec(name=sb.name, adapter="sandbox", port=sb.port, **opts)
             for sb, opts in sandboxes

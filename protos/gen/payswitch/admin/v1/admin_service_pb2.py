@@ -27,9 +27,10 @@ from payswitch.common.v1 import decline_code_pb2 as payswitch_dot_common_dot_v1_
 from payswitch.common.v1 import money_pb2 as payswitch_dot_common_dot_v1_dot_money__pb2
 from payswitch.common.v1 import payment_method_pb2 as payswitch_dot_common_dot_v1_dot_payment__method__pb2
 from payswitch.common.v1 import payment_status_pb2 as payswitch_dot_common_dot_v1_dot_payment__status__pb2
+from payswitch.gateway.v1 import payment_pb2 as payswitch_dot_gateway_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&payswitch/admin/v1/admin_service.proto\x12\x12payswitch.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&payswitch/common/v1/decline_code.proto\x1a\x1fpayswitch/common/v1/money.proto\x1a(payswitch/common/v1/payment_method.proto\x1a(payswitch/common/v1/payment_status.proto\"}\n\x0fGetStatsRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x16\n\x0ewindow_minutes\x18\x03 \x01(\x05\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x02\n\x10GetStatsResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07volumes\x18\x03 \x03(\x0b\x32\x1d.payswitch.admin.v1.VolumeRow\x12\x32\n\x08\x63hannels\x18\x04 \x03(\x0b\x32 .payswitch.admin.v1.ChannelStats\x12\x32\n\x07minutes\x18\x05 \x03(\x0b\x32!.payswitch.admin.v1.ChannelMinute\x12\x17\n\x0f\x62\x61\x63klog_entries\x18\x06 \x01(\x03\"\x92\x02\n\tVolumeRow\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x36\n\x06method\x18\x03 \x01(\x0e\x32&.payswitch.common.v1.PaymentMethodType\x12\x35\n\toperation\x18\x04 \x01(\x0e\x32\".payswitch.common.v1.OperationType\x12\x35\n\x07outcome\x18\x05 \x01(\x0e\x32$.payswitch.admin.v1.OperationOutcome\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\x12*\n\x06volume\x18\x07 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"\xca\x02\n\x0c\x43hannelStats\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x03\x12\x10\n\x08\x64\x65\x63lined\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x0f\n\x07pending\x18\x05 \x01(\x03\x12\x15\n\rapproval_rate\x18\x06 \x01(\x01\x12\x33\n\x07latency\x18\x07 \x01(\x0b\x32\".payswitch.admin.v1.LatencySummary\x12\x32\n\x08\x64\x65\x63lines\x18\x08 \x03(\x0b\x32 .payswitch.admin.v1.DeclineCount\x12\x32\n\x07refunds\x18\t \x03(\x0b\x32!.payswitch.admin.v1.CurrencyTotal\x12\x30\n\x05voids\x18\n \x03(\x0b\x32!.payswitch.admin.v1.CurrencyTotal\"Q\n\x0eLatencySummary\x12\x0f\n\x07samples\x18\x01 \x01(\x03\x12\x0e\n\x06p50_us\x18\x02 \x01(\x03\x12\x0e\n\x06p90_us\x18\x03 \x01(\x03\x12\x0e\n\x06p99_us\x18\x04 \x01(\x03\"M\n\x0c\x44\x65\x63lineCount\x12.\n\x04\x63ode\x18\x01 \x01(\x0e\x32 .payswitch.common.v1.DeclineCode\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"J\n\rCurrencyTotal\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12*\n\x06volume\x18\x02 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"\xb5\x01\n\rChannelMinute\x12*\n\x06minute\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x03\x12\x10\n\x08\x64\x65\x63lined\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x33\n\x0f\x61pproved_volume\x18\x06 \x03(\x0b\x32\x1a.payswitch.common.v1.Money*\xb2\x01\n\x10OperationOutcome\x12!\n\x1dOPERATION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOPERATION_OUTCOME_APPROVED\x10\x01\x12\x1e\n\x1aOPERATION_OUTCOME_DECLINED\x10\x02\x12\x1c\n\x18OPERATION_OUTCOME_FAILED\x10\x03\x12\x1d\n\x19OPERATION_OUTCOME_PENDING\x10\x04\x32\x65\n\x0c\x41\x64minService\x12U\n\x08GetStats\x12#.payswitch.admin.v1.GetStatsRequest\x1a$.payswitch.admin.v1.GetStatsResponseB\x1cZ\x1apayswitch/admin/v1;adminv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&payswitch/admin/v1/admin_service.proto\x12\x12payswitch.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&payswitch/common/v1/decline_code.proto\x1a\x1fpayswitch/common/v1/money.proto\x1a(payswitch/common/v1/payment_method.proto\x1a(payswitch/common/v1/payment_status.proto\x1a\"payswitch/gateway/v1/payment.proto\"\x8f\x01\n\x0e\x42lockListEntry\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.payswitch.admin.v1.BlockListKind\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x1bListBlockListEntriesRequest\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.payswitch.admin.v1.BlockListKind\"S\n\x1cListBlockListEntriesResponse\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".payswitch.admin.v1.BlockListEntry\"\x97\x01\n\x18\x41\x64\x64\x42lockListEntryRequest\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.payswitch.admin.v1.BlockListKind\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61rd_number\x18\x03 \x01(\t\x12\x18\n\x10wallet_auth_code\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"]\n\x19\x41\x64\x64\x42lockListEntryResponse\x12\x31\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\".payswitch.admin.v1.BlockListEntry\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x08\"]\n\x1bRemoveBlockListEntryRequest\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.payswitch.admin.v1.BlockListKind\x12\r\n\x05value\x18\x02 \x01(\t\"/\n\x1cRemoveBlockListEntryResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"R\n\x0bHeldPayment\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12.\n\x07payment\x18\x02 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\"@\n\x16ListRiskReviewsRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"L\n\x17ListRiskReviewsResponse\x12\x31\n\x08payments\x18\x01 \x03(\x0b\x32\x1f.payswitch.admin.v1.HeldPayment\"C\n\x18\x41pproveRiskReviewRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\"\\\n\x19\x41pproveRiskReviewResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"B\n\x17RejectRiskReviewRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\"[\n\x18RejectRiskReviewResponse\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.payswitch.gateway.v1.Payment\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"\x15\n\x13ReloadConfigRequest\"1\n\x14ReloadConfigResponse\x12\x19\n\x11switches_notified\x18\x01 \x01(\x05\"}\n\x0fGetStatsRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x16\n\x0ewindow_minutes\x18\x03 \x01(\x05\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x02\n\x10GetStatsResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07volumes\x18\x03 \x03(\x0b\x32\x1d.payswitch.admin.v1.VolumeRow\x12\x32\n\x08\x63hannels\x18\x04 \x03(\x0b\x32 .payswitch.admin.v1.ChannelStats\x12\x32\n\x07minutes\x18\x05 \x03(\x0b\x32!.payswitch.admin.v1.ChannelMinute\x12\x17\n\x0f\x62\x61\x63klog_entries\x18\x06 \x01(\x03\"\x92\x02\n\tVolumeRow\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x36\n\x06method\x18\x03 \x01(\x0e\x32&.payswitch.common.v1.PaymentMethodType\x12\x35\n\toperation\x18\x04 \x01(\x0e\x32\".payswitch.common.v1.OperationType\x12\x35\n\x07outcome\x18\x05 \x01(\x0e\x32$.payswitch.admin.v1.OperationOutcome\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\x12*\n\x06volume\x18\x07 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"\xca\x02\n\x0c\x43hannelStats\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x03\x12\x10\n\x08\x64\x65\x63lined\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x0f\n\x07pending\x18\x05 \x01(\x03\x12\x15\n\rapproval_rate\x18\x06 \x01(\x01\x12\x33\n\x07latency\x18\x07 \x01(\x0b\x32\".payswitch.admin.v1.LatencySummary\x12\x32\n\x08\x64\x65\x63lines\x18\x08 \x03(\x0b\x32 .payswitch.admin.v1.DeclineCount\x12\x32\n\x07refunds\x18\t \x03(\x0b\x32!.payswitch.admin.v1.CurrencyTotal\x12\x30\n\x05voids\x18\n \x03(\x0b\x32!.payswitch.admin.v1.CurrencyTotal\"Q\n\x0eLatencySummary\x12\x0f\n\x07samples\x18\x01 \x01(\x03\x12\x0e\n\x06p50_us\x18\x02 \x01(\x03\x12\x0e\n\x06p90_us\x18\x03 \x01(\x03\x12\x0e\n\x06p99_us\x18\x04 \x01(\x03\"M\n\x0c\x44\x65\x63lineCount\x12.\n\x04\x63ode\x18\x01 \x01(\x0e\x32 .payswitch.common.v1.DeclineCode\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"J\n\rCurrencyTotal\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12*\n\x06volume\x18\x02 \x01(\x0b\x32\x1a.payswitch.common.v1.Money\"\xb5\x01\n\rChannelMinute\x12*\n\x06minute\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x03\x12\x10\n\x08\x64\x65\x63lined\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x33\n\x0f\x61pproved_volume\x18\x06 \x03(\x0b\x32\x1a.payswitch.common.v1.Money*\x97\x01\n\rBlockListKind\x12\x1f\n\x1b\x42LOCK_LIST_KIND_UNSPECIFIED\x10\x00\x12$\n BLOCK_LIST_KIND_CARD_FINGERPRINT\x10\x01\x12\x1d\n\x19\x42LOCK_LIST_KIND_BIN_RANGE\x10\x02\x12 \n\x1c\x42LOCK_LIST_KIND_WALLET_BUYER\x10\x03*\xb2\x01\n\x10OperationOutcome\x12!\n\x1dOPERATION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOPERATION_OUTCOME_APPROVED\x10\x01\x12\x1e\n\x1aOPERATION_OUTCOME_DECLINED\x10\x02\x12\x1c\n\x18OPERATION_OUTCOME_FAILED\x10\x03\x12\x1d\n\x19OPERATION_OUTCOME_PENDING\x10\x04\x32\xfd\x06\n\x0c\x41\x64minService\x12U\n\x08GetStats\x12#.payswitch.admin.v1.GetStatsRequest\x1a$.payswitch.admin.v1.GetStatsResponse\x12y\n\x14ListBlockListEntries\x12/.payswitch.admin.v1.ListBlockListEntriesRequest\x1a\x30.payswitch.admin.v1.ListBlockListEntriesResponse\x12p\n\x11\x41\x64\x64\x42lockListEntry\x12,.payswitch.admin.v1.AddBlockListEntryRequest\x1a-.payswitch.admin.v1.AddBlockListEntryResponse\x12y\n\x14RemoveBlockListEntry\x12/.payswitch.admin.v1.RemoveBlockListEntryRequest\x1a\x30.payswitch.admin.v1.RemoveBlockListEntryResponse\x12j\n\x0fListRiskReviews\x12*.payswitch.admin.v1.ListRiskReviewsRequest\x1a+.payswitch.admin.v1.ListRiskReviewsResponse\x12p\n\x11\x41pproveRiskReview\x12,.payswitch.admin.v1.ApproveRiskReviewRequest\x1a-.payswitch.admin.v1.ApproveRiskReviewResponse\x12m\n\x10RejectRiskReview\x12+.payswitch.admin.v1.RejectRiskReviewRequest\x1a,.payswitch.admin.v1.RejectRiskReviewResponse\x12\x61\n\x0cReloadConfig\x12\'.payswitch.admin.v1.ReloadConfigRequest\x1a(.payswitch.admin.v1.ReloadConfigResponseB\x1cZ\x1apayswitch/admin/v1;adminv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +38,58 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payswitch.admin.v1.admin_se
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\032payswitch/admin/v1;adminv1'
-  _globals['_OPERATIONOUTCOME']._serialized_start=1704
-  _globals['_OPERATIONOUTCOME']._serialized_end=1882
-  _globals['_GETSTATSREQUEST']._serialized_start=252
-  _globals['_GETSTATSREQUEST']._serialized_end=377
-  _globals['_GETSTATSRESPONSE']._serialized_start=380
-  _globals['_GETSTATSRESPONSE']._serialized_end=669
-  _globals['_VOLUMEROW']._serialized_start=672
-  _globals['_VOLUMEROW']._serialized_end=946
-  _globals['_CHANNELSTATS']._serialized_start=949
-  _globals['_CHANNELSTATS']._serialized_end=1279
-  _globals['_LATENCYSUMMARY']._serialized_start=1281
-  _globals['_LATENCYSUMMARY']._serialized_end=1362
-  _globals['_DECLINECOUNT']._serialized_start=1364
-  _globals['_DECLINECOUNT']._serialized_end=1441
-  _globals['_CURRENCYTOTAL']._serialized_start=1443
-  _globals['_CURRENCYTOTAL']._serialized_end=1517
-  _globals['_CHANNELMINUTE']._serialized_start=1520
-  _globals['_CHANNELMINUTE']._serialized_end=1701
-  _globals['_ADMINSERVICE']._serialized_start=1884
-  _globals['_ADMINSERVICE']._serialized_end=1985
+  _globals['_BLOCKLISTKIND']._serialized_start=3070
+  _globals['_BLOCKLISTKIND']._serialized_end=3221
+  _globals['_OPERATIONOUTCOME']._serialized_start=3224
+  _globals['_OPERATIONOUTCOME']._serialized_end=3402
+  _globals['_BLOCKLISTENTRY']._serialized_start=289
+  _globals['_BLOCKLISTENTRY']._serialized_end=432
+  _globals['_LISTBLOCKLISTENTRIESREQUEST']._serialized_start=434
+  _globals['_LISTBLOCKLISTENTRIESREQUEST']._serialized_end=512
+  _globals['_LISTBLOCKLISTENTRIESRESPONSE']._serialized_start=514
+  _globals['_LISTBLOCKLISTENTRIESRESPONSE']._serialized_end=597
+  _globals['_ADDBLOCKLISTENTRYREQUEST']._serialized_start=600
+  _globals['_ADDBLOCKLISTENTRYREQUEST']._serialized_end=751
+  _globals['_ADDBLOCKLISTENTRYRESPONSE']._serialized_start=753
+  _globals['_ADDBLOCKLISTENTRYRESPONSE']._serialized_end=846
+  _globals['_REMOVEBLOCKLISTENTRYREQUEST']._serialized_start=848
+  _globals['_REMOVEBLOCKLISTENTRYREQUEST']._serialized_end=941
+  _globals['_REMOVEBLOCKLISTENTRYRESPONSE']._serialized_start=943
+  _globals['_REMOVEBLOCKLISTENTRYRESPONSE']._serialized_end=990
+  _globals['_HELDPAYMENT']._serialized_start=992
+  _globals['_HELDPAYMENT']._serialized_end=1074
+  _globals['_LISTRISKREVIEWSREQUEST']._serialized_start=1076
+  _globals['_LISTRISKREVIEWSREQUEST']._serialized_end=1140
+  _globals['_LISTRISKREVIEWSRESPONSE']._serialized_start=1142
+  _globals['_LISTRISKREVIEWSRESPONSE']._serialized_end=1218
+  _globals['_APPROVERISKREVIEWREQUEST']._serialized_start=1220
+  _globals['_APPROVERISKREVIEWREQUEST']._serialized_end=1287
+  _globals['_APPROVERISKREVIEWRESPONSE']._serialized_start=1289
+  _globals['_APPROVERISKREVIEWRESPONSE']._serialized_end=1381
+  _globals['_REJECTRISKREVIEWREQUEST']._serialized_start=1383
+  _globals['_REJECTRISKREVIEWREQUEST']._serialized_end=1449
+  _globals['_REJECTRISKREVIEWRESPONSE']._serialized_start=1451
+  _globals['_REJECTRISKREVIEWRESPONSE']._serialized_end=1542
+  _globals['_RELOADCONFIGREQUEST']._serialized_start=1544
+  _globals['_RELOADCONFIGREQUEST']._serialized_end=1565
+  _globals['_RELOADCONFIGRESPONSE']._serialized_start=1567
+  _globals['_RELOADCONFIGRESPONSE']._serialized_end=1616
+  _globals['_GETSTATSREQUEST']._serialized_start=1618
+  _globals['_GETSTATSREQUEST']._serialized_end=1743
+  _globals['_GETSTATSRESPONSE']._serialized_start=1746
+  _globals['_GETSTATSRESPONSE']._serialized_end=2035
+  _globals['_VOLUMEROW']._serialized_start=2038
+  _globals['_VOLUMEROW']._serialized_end=2312
+  _globals['_CHANNELSTATS']._serialized_start=2315
+  _globals['_CHANNELSTATS']._serialized_end=2645
+  _globals['_LATENCYSUMMARY']._serialized_start=2647
+  _globals['_LATENCYSUMMARY']._serialized_end=2728
+  _globals['_DECLINECOUNT']._serialized_start=2730
+  _globals['_DECLINECOUNT']._serialized_end=2807
+  _globals['_CURRENCYTOTAL']._serialized_start=2809
+  _globals['_CURRENCYTOTAL']._serialized_end=2883
+  _globals['_CHANNELMINUTE']._serialized_start=2886
+  _globals['_CHANNELMINUTE']._serialized_end=3067
+  _globals['_ADMINSERVICE']._serialized_start=3405
+  _globals['_ADMINSERVICE']._serialized_end=4298
 # @@protoc_insertion_point(module_scope)

@@ -13,6 +13,7 @@ from payswitch.common.v1 import decline_code_pb2 as _decline_code_pb2
 from payswitch.common.v1 import money_pb2 as _money_pb2
 from payswitch.common.v1 import payment_method_pb2 as _payment_method_pb2
 from payswitch.common.v1 import payment_status_pb2 as _payment_status_pb2
+from payswitch.gateway.v1 import payment_pb2 as _payment_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -23,6 +24,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _BlockListKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BlockListKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BlockListKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BLOCK_LIST_KIND_UNSPECIFIED: _BlockListKind.ValueType  # 0
+    """Never valid."""
+    BLOCK_LIST_KIND_CARD_FINGERPRINT: _BlockListKind.ValueType  # 1
+    """Card fingerprints (the hex `fingerprint` of a payment's card): payments with that card."""
+    BLOCK_LIST_KIND_BIN_RANGE: _BlockListKind.ValueType  # 2
+    """BIN ranges, "411111" or "411100-411199" (6 to 8 digits, inclusive): cards whose number
+    starts within the range.
+    """
+    BLOCK_LIST_KIND_WALLET_BUYER: _BlockListKind.ValueType  # 3
+    """Wallet buyers: the hex `fingerprint` of a wallet payment's instrument."""
+
+class BlockListKind(_BlockListKind, metaclass=_BlockListKindEnumTypeWrapper):
+    """BlockListKind names a block list."""
+
+BLOCK_LIST_KIND_UNSPECIFIED: BlockListKind.ValueType  # 0
+"""Never valid."""
+BLOCK_LIST_KIND_CARD_FINGERPRINT: BlockListKind.ValueType  # 1
+"""Card fingerprints (the hex `fingerprint` of a payment's card): payments with that card."""
+BLOCK_LIST_KIND_BIN_RANGE: BlockListKind.ValueType  # 2
+"""BIN ranges, "411111" or "411100-411199" (6 to 8 digits, inclusive): cards whose number
+starts within the range.
+"""
+BLOCK_LIST_KIND_WALLET_BUYER: BlockListKind.ValueType  # 3
+"""Wallet buyers: the hex `fingerprint` of a wallet payment's instrument."""
+Global___BlockListKind: _TypeAlias = BlockListKind  # noqa: Y015
 
 class _OperationOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -73,6 +106,442 @@ OPERATION_OUTCOME_PENDING: OperationOutcome.ValueType  # 4
 is recorded again under its final outcome, so a resolved operation counts under both.
 """
 Global___OperationOutcome: _TypeAlias = OperationOutcome  # noqa: Y015
+
+@_typing.final
+class BlockListEntry(_message.Message):
+    """BlockListEntry is one entry of a block list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    kind: Global___BlockListKind.ValueType
+    """The list the entry is on."""
+    value: _builtins.str
+    """The entry: a 64-hex-digit fingerprint, or a BIN range as "411100-411199". Never a card
+    number.
+    """
+    note: _builtins.str
+    """The operator's note, at most 256 characters."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the entry was added (or its note last changed)."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___BlockListKind.ValueType = ...,
+        value: _builtins.str = ...,
+        note: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "kind", b"kind", "note", b"note", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockListEntry: _TypeAlias = BlockListEntry  # noqa: Y015
+
+@_typing.final
+class ListBlockListEntriesRequest(_message.Message):
+    """ListBlockListEntriesRequest names the list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    kind: Global___BlockListKind.ValueType
+    """The list to answer; required."""
+    def __init__(
+        self,
+        *,
+        kind: Global___BlockListKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBlockListEntriesRequest: _TypeAlias = ListBlockListEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListBlockListEntriesResponse(_message.Message):
+    """ListBlockListEntriesResponse carries the list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlockListEntry]:
+        """Every entry, ordered by value."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___BlockListEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBlockListEntriesResponse: _TypeAlias = ListBlockListEntriesResponse  # noqa: Y015
+
+@_typing.final
+class AddBlockListEntryRequest(_message.Message):
+    """AddBlockListEntryRequest says what to block. Exactly one of `value`, `card_number` and
+    `wallet_auth_code` is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    CARD_NUMBER_FIELD_NUMBER: _builtins.int
+    WALLET_AUTH_CODE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    kind: Global___BlockListKind.ValueType
+    """The list to add to; required."""
+    value: _builtins.str
+    """The entry: a fingerprint (64 lower-case hex digits, as payments show it) for
+    CARD_FINGERPRINT and WALLET_BUYER, or a BIN range for BIN_RANGE.
+    """
+    card_number: _builtins.str
+    """For CARD_FINGERPRINT only: a card number (12 to 19 digits, passing the Luhn check) that
+    the admin process fingerprints with the switches' key. The number itself is never stored
+    or logged.
+    """
+    wallet_auth_code: _builtins.str
+    """For WALLET_BUYER only: a wallet payment code, fingerprinted like a card number and never
+    stored.
+    """
+    note: _builtins.str
+    """A note for operators, at most 256 characters."""
+    def __init__(
+        self,
+        *,
+        kind: Global___BlockListKind.ValueType = ...,
+        value: _builtins.str = ...,
+        card_number: _builtins.str = ...,
+        wallet_auth_code: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_number", b"card_number", "kind", b"kind", "note", b"note", "value", b"value", "wallet_auth_code", b"wallet_auth_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddBlockListEntryRequest: _TypeAlias = AddBlockListEntryRequest  # noqa: Y015
+
+@_typing.final
+class AddBlockListEntryResponse(_message.Message):
+    """AddBlockListEntryResponse carries the entry as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    added: _builtins.bool
+    """False when the entry was already on the list."""
+    @_builtins.property
+    def entry(self) -> Global___BlockListEntry:
+        """The entry, its value always a fingerprint or a BIN range."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___BlockListEntry | None = ...,
+        added: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddBlockListEntryResponse: _TypeAlias = AddBlockListEntryResponse  # noqa: Y015
+
+@_typing.final
+class RemoveBlockListEntryRequest(_message.Message):
+    """RemoveBlockListEntryRequest says what to unblock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    kind: Global___BlockListKind.ValueType
+    """The list to remove from; required."""
+    value: _builtins.str
+    """The entry's value exactly as listed."""
+    def __init__(
+        self,
+        *,
+        kind: Global___BlockListKind.ValueType = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveBlockListEntryRequest: _TypeAlias = RemoveBlockListEntryRequest  # noqa: Y015
+
+@_typing.final
+class RemoveBlockListEntryResponse(_message.Message):
+    """RemoveBlockListEntryResponse says whether there was anything to remove."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.bool
+    """False when the entry was not on the list."""
+    def __init__(
+        self,
+        *,
+        removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveBlockListEntryResponse: _TypeAlias = RemoveBlockListEntryResponse  # noqa: Y015
+
+@_typing.final
+class HeldPayment(_message.Message):
+    """HeldPayment is a payment held for risk review."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant whose payment it is."""
+    @_builtins.property
+    def payment(self) -> _payment_pb2.Payment:
+        """The payment as the merchant sees it (status PENDING, pending reason RISK_REVIEW, the
+        risk assessment naming the rule that held it).
+        """
+
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        payment: _payment_pb2.Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldPayment: _TypeAlias = HeldPayment  # noqa: Y015
+
+@_typing.final
+class ListRiskReviewsRequest(_message.Message):
+    """ListRiskReviewsRequest selects the held payments to answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant whose held payments to answer; empty answers every merchant's."""
+    page_size: _builtins.int
+    """At most this many payments per merchant, 1 to 1000; 0 means 100."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRiskReviewsRequest: _TypeAlias = ListRiskReviewsRequest  # noqa: Y015
+
+@_typing.final
+class ListRiskReviewsResponse(_message.Message):
+    """ListRiskReviewsResponse carries the held payments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldPayment]:
+        """The held payments, per merchant oldest first."""
+
+    def __init__(
+        self,
+        *,
+        payments: _abc.Iterable[Global___HeldPayment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRiskReviewsResponse: _TypeAlias = ListRiskReviewsResponse  # noqa: Y015
+
+@_typing.final
+class ApproveRiskReviewRequest(_message.Message):
+    """ApproveRiskReviewRequest names the held payment to release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The payment's merchant; required."""
+    payment_id: _builtins.str
+    """The payment's id; required."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "payment_id", b"payment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveRiskReviewRequest: _TypeAlias = ApproveRiskReviewRequest  # noqa: Y015
+
+@_typing.final
+class ApproveRiskReviewResponse(_message.Message):
+    """ApproveRiskReviewResponse carries the payment after the approval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the payment had been approved already."""
+    @_builtins.property
+    def payment(self) -> _payment_pb2.Payment:
+        """The payment: review state APPROVED (or FORWARDED once a switch sent it)."""
+
+    def __init__(
+        self,
+        *,
+        payment: _payment_pb2.Payment | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveRiskReviewResponse: _TypeAlias = ApproveRiskReviewResponse  # noqa: Y015
+
+@_typing.final
+class RejectRiskReviewRequest(_message.Message):
+    """RejectRiskReviewRequest names the held payment to decline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The payment's merchant; required."""
+    payment_id: _builtins.str
+    """The payment's id; required."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "payment_id", b"payment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectRiskReviewRequest: _TypeAlias = RejectRiskReviewRequest  # noqa: Y015
+
+@_typing.final
+class RejectRiskReviewResponse(_message.Message):
+    """RejectRiskReviewResponse carries the declined payment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the payment had been rejected already."""
+    @_builtins.property
+    def payment(self) -> _payment_pb2.Payment:
+        """The payment: DECLINED with decline code RISK_REJECTED, review state REJECTED."""
+
+    def __init__(
+        self,
+        *,
+        payment: _payment_pb2.Payment | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectRiskReviewResponse: _TypeAlias = RejectRiskReviewResponse  # noqa: Y015
+
+@_typing.final
+class ReloadConfigRequest(_message.Message):
+    """ReloadConfigRequest asks the switches to reload their config; it has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadConfigRequest: _TypeAlias = ReloadConfigRequest  # noqa: Y015
+
+@_typing.final
+class ReloadConfigResponse(_message.Message):
+    """ReloadConfigResponse says how many switches heard the request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SWITCHES_NOTIFIED_FIELD_NUMBER: _builtins.int
+    switches_notified: _builtins.int
+    """How many switch processes were listening when the request was announced (each reloads its
+    own file and logs the result).
+    """
+    def __init__(
+        self,
+        *,
+        switches_notified: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["switches_notified", b"switches_notified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadConfigResponse: _TypeAlias = ReloadConfigResponse  # noqa: Y015
 
 @_typing.final
 class GetStatsRequest(_message.Message):

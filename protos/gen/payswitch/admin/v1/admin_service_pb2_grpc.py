@@ -47,6 +47,41 @@ class AdminServiceStub:
                 request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ListBlockListEntries = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/ListBlockListEntries',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListBlockListEntriesRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListBlockListEntriesResponse.FromString,
+                _registered_method=True)
+        self.AddBlockListEntry = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/AddBlockListEntry',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.AddBlockListEntryRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.AddBlockListEntryResponse.FromString,
+                _registered_method=True)
+        self.RemoveBlockListEntry = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/RemoveBlockListEntry',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RemoveBlockListEntryRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RemoveBlockListEntryResponse.FromString,
+                _registered_method=True)
+        self.ListRiskReviews = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/ListRiskReviews',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListRiskReviewsRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListRiskReviewsResponse.FromString,
+                _registered_method=True)
+        self.ApproveRiskReview = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/ApproveRiskReview',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ApproveRiskReviewRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ApproveRiskReviewResponse.FromString,
+                _registered_method=True)
+        self.RejectRiskReview = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/RejectRiskReview',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RejectRiskReviewRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RejectRiskReviewResponse.FromString,
+                _registered_method=True)
+        self.ReloadConfig = channel.unary_unary(
+                '/payswitch.admin.v1.AdminService/ReloadConfig',
+                request_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ReloadConfigRequest.SerializeToString,
+                response_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ReloadConfigResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -70,6 +105,67 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBlockListEntries(self, request, context):
+        """ListBlockListEntries answers every entry of one block list, ordered by value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddBlockListEntry(self, request, context):
+        """AddBlockListEntry adds an entry to a block list. Every switch applies it within about a
+        second (at once when it hears the change announced); from then on its payments are
+        DECLINED with decline code RISK_REJECTED before any channel sees them. Adding an entry that
+        is already there changes nothing but its note.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveBlockListEntry(self, request, context):
+        """RemoveBlockListEntry removes an entry from a block list; switches apply it like an add.
+        Removing an entry that is not there is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRiskReviews(self, request, context):
+        """ListRiskReviews answers the payments held for risk review (PENDING, pending reason
+        RISK_REVIEW), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveRiskReview(self, request, context):
+        """ApproveRiskReview releases a held payment: a switch sends its authorization to the
+        channel it was routed to, exactly once, and records the outcome, which WatchPayment and
+        GetPayment then show. Approving an approved payment again changes nothing; approving a
+        rejected one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectRiskReview(self, request, context):
+        """RejectRiskReview declines a held payment without sending it: DECLINED with decline code
+        RISK_REJECTED. Rejecting a rejected payment again changes nothing; rejecting an approved
+        one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadConfig(self, request, context):
+        """ReloadConfig asks every running switch to read its config file again, exactly as SIGHUP
+        does: the new risk rules apply to the next payment; a file that does not validate is
+        refused (the switch logs the error and keeps its rules).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +173,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.GetStatsRequest.FromString,
                     response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ListBlockListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlockListEntries,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListBlockListEntriesRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListBlockListEntriesResponse.SerializeToString,
+            ),
+            'AddBlockListEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddBlockListEntry,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.AddBlockListEntryRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.AddBlockListEntryResponse.SerializeToString,
+            ),
+            'RemoveBlockListEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveBlockListEntry,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RemoveBlockListEntryRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RemoveBlockListEntryResponse.SerializeToString,
+            ),
+            'ListRiskReviews': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRiskReviews,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListRiskReviewsRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListRiskReviewsResponse.SerializeToString,
+            ),
+            'ApproveRiskReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveRiskReview,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ApproveRiskReviewRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ApproveRiskReviewResponse.SerializeToString,
+            ),
+            'RejectRiskReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectRiskReview,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RejectRiskReviewRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RejectRiskReviewResponse.SerializeToString,
+            ),
+            'ReloadConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadConfig,
+                    request_deserializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ReloadConfigRequest.FromString,
+                    response_serializer=payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ReloadConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -114,6 +245,195 @@ class AdminService:
             '/payswitch.admin.v1.AdminService/GetStats',
             payswitch_dot_admin_dot_v1_dot_admin__service__pb2.GetStatsRequest.SerializeToString,
             payswitch_dot_admin_dot_v1_dot_admin__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlockListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/ListBlockListEntries',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListBlockListEntriesRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListBlockListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddBlockListEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/AddBlockListEntry',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.AddBlockListEntryRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.AddBlockListEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveBlockListEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/RemoveBlockListEntry',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RemoveBlockListEntryRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RemoveBlockListEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRiskReviews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/ListRiskReviews',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListRiskReviewsRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ListRiskReviewsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveRiskReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/ApproveRiskReview',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ApproveRiskReviewRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ApproveRiskReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectRiskReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/RejectRiskReview',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RejectRiskReviewRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.RejectRiskReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payswitch.admin.v1.AdminService/ReloadConfig',
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ReloadConfigRequest.SerializeToString,
+            payswitch_dot_admin_dot_v1_dot_admin__service__pb2.ReloadConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,38 @@ class AdminServiceStub:
     and voids per channel, and a per-minute series per channel. The figures come from the
     payments journal, applied by the analytics consumer a moment after each change.
     """
+    ListBlockListEntries: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListBlockListEntriesRequest, _admin_service_pb2.ListBlockListEntriesResponse]
+    """ListBlockListEntries answers every entry of one block list, ordered by value."""
+    AddBlockListEntry: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.AddBlockListEntryRequest, _admin_service_pb2.AddBlockListEntryResponse]
+    """AddBlockListEntry adds an entry to a block list. Every switch applies it within about a
+    second (at once when it hears the change announced); from then on its payments are
+    DECLINED with decline code RISK_REJECTED before any channel sees them. Adding an entry that
+    is already there changes nothing but its note.
+    """
+    RemoveBlockListEntry: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RemoveBlockListEntryRequest, _admin_service_pb2.RemoveBlockListEntryResponse]
+    """RemoveBlockListEntry removes an entry from a block list; switches apply it like an add.
+    Removing an entry that is not there is not an error.
+    """
+    ListRiskReviews: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListRiskReviewsRequest, _admin_service_pb2.ListRiskReviewsResponse]
+    """ListRiskReviews answers the payments held for risk review (PENDING, pending reason
+    RISK_REVIEW), oldest first.
+    """
+    ApproveRiskReview: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ApproveRiskReviewRequest, _admin_service_pb2.ApproveRiskReviewResponse]
+    """ApproveRiskReview releases a held payment: a switch sends its authorization to the
+    channel it was routed to, exactly once, and records the outcome, which WatchPayment and
+    GetPayment then show. Approving an approved payment again changes nothing; approving a
+    rejected one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+    """
+    RejectRiskReview: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RejectRiskReviewRequest, _admin_service_pb2.RejectRiskReviewResponse]
+    """RejectRiskReview declines a held payment without sending it: DECLINED with decline code
+    RISK_REJECTED. Rejecting a rejected payment again changes nothing; rejecting an approved
+    one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+    """
+    ReloadConfig: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ReloadConfigRequest, _admin_service_pb2.ReloadConfigResponse]
+    """ReloadConfig asks every running switch to read its config file again, exactly as SIGHUP
+    does: the new risk rules apply to the next payment; a file that does not validate is
+    refused (the switch logs the error and keeps its rules).
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -66,6 +98,38 @@ class AdminServiceAsyncStub(AdminServiceStub):
     minutes: counts and volumes, approval rates, latency percentiles, decline codes, refunds
     and voids per channel, and a per-minute series per channel. The figures come from the
     payments journal, applied by the analytics consumer a moment after each change.
+    """
+    ListBlockListEntries: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListBlockListEntriesRequest, _admin_service_pb2.ListBlockListEntriesResponse]  # type: ignore[assignment]
+    """ListBlockListEntries answers every entry of one block list, ordered by value."""
+    AddBlockListEntry: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.AddBlockListEntryRequest, _admin_service_pb2.AddBlockListEntryResponse]  # type: ignore[assignment]
+    """AddBlockListEntry adds an entry to a block list. Every switch applies it within about a
+    second (at once when it hears the change announced); from then on its payments are
+    DECLINED with decline code RISK_REJECTED before any channel sees them. Adding an entry that
+    is already there changes nothing but its note.
+    """
+    RemoveBlockListEntry: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RemoveBlockListEntryRequest, _admin_service_pb2.RemoveBlockListEntryResponse]  # type: ignore[assignment]
+    """RemoveBlockListEntry removes an entry from a block list; switches apply it like an add.
+    Removing an entry that is not there is not an error.
+    """
+    ListRiskReviews: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListRiskReviewsRequest, _admin_service_pb2.ListRiskReviewsResponse]  # type: ignore[assignment]
+    """ListRiskReviews answers the payments held for risk review (PENDING, pending reason
+    RISK_REVIEW), oldest first.
+    """
+    ApproveRiskReview: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ApproveRiskReviewRequest, _admin_service_pb2.ApproveRiskReviewResponse]  # type: ignore[assignment]
+    """ApproveRiskReview releases a held payment: a switch sends its authorization to the
+    channel it was routed to, exactly once, and records the outcome, which WatchPayment and
+    GetPayment then show. Approving an approved payment again changes nothing; approving a
+    rejected one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+    """
+    RejectRiskReview: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RejectRiskReviewRequest, _admin_service_pb2.RejectRiskReviewResponse]  # type: ignore[assignment]
+    """RejectRiskReview declines a held payment without sending it: DECLINED with decline code
+    RISK_REJECTED. Rejecting a rejected payment again changes nothing; rejecting an approved
+    one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+    """
+    ReloadConfig: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ReloadConfigRequest, _admin_service_pb2.ReloadConfigResponse]  # type: ignore[assignment]
+    """ReloadConfig asks every running switch to read its config file again, exactly as SIGHUP
+    does: the new risk rules apply to the next payment; a file that does not validate is
+    refused (the switch logs the error and keeps its rules).
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +153,80 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         minutes: counts and volumes, approval rates, latency percentiles, decline codes, refunds
         and voids per channel, and a per-minute series per channel. The figures come from the
         payments journal, applied by the analytics consumer a moment after each change.
+        """
+
+    @_abc_1.abstractmethod
+    def ListBlockListEntries(
+        self,
+        request: _admin_service_pb2.ListBlockListEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListBlockListEntriesResponse, _abc.Awaitable[_admin_service_pb2.ListBlockListEntriesResponse]]:
+        """ListBlockListEntries answers every entry of one block list, ordered by value."""
+
+    @_abc_1.abstractmethod
+    def AddBlockListEntry(
+        self,
+        request: _admin_service_pb2.AddBlockListEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.AddBlockListEntryResponse, _abc.Awaitable[_admin_service_pb2.AddBlockListEntryResponse]]:
+        """AddBlockListEntry adds an entry to a block list. Every switch applies it within about a
+        second (at once when it hears the change announced); from then on its payments are
+        DECLINED with decline code RISK_REJECTED before any channel sees them. Adding an entry that
+        is already there changes nothing but its note.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveBlockListEntry(
+        self,
+        request: _admin_service_pb2.RemoveBlockListEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RemoveBlockListEntryResponse, _abc.Awaitable[_admin_service_pb2.RemoveBlockListEntryResponse]]:
+        """RemoveBlockListEntry removes an entry from a block list; switches apply it like an add.
+        Removing an entry that is not there is not an error.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRiskReviews(
+        self,
+        request: _admin_service_pb2.ListRiskReviewsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListRiskReviewsResponse, _abc.Awaitable[_admin_service_pb2.ListRiskReviewsResponse]]:
+        """ListRiskReviews answers the payments held for risk review (PENDING, pending reason
+        RISK_REVIEW), oldest first.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveRiskReview(
+        self,
+        request: _admin_service_pb2.ApproveRiskReviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ApproveRiskReviewResponse, _abc.Awaitable[_admin_service_pb2.ApproveRiskReviewResponse]]:
+        """ApproveRiskReview releases a held payment: a switch sends its authorization to the
+        channel it was routed to, exactly once, and records the outcome, which WatchPayment and
+        GetPayment then show. Approving an approved payment again changes nothing; approving a
+        rejected one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+        """
+
+    @_abc_1.abstractmethod
+    def RejectRiskReview(
+        self,
+        request: _admin_service_pb2.RejectRiskReviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RejectRiskReviewResponse, _abc.Awaitable[_admin_service_pb2.RejectRiskReviewResponse]]:
+        """RejectRiskReview declines a held payment without sending it: DECLINED with decline code
+        RISK_REJECTED. Rejecting a rejected payment again changes nothing; rejecting an approved
+        one is FAILED_PRECONDITION (INVALID_PAYMENT_STATE).
+        """
+
+    @_abc_1.abstractmethod
+    def ReloadConfig(
+        self,
+        request: _admin_service_pb2.ReloadConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ReloadConfigResponse, _abc.Awaitable[_admin_service_pb2.ReloadConfigResponse]]:
+        """ReloadConfig asks every running switch to read its config file again, exactly as SIGHUP
+        does: the new risk rules apply to the next payment; a file that does not validate is
+        refused (the switch logs the error and keeps its rules).
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

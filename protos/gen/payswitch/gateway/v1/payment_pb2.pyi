@@ -48,6 +48,139 @@ CAPTURE_MODE_MANUAL: CaptureMode.ValueType  # 2
 """The channel only authorizes; the caller captures later with `Capture`, or voids."""
 Global___CaptureMode: _TypeAlias = CaptureMode  # noqa: Y015
 
+class _RiskDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RiskDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RISK_DECISION_UNSPECIFIED: _RiskDecision.ValueType  # 0
+    """Never set on a payment the rules looked at."""
+    RISK_DECISION_ALLOW: _RiskDecision.ValueType  # 1
+    """No rule objected; the payment was sent to a channel."""
+    RISK_DECISION_REVIEW: _RiskDecision.ValueType  # 2
+    """A rule asked for a person to look: the payment is held PENDING (pending reason
+    RISK_REVIEW), not sent, until an operator approves or rejects it.
+    """
+    RISK_DECISION_REJECT: _RiskDecision.ValueType  # 3
+    """A rule rejected the payment: DECLINED with decline code RISK_REJECTED, never sent."""
+
+class RiskDecision(_RiskDecision, metaclass=_RiskDecisionEnumTypeWrapper):
+    """RiskDecision is what the switch's risk rules decided about an authorization, before any
+    channel saw it.
+    """
+
+RISK_DECISION_UNSPECIFIED: RiskDecision.ValueType  # 0
+"""Never set on a payment the rules looked at."""
+RISK_DECISION_ALLOW: RiskDecision.ValueType  # 1
+"""No rule objected; the payment was sent to a channel."""
+RISK_DECISION_REVIEW: RiskDecision.ValueType  # 2
+"""A rule asked for a person to look: the payment is held PENDING (pending reason
+RISK_REVIEW), not sent, until an operator approves or rejects it.
+"""
+RISK_DECISION_REJECT: RiskDecision.ValueType  # 3
+"""A rule rejected the payment: DECLINED with decline code RISK_REJECTED, never sent."""
+Global___RiskDecision: _TypeAlias = RiskDecision  # noqa: Y015
+
+class _RiskReviewState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RiskReviewStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskReviewState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RISK_REVIEW_STATE_UNSPECIFIED: _RiskReviewState.ValueType  # 0
+    """The payment was never held."""
+    RISK_REVIEW_STATE_HELD: _RiskReviewState.ValueType  # 1
+    """Held: waiting for an operator's decision; nothing was sent to any channel."""
+    RISK_REVIEW_STATE_APPROVED: _RiskReviewState.ValueType  # 2
+    """Approved: a switch is about to send the authorization to the channel."""
+    RISK_REVIEW_STATE_REJECTED: _RiskReviewState.ValueType  # 3
+    """Rejected by an operator: DECLINED with decline code RISK_REJECTED, never sent."""
+    RISK_REVIEW_STATE_FORWARDED: _RiskReviewState.ValueType  # 4
+    """Approved and sent: the payment goes on like any other (its status says how)."""
+
+class RiskReviewState(_RiskReviewState, metaclass=_RiskReviewStateEnumTypeWrapper):
+    """RiskReviewState is where a payment held for risk review stands."""
+
+RISK_REVIEW_STATE_UNSPECIFIED: RiskReviewState.ValueType  # 0
+"""The payment was never held."""
+RISK_REVIEW_STATE_HELD: RiskReviewState.ValueType  # 1
+"""Held: waiting for an operator's decision; nothing was sent to any channel."""
+RISK_REVIEW_STATE_APPROVED: RiskReviewState.ValueType  # 2
+"""Approved: a switch is about to send the authorization to the channel."""
+RISK_REVIEW_STATE_REJECTED: RiskReviewState.ValueType  # 3
+"""Rejected by an operator: DECLINED with decline code RISK_REJECTED, never sent."""
+RISK_REVIEW_STATE_FORWARDED: RiskReviewState.ValueType  # 4
+"""Approved and sent: the payment goes on like any other (its status says how)."""
+Global___RiskReviewState: _TypeAlias = RiskReviewState  # noqa: Y015
+
+class _PendingReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PendingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PendingReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PENDING_REASON_UNSPECIFIED: _PendingReason.ValueType  # 0
+    """The payment is not PENDING."""
+    PENDING_REASON_OUTCOME_UNKNOWN: _PendingReason.ValueType  # 1
+    """An operation's outcome is not known yet; the switch is finding it out (Inquire or a
+    channel event).
+    """
+    PENDING_REASON_RISK_REVIEW: _PendingReason.ValueType  # 2
+    """The risk rules held the payment for review; it was not sent to any channel."""
+
+class PendingReason(_PendingReason, metaclass=_PendingReasonEnumTypeWrapper):
+    """PendingReason says why a payment is PENDING."""
+
+PENDING_REASON_UNSPECIFIED: PendingReason.ValueType  # 0
+"""The payment is not PENDING."""
+PENDING_REASON_OUTCOME_UNKNOWN: PendingReason.ValueType  # 1
+"""An operation's outcome is not known yet; the switch is finding it out (Inquire or a
+channel event).
+"""
+PENDING_REASON_RISK_REVIEW: PendingReason.ValueType  # 2
+"""The risk rules held the payment for review; it was not sent to any channel."""
+Global___PendingReason: _TypeAlias = PendingReason  # noqa: Y015
+
+@_typing.final
+class RiskAssessment(_message.Message):
+    """RiskAssessment records the risk rules' decision on a payment. It never contains card data."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    ANOMALY_SCORE_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
+    decision: Global___RiskDecision.ValueType
+    """What the rules decided."""
+    rule: _builtins.str
+    """The name of the rule that decided, as configured (for example "card_velocity_1h"), or
+    "blocked_card", "blocked_bin", "blocked_buyer" for a block-list hit; empty on ALLOW.
+    """
+    anomaly_score: _builtins.float
+    """The anomaly score: the amount divided by the recent average amount of the instrument or of
+    the merchant in that currency, whichever is higher (a ratio, not money); 0 when there is
+    no history or no anomaly rule.
+    """
+    review: Global___RiskReviewState.ValueType
+    """Where a held payment stands; UNSPECIFIED when it was never held."""
+    def __init__(
+        self,
+        *,
+        decision: Global___RiskDecision.ValueType = ...,
+        rule: _builtins.str = ...,
+        anomaly_score: _builtins.float = ...,
+        review: Global___RiskReviewState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "decision", b"decision", "review", b"review", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RiskAssessment: _TypeAlias = RiskAssessment  # noqa: Y015
+
 @_typing.final
 class Decline(_message.Message):
     """Decline says why a channel declined an operation."""
@@ -193,6 +326,8 @@ class Payment(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    PENDING_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The payment's id, assigned by the switch, for example "pay_01J...". Globally unique."""
     merchant_reference: _builtins.str
@@ -211,6 +346,8 @@ class Payment(_message.Message):
     """The operation whose outcome is unknown, when the status is PENDING."""
     status_message: _builtins.str
     """A short text for people about the last failure or pending state. Never contains card data."""
+    pending_reason: Global___PendingReason.ValueType
+    """Why the payment is PENDING; UNSPECIFIED when it is not."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """The amount requested in `Authorize`."""
@@ -251,6 +388,12 @@ class Payment(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the payment last changed."""
 
+    @_builtins.property
+    def risk(self) -> Global___RiskAssessment:
+        """The risk rules' decision on the payment's authorization; unset on payments made before
+        the switch had risk rules.
+        """
+
     def __init__(
         self,
         *,
@@ -273,10 +416,12 @@ class Payment(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         status_message: _builtins.str = ...,
+        risk: Global___RiskAssessment | None = ...,
+        pending_reason: Global___PendingReason.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized_amount", b"authorized_amount", "captured_amount", b"captured_amount", "create_time", b"create_time", "decline", b"decline", "payment_method", b"payment_method", "refunded_amount", b"refunded_amount", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized_amount", b"authorized_amount", "captured_amount", b"captured_amount", "create_time", b"create_time", "decline", b"decline", "payment_method", b"payment_method", "refunded_amount", b"refunded_amount", "risk", b"risk", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorization_code", b"authorization_code", "authorized_amount", b"authorized_amount", "capture_mode", b"capture_mode", "captured_amount", b"captured_amount", "channel", b"channel", "create_time", b"create_time", "decline", b"decline", "events", b"events", "id", b"id", "merchant_reference", b"merchant_reference", "payment_method", b"payment_method", "pending_operation", b"pending_operation", "refunded_amount", b"refunded_amount", "refunds", b"refunds", "status", b"status", "status_message", b"status_message", "update_time", b"update_time", "upstream_reference", b"upstream_reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorization_code", b"authorization_code", "authorized_amount", b"authorized_amount", "capture_mode", b"capture_mode", "captured_amount", b"captured_amount", "channel", b"channel", "create_time", b"create_time", "decline", b"decline", "events", b"events", "id", b"id", "merchant_reference", b"merchant_reference", "payment_method", b"payment_method", "pending_operation", b"pending_operation", "pending_reason", b"pending_reason", "refunded_amount", b"refunded_amount", "refunds", b"refunds", "risk", b"risk", "status", b"status", "status_message", b"status_message", "update_time", b"update_time", "upstream_reference", b"upstream_reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,130 @@
+"""Keeps a switch's risk state current: block lists from Redis, and reload requests.
+
+The admin process writes block lists to Redis (one hash per list, entry -> note), bumps a version
+counter and announces the change on a pub/sub channel. Each switch holds the lists in memory, so
+checking a payment costs no round trip; it reloads them when it hears the announcement, and
+polls the version once a second in case it missed one (pub/sub does not deliver to a switch that
+was disconnected). The same channel carries config reload requests (AdminService.ReloadConfig).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from switch.risk import BinRanges, BlockLists, RiskEngine, parse_bin_range
+
+log = logging.getLogger("payswitch.risksync")
+
+# Block lists are global (not a merchant's): each list one hash of entry -> JSON note.
+BLOCK_KEYS = {
+    "card": "ps:risk:block:card",
+    "bin": "ps:risk:block:bin",
+    "buyer": "ps:risk:block:buyer",
+}
+BLOCK_VERSION_KEY = "ps:risk:block:ver"
+EVENTS_CHANNEL = "ps:risk:events"
+BLOCKS_CHANGED = "blocks"
+RELOAD = "reload"
+POLL_S = 1.0
+
+_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def load_blocks(client: aioredis.Redis) -> BlockLists:
+    """Read the three lists and their version in one transaction, so they belong together."""
+    pipe = client.pipeline(transaction=True)
+    pipe.get(BLOCK_VERSION_KEY)
+    for key in BLOCK_KEYS.values():
+        pipe.hkeys(key)
+    version, cards, bins, buyers = await pipe.execute()
+    ranges = []
+    for text in map(_s, bins):
+        try:
+            ranges.append(parse_bin_range(text))
+        except ValueError:
+            log.warning("ignoring a malformed BIN range in the block list", extra={"value": text})
+    return BlockLists(
+        cards=frozenset(map(_s, cards)),
+        buyers=frozenset(map(_s, buyers)),
+        bins=BinRanges.of(ranges),
+        version=int(version or 0),
+    )
+
+
+class RiskSync:
+    """The background task that keeps `engine.blocks` current and hands reload requests to
+    `on_reload`."""
+
+    def __init__(
+        self, *, client: aioredis.Redis, engine: RiskEngine, on_reload: Callable[[str], None]
+    ) -> None:
+        self._r = client
+        self._engine = engine
+        self._on_reload = on_reload
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the lists once (a switch never serves without them), then keep them current."""
+        try:
+            await self.refresh()
+        except _ERRORS:
+            log.warning("cannot read the risk block lists yet; retrying in the background")
+        self._task = asyncio.create_task(self._run(), name="risk-sync")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def refresh(self) -> None:
+        blocks = await load_blocks(self._r)
+        if blocks.version != self._engine.blocks.version:
+            log.info(
+                "risk block lists loaded",
+                extra={
+                    "version": blocks.version,
+                    "cards": len(blocks.cards),
+                    "buyers": len(blocks.buyers),
+                    "bin_ranges": sum(len(los) for _, los, _ in blocks.bins.by_length),
+                },
+            )
+            self._engine.blocks = blocks
+
+    async def _run(self) -> None:
+        down = False
+        while True:
+            pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(EVENTS_CHANNEL)
+                await self.refresh()  # whatever changed while not subscribed
+                if down:
+                    log.info("risk sync reaches Redis again")
+                down = False
+                while True:
+                    message = await pubsub.get_message(timeout=POLL_S)
+                    if message is not None and _s(message.get("data")) == RELOAD:
+                        self._on_reload("admin request")
+                    else:
+                        await self._check_version()
+            except _ERRORS:
+                if not down:
+                    log.warning("risk sync cannot reach Redis; block lists stay as they were")
+                down = True
+                await asyncio.sleep(POLL_S)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _check_version(self) -> None:
+        version = int(await self._r.get(BLOCK_VERSION_KEY) or 0)
+        if version != self._engine.blocks.version:
+            await self.refresh()

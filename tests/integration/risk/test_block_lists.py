@@ -1,0 +1,133 @@
+"""Block lists: managed through AdminService, applied by every switch without a restart."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from adapters.sandbox.testdata import wallet_code
+from payswitch.admin.v1 import admin_service_pb2 as pb
+from payswitch.common.v1 import decline_code_pb2, money_pb2, payment_method_pb2, payment_status_pb2
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
+from payswitch.gateway.v1 import payment_pb2
+from tests.integration.analytics.conftest import admin
+from tests.integration.risk.conftest import eventually, pay
+from tests.integration.switch.conftest import connect
+from tests.integration.switch.helpers import APPROVE, key, violations
+
+OTHER_CARD = "5555555555554444"
+CAPTURED = payment_status_pb2.PAYMENT_STATUS_CAPTURED
+DECLINED = payment_status_pb2.PAYMENT_STATUS_DECLINED
+CARDS = pb.BLOCK_LIST_KIND_CARD_FINGERPRINT
+
+
+async def test_a_blocked_card_is_rejected_and_allowed_again_once_removed(
+    sandbox_factory, switch_factory, analytics_factory
+):
+    sandbox = sandbox_factory()
+    switch = switch_factory([(sandbox, {})])
+    analytics = analytics_factory(switch.config)
+    async with connect(switch) as client, admin(analytics) as adm:
+        before = await pay(client)
+        assert before.status == CAPTURED
+        added = await adm.stub.AddBlockListEntry(
+            pb.AddBlockListEntryRequest(kind=CARDS, card_number=APPROVE, note="chargebacks"),
+            metadata=adm.metadata,
+            timeout=10,
+        )
+        # The admin fingerprints the number with the switches' key, and keeps only that.
+        assert added.added and added.entry.value == before.payment_method.fingerprint
+        listed = await adm.stub.ListBlockListEntries(
+            pb.ListBlockListEntriesRequest(kind=CARDS), metadata=adm.metadata, timeout=10
+        )
+        assert [(e.value, e.note) for e in listed.entries] == [(added.entry.value, "chargebacks")]
+
+        blocked = await eventually(lambda: pay(client), lambda p: p.status == DECLINED)
+        assert blocked.status == DECLINED
+        assert blocked.decline.code == decline_code_pb2.DECLINE_CODE_RISK_REJECTED
+        assert blocked.risk.rule == "blocked_card"
+        assert (await pay(client, number=OTHER_CARD)).status == CAPTURED
+
+        removed = await adm.stub.RemoveBlockListEntry(
+            pb.RemoveBlockListEntryRequest(kind=CARDS, value=added.entry.value),
+            metadata=adm.metadata,
+            timeout=10,
+        )
+        assert removed.removed
+        allowed = await eventually(lambda: pay(client), lambda p: p.status == CAPTURED)
+        assert allowed.status == CAPTURED
+    assert not any(blocked.id in str(r["reference"]) for r in sandbox.received())
+
+
+async def test_bin_ranges_and_wallet_buyers_are_blocked(
+    sandbox_factory, switch_factory, analytics_factory
+):
+    switch = switch_factory([(sandbox_factory(), {})])
+    analytics = analytics_factory(switch.config)
+    code = wallet_code("0000")
+
+    async def wallet_pay() -> payment_pb2.Payment:
+        reply = await client.Authorize(
+            gw.AuthorizeRequest(
+                idempotency_key=key(),
+                amount=money_pb2.Money(amount_minor=800, currency="CNY"),
+                payment_method=payment_method_pb2.PaymentMethod(
+                    alipay=payment_method_pb2.AlipayWallet(auth_code=code)
+                ),
+                capture_mode=payment_pb2.CAPTURE_MODE_AUTOMATIC,
+            )
+        )
+        return reply.payment  # type: ignore[attr-defined, no-any-return]
+
+    async with connect(switch) as client, admin(analytics) as adm:
+        await adm.stub.AddBlockListEntry(
+            pb.AddBlockListEntryRequest(kind=pb.BLOCK_LIST_KIND_BIN_RANGE, value="555500-555599"),
+            metadata=adm.metadata,
+            timeout=10,
+        )
+        blocked = await eventually(
+            lambda: pay(client, number=OTHER_CARD), lambda p: p.status == DECLINED
+        )
+        assert blocked.risk.rule == "blocked_bin"
+        assert (await pay(client)).status == CAPTURED  # 424242 is outside the range
+
+        first = await wallet_pay()
+        assert first.status == CAPTURED
+        await adm.stub.AddBlockListEntry(
+            pb.AddBlockListEntryRequest(
+                kind=pb.BLOCK_LIST_KIND_WALLET_BUYER, value=first.payment_method.fingerprint
+            ),
+            metadata=adm.metadata,
+            timeout=10,
+        )
+        buyer = await eventually(wallet_pay, lambda p: p.status == DECLINED)
+        assert buyer.status == DECLINED
+        assert buyer.risk.rule == "blocked_buyer"
+
+
+async def test_block_list_rpcs_refuse_bad_entries_naming_the_field(
+    sandbox_factory, switch_factory, analytics_factory
+):
+    switch = switch_factory([(sandbox_factory(), {})])
+    analytics = analytics_factory(switch.config)
+    bad = [
+        (pb.AddBlockListEntryRequest(kind=CARDS, card_number="4242424242424241"), "card_number"),
+        (pb.AddBlockListEntryRequest(kind=CARDS, value="not-a-fingerprint"), "value"),
+        (pb.AddBlockListEntryRequest(kind=pb.BLOCK_LIST_KIND_BIN_RANGE, value="41-42"), "value"),
+        (pb.AddBlockListEntryRequest(value="4" * 64), "kind"),
+        (
+            pb.AddBlockListEntryRequest(kind=pb.BLOCK_LIST_KIND_BIN_RANGE, card_number=APPROVE),
+            "card_number",
+        ),
+    ]
+    async with admin(analytics) as adm:
+        for request, field in bad:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await adm.stub.AddBlockListEntry(request, metadata=adm.metadata, timeout=10)
+            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert field in violations(caught.value)
+        listed = await adm.stub.ListBlockListEntries(
+            pb.ListBlockListEntriesRequest(kind=CARDS), metadata=adm.metadata, timeout=10
+        )
+        assert list(listed.entries) == []
+    assert "4242424242424241" not in analytics.log_text()

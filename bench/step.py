@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ def _at_rate(base: RunConfig, steps: Steps, rate: float) -> RunConfig:
         requests=None,
         warmup_s=steps.warmup_s,
     )
-    return dataclasses.replace(base, load=load)
+    # Every step, and every retry of one, needs idempotency keys of its own: keys repeated from
+    # an earlier step would be answered as replays (no channel, no claim) and overstate capacity.
+    return dataclasses.replace(base, load=load, run_id=secrets.token_hex(4))
 
 
 def search(

@@ -93,6 +93,34 @@ def test_a_broken_step_is_retried_before_it_counts() -> None:
     assert [s["held"] for s in found["steps"]] == [False, True, True, False, False]
 
 
+class IdempotentServer(FakeServer):
+    """Like FakeServer, but a request whose key it has seen is a fast replay, as on the switch."""
+
+    def __init__(self, capacity: float) -> None:
+        super().__init__(capacity)
+        self.seen: set[str] = set()
+
+    def run(self, cfg: RunConfig, *, out: Any = None) -> dict[str, Any]:
+        result = super().run(cfg, out=out)
+        if cfg.run_id in self.seen:
+            result["rpcs"]["Authorize"]["latency_us"]["p99"] = 1000
+        self.seen.add(cfg.run_id)
+        return result
+
+
+def test_every_step_and_retry_sends_new_keys_so_replays_cannot_inflate_capacity() -> None:
+    server = IdempotentServer(capacity=2000)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1000, step_rate=1000, max_rate=5000, step_s=1, retries=2),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert found["capacity_rps"] == 2000
+    assert len(server.seen) == len(server.rates) == 5
+
+
 def test_errors_break_the_objective_too() -> None:
     server = FakeServer(capacity=10_000, errors_above=1500)
     found = step.search(

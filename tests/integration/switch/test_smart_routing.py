@@ -7,6 +7,7 @@ Real redis, real switch processes, real sandbox workers; a sandbox restarted wit
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 import urllib.request
@@ -169,6 +170,28 @@ async def test_a_bin_rule_pins_its_range_to_one_channel(sandbox_factory, switch_
     async with connect(sw) as client:
         assert await channels_of(client, 5, OTHER_BIN_CARD) == Counter({"pinned": 5})
         assert await channels_of(client, 5, APPROVE) == Counter({"first": 5})
+
+
+async def test_a_reloaded_rule_moves_traffic_without_a_restart(sandbox_factory, switch_factory):
+    first = sandbox_factory("first")
+    pinned = sandbox_factory("pinned")
+    sw = switch_factory([(first, {"priority": 1}), (pinned, {"priority": 2})])
+    assert sw.proc is not None
+    async with connect(sw) as client:
+        assert await channels_of(client, 3, OTHER_BIN_CARD) == Counter({"first": 3})
+        text = sw.config.read_text()
+        sw.config.write_text(
+            text + '\n[[routing.rules]]\nname = "bank_x"\nbins = ["411100-411199"]\n'
+            'channels = ["pinned"]\n'
+        )
+        sw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "config reloaded" not in sw.log_text():
+            assert time.monotonic() < deadline, "the switch did not reload its config"
+            await asyncio.sleep(0.05)
+        assert await channels_of(client, 3, OTHER_BIN_CARD) == Counter({"pinned": 3})
+        assert await channels_of(client, 3, APPROVE) == Counter({"first": 3})
+        assert sw.proc.poll() is None
 
 
 CASCADE = '\n[routing]\ncascade_decline_codes = ["issuer_unavailable", "processing_error"]\n'

@@ -143,13 +143,14 @@ def render(reply: pb.GetStatsResponse, *, merchant: str, minutes: int) -> str:
     )  # fmt: skip
 
 
-def plot(reply: pb.GetStatsResponse, path: str) -> None:
-    """Approval rate and approved volume per channel, minute by minute, as a PNG."""
-    matplotlib: Any = importlib.import_module("matplotlib")
-    matplotlib.use("Agg")
-    plt: Any = importlib.import_module("matplotlib.pyplot")
-    rates: dict[str, tuple[list[datetime.datetime], list[float]]] = defaultdict(lambda: ([], []))
-    volumes: dict[str, tuple[list[datetime.datetime], list[float]]] = defaultdict(lambda: ([], []))
+Series = dict[str, tuple[list[datetime.datetime], list[float]]]
+
+
+def series(reply: pb.GetStatsResponse) -> tuple[Series, Series]:
+    """The chart's lines: approval rate (%) per channel, and approved volume (major units) per
+    channel and currency, minute by minute. A minute with no final answer has no rate point."""
+    rates: Series = defaultdict(lambda: ([], []))
+    volumes: Series = defaultdict(lambda: ([], []))
     for m in reply.minutes:
         at = m.minute.ToDatetime(datetime.UTC)
         final = m.approved + m.declined + m.failed
@@ -159,7 +160,17 @@ def plot(reply: pb.GetStatsResponse, path: str) -> None:
         for v in m.approved_volume:
             line = volumes[f"{m.channel} {v.currency}"]
             line[0].append(at)
+            # A point on a chart, not money: the tables print exact amounts.
             line[1].append(float(major(v.amount_minor, v.currency)))
+    return dict(rates), dict(volumes)
+
+
+def plot(reply: pb.GetStatsResponse, path: str) -> None:
+    """Approval rate and approved volume per channel, minute by minute, as a PNG."""
+    matplotlib: Any = importlib.import_module("matplotlib")
+    matplotlib.use("Agg")
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    rates, volumes = series(reply)
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
     for name, (xs, ys) in sorted(rates.items()):
         top.plot(xs, ys, marker="o", label=name)

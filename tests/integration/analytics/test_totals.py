@@ -40,7 +40,9 @@ def run_stats(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_totals_equal_the_payments_made(sandbox_factory, switch_factory, analytics_factory):
+async def test_totals_equal_the_payments_made(
+    sandbox_factory, switch_factory, analytics_factory, tmp_path
+):
     sb = sandbox_factory()
     sw = switch_factory([(sb, {})])
     an = analytics_factory(sw.config)
@@ -139,10 +141,13 @@ async def test_totals_equal_the_payments_made(sandbox_factory, switch_factory, a
         assert list(elsewhere.volumes) == []
         assert list(elsewhere.channels) == []
 
+    chart = tmp_path / "chart.png"
     out = await asyncio.to_thread(
-        run_stats, "--admin", an.address, "--api-key", ADMIN_KEY, "--minutes", "30"
-    )
+        run_stats, "--admin", an.address, "--api-key", ADMIN_KEY, "--minutes", "30",
+        "--plot", str(chart),
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
+    assert chart.read_bytes().startswith(b"\x89PNG")
     assert "all merchants, last 30 min" in out.stdout
     lines = out.stdout.splitlines()
     row = next(line for line in lines if line.startswith(sb.name))

@@ -46,7 +46,8 @@ def _save(plt: Any, fig: Any, ax: Any, *, xlabel: str, title: str, path: pathlib
     ax.set_xlabel(xlabel)
     ax.set_ylabel("latency, ms")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # an empty chart (no intervals yet) has no legend
+        ax.legend(fontsize="small")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 

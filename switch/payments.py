@@ -332,6 +332,8 @@ class PaymentService:
                     "channel did not take the request; trying the next",
                     extra={"channel": name, "pid": payment.id},
                 )
+                if i + 1 < len(names):
+                    payment = await self._hand_over(payment, names[i + 1], name)
                 continue
             self.learn(name, Operation.AUTHORIZE, result)
             current = payment if payment.channel == name else payment.evolve(channel=name)
@@ -438,6 +440,30 @@ class PaymentService:
             return False
         await self._record(sent, Operation.AUTHORIZE, p.pending_ref, p.amount, result)
         return True
+
+    async def _hand_over(self, p: Payment, to: str, unreachable: str) -> Payment:
+        """Write that the payment now goes to `to` before anything is sent there (a rare path:
+        `unreachable` certainly did not take it). A switch that stops while `to` has the request
+        then leaves a payment the reconciler asks `to` about, not the channel that never saw it.
+        The write carries no journal entry: nothing happened to the payment yet."""
+        moved = p.evolve(
+            channel=to,
+            version=p.version + 1,
+            update_ms=now_ms(),
+            status_message=f"channel {unreachable} could not be reached; forwarding to {to}",
+        )
+        written = await self._store.complete(
+            before=p,
+            after=moved,
+            idempotency="none",
+            pending_at_ms=moved.update_ms + self._store.in_flight_grace_ms,
+            journal=None,
+        )
+        if not written:
+            # Only this request holds a payment it has just claimed; a version that moved means
+            # the record is not what this flow believes, so nothing more is sent.
+            raise errors.SwitchError(f"payment {p.id} changed while it was being forwarded")
+        return moved
 
     async def _cascade(
         self, p: Payment, ref: str, result: ChannelResult, to: str

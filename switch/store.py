@@ -228,9 +228,10 @@ class Store:
         idem_key: str = "",
         response: bytes = b"",
         pending_at_ms: int | None = None,
-        journal: dict[str, str],
+        journal: dict[str, str] | None,
     ) -> bool:
-        """Write an outcome; False when another resolver changed the payment first."""
+        """Write an outcome; False when another resolver changed the payment first. `journal`
+        None writes no journal entry (a change no consumer needs to see)."""
         merchant = after.merchant_id
         pay_key = self.payment_key(merchant, after.id)
         keys = [
@@ -249,7 +250,7 @@ class Store:
             -1 if pending_at_ms is None else pending_at_ms,
             after.id,
             _pairs(fields),
-            _pairs(journal),
+            _pairs(journal or {}),
         ]
         out = await self._call(self._complete, keys, args)
         return int(out[0]) == 1

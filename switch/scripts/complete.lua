@@ -8,7 +8,8 @@
 -- ARGV[3] stored response   ARGV[4] payment TTL s   ARGV[5] journal max length
 -- ARGV[6] pending score ms (-1 = remove from pending)   ARGV[7] payment id
 -- ARGV[8] the payment's fields, ARGV[9] the journal entry's fields: each a JSON array of
--- name, value, name, value... (all strings), so a call is nine arguments, not sixty.
+-- name, value, name, value... (all strings), so a call is nine arguments, not sixty. An empty
+-- journal array writes no journal entry.
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if ver ~= ARGV[1] then return {0, ver or ''} end
 
@@ -30,5 +31,8 @@ else
   redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[7])
 end
 
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', unpack(cjson.decode(ARGV[9])))
+local entry = cjson.decode(ARGV[9])
+if #entry > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', unpack(entry))
+end
 return {1, ''}

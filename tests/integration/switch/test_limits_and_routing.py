@@ -9,8 +9,9 @@ import pytest
 from google.rpc import error_details_pb2
 
 from payswitch.common.v1 import payment_status_pb2 as ps
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from tests.integration.switch.conftest import connect
-from tests.integration.switch.helpers import authorize, detail, error_info
+from tests.integration.switch.helpers import SLOW, authorize, detail, error_info
 
 
 async def test_over_the_merchant_limit_calls_wait_for_the_retry_delay(
@@ -75,6 +76,46 @@ async def test_a_channel_refusing_connections_is_skipped_for_the_next(
             assert p.status == ps.PAYMENT_STATUS_CAPTURED
             assert p.channel == "backup"
         assert len(backup.received("authorize")) == 3
+
+
+async def test_a_switch_killed_after_failing_over_leaves_the_payment_with_the_channel_that_has_it(
+    sandbox_factory, switch_factory
+):
+    primary = sandbox_factory("primary")
+    backup = sandbox_factory("backup", "--slow-ms", "1500")
+    channels = [
+        (primary, {"priority": 1, "timeout_ms": 3000}),
+        (backup, {"priority": 2, "timeout_ms": 3000}),
+    ]
+    grace = "in_flight_grace_ms = 3500\n"
+    first = switch_factory(channels, extra=grace)
+    assert first.proc is not None
+    primary.kill()  # refuses connections: the payment fails over to the backup
+    async with connect(first) as client:
+        call = asyncio.ensure_future(client.Authorize(authorize(4200, number=SLOW)))
+        for _ in range(200):
+            if backup.received("authorize"):
+                break
+            await asyncio.sleep(0.02)
+        [sent] = backup.received("authorize")
+        first.proc.kill()  # dies while the backup holds the authorization: nothing recorded
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call
+    payment_id = str(sent["reference"]).split("-")[1]
+    # The primary is back and has never heard of the payment. A reconciler that asked it would
+    # record FAILED while the backup charged the card.
+    primary.start()
+    second = switch_factory(channels, extra=grace)
+    async with connect(second) as client:
+        for _ in range(300):
+            p = (await client.GetPayment(gw.GetPaymentRequest(payment_id=payment_id))).payment
+            if p.status != ps.PAYMENT_STATUS_PENDING:
+                break
+            await asyncio.sleep(0.05)
+    assert (p.status, p.channel) == (ps.PAYMENT_STATUS_CAPTURED, "backup")
+    assert p.captured_amount.amount_minor == 4200
+    assert primary.received() == [], "the primary never saw the payment: nothing to ask it"
+    assert len(backup.received("authorize")) == 1
 
 
 async def test_with_every_channel_down_nothing_is_charged_and_the_key_can_be_retried(

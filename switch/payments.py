@@ -164,12 +164,10 @@ def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter)
             expiry_year=c.expiry_year,
             fingerprint=fingerprints.instrument(c.number),
         )
-    if which == "alipay":
-        return MethodSummary(
-            type=MethodType.ALIPAY, fingerprint=fingerprints.instrument(pm.alipay.auth_code)
-        )
+    wallet = pm.alipay if which == "alipay" else pm.wechat_pay
     return MethodSummary(
-        type=MethodType.WECHAT_PAY, fingerprint=fingerprints.instrument(pm.wechat_pay.auth_code)
+        type=MethodType.ALIPAY if which == "alipay" else MethodType.WECHAT_PAY,
+        fingerprint=fingerprints.wallet_buyer(auth_code=wallet.auth_code, buyer_id=wallet.buyer_id),
     )
 
 

@@ -28,6 +28,7 @@ from switch.risk import FINGERPRINT, parse_bin_range
 from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, BLOCKS_CHANGED, EVENTS_CHANNEL, RELOAD
 from switch.server import payment_proto
 from switch.store import Store
+from switch.validation import MAX_BUYER_ID, printable
 
 KINDS = {
     pb.BLOCK_LIST_KIND_CARD_FINGERPRINT: "card",
@@ -87,14 +88,15 @@ class RiskDesk:
     def entry_value(self, r: pb.AddBlockListEntryRequest) -> str:
         """The value to store: a fingerprint or a canonical BIN range, never a card number."""
         name = self._kind(r.kind)
-        given = [f for f in ("value", "card_number", "wallet_auth_code") if getattr(r, f)]
+        sources = ("value", "card_number", "wallet_auth_code", "wallet_buyer_id")
+        given = [f for f in sources if getattr(r, f)]
         problems: list[tuple[str, str]] = []
         if len(given) != 1:
-            problems.append(("value", "set exactly one of value, card_number, wallet_auth_code"))
+            problems.append(("value", "set exactly one of " + ", ".join(sources)))
         elif r.card_number and name != "card":
             problems.append(("card_number", "only for the CARD_FINGERPRINT list"))
-        elif r.wallet_auth_code and name != "buyer":
-            problems.append(("wallet_auth_code", "only for the WALLET_BUYER list"))
+        elif (r.wallet_auth_code or r.wallet_buyer_id) and name != "buyer":
+            problems.append((given[0], "only for the WALLET_BUYER list"))
         if len(r.note) > MAX_NOTE:
             problems.append(("note", f"at most {MAX_NOTE} characters"))
         if problems:
@@ -109,6 +111,13 @@ class RiskDesk:
             if len(r.wallet_auth_code) > 128:
                 raise errors.InvalidRequest([("wallet_auth_code", "at most 128 characters")])
             return self._fp.instrument(r.wallet_auth_code)
+        if r.wallet_buyer_id:
+            buyer = r.wallet_buyer_id
+            if len(buyer) > MAX_BUYER_ID or not printable(buyer):
+                raise errors.InvalidRequest(
+                    [("wallet_buyer_id", f"must be 1 to {MAX_BUYER_ID} printable ASCII characters")]
+                )
+            return self._fp.wallet_buyer(auth_code="", buyer_id=buyer)
         return _canonical(name, r.value)
 
     async def add_block(self, r: pb.AddBlockListEntryRequest) -> pb.AddBlockListEntryResponse:

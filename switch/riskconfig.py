@@ -40,9 +40,9 @@ class AmountLimit:
 class VelocityLimit:
     """At most `max_count` payments and `max_amount_minor` in total per `scope` over `window_s`.
 
-    scope: `card` (per card fingerprint), `buyer` (per wallet instrument fingerprint) or
-    `merchant` (all of the merchant's payments). Zero turns a limit off; an amount limit needs a
-    currency, since amounts of different currencies are never added up.
+    scope: `card` (per card fingerprint), `buyer` (per wallet buyer: its `buyer_id`, else its
+    payment code) or `merchant` (all of the merchant's payments). Zero turns a limit off; an
+    amount limit needs a currency, since amounts of different currencies are never added up.
     """
 
     name: str

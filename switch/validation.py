@@ -15,6 +15,7 @@ from switch.errors import InvalidRequest
 
 MAX_AMOUNT_MINOR = 100_000_000_000
 _DIGITS = re.compile(r"^[0-9]+$")
+MAX_BUYER_ID = 64
 _PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{20,40}$")
 
 Violations = list[tuple[str, str]]
@@ -25,14 +26,15 @@ def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def _printable(s: str) -> bool:
+def printable(s: str) -> bool:
+    """Printable ASCII only (space to tilde)."""
     return all(" " <= c <= "~" for c in s)
 
 
 def _text(v: Violations, name: str, value: str, limit: int, *, ascii_only: bool = False) -> None:
     if len(value) > limit:
         v.append((name, f"must be at most {limit} characters, got {len(value)}"))
-    elif ascii_only and not _printable(value):
+    elif ascii_only and not printable(value):
         v.append((name, "must be printable ASCII characters"))
     elif not ascii_only and any(c < " " or c == "\x7f" for c in value):
         v.append((name, "must not contain control characters"))
@@ -43,7 +45,7 @@ def _idempotency_key(v: Violations, key: str) -> None:
         v.append(("idempotency_key", "is required: 1 to 255 printable ASCII characters"))
     elif len(key) > 255:
         v.append(("idempotency_key", f"must be at most 255 characters, got {len(key)}"))
-    elif not _printable(key):
+    elif not printable(key):
         v.append(("idempotency_key", "must be printable ASCII characters (0x20-0x7E)"))
 
 
@@ -107,10 +109,17 @@ def _payment_method(v: Violations, pm: payment_method_pb2.PaymentMethod, today: 
         v.append(("payment_method", "is required: one of card, alipay, wechat_pay"))
     elif which == "card":
         _card(v, pm.card, today)
-    elif which == "alipay":
-        _wallet_code(v, "payment_method.alipay.auth_code", pm.alipay.auth_code)
     else:
-        _wallet_code(v, "payment_method.wechat_pay.auth_code", pm.wechat_pay.auth_code)
+        wallet = pm.alipay if which == "alipay" else pm.wechat_pay
+        _wallet_code(v, f"payment_method.{which}.auth_code", wallet.auth_code)
+        buyer = wallet.buyer_id
+        if buyer and (len(buyer) > MAX_BUYER_ID or not printable(buyer)):
+            v.append(
+                (
+                    f"payment_method.{which}.buyer_id",
+                    f"must be 1 to {MAX_BUYER_ID} printable ASCII characters when set",
+                )
+            )
 
 
 def authorize(req: gw.AuthorizeRequest, *, max_amount_minor: int, today: Clock = _today) -> None:

@@ -204,6 +204,7 @@ class AddBlockListEntryRequest(_message.Message):
     CARD_NUMBER_FIELD_NUMBER: _builtins.int
     WALLET_AUTH_CODE_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    WALLET_BUYER_ID_FIELD_NUMBER: _builtins.int
     kind: Global___BlockListKind.ValueType
     """The list to add to; required."""
     value: _builtins.str
@@ -217,10 +218,15 @@ class AddBlockListEntryRequest(_message.Message):
     """
     wallet_auth_code: _builtins.str
     """For WALLET_BUYER only: a wallet payment code, fingerprinted like a card number and never
-    stored.
+    stored. It matches payments that carry this code and no buyer id.
     """
     note: _builtins.str
     """A note for operators, at most 256 characters."""
+    wallet_buyer_id: _builtins.str
+    """For WALLET_BUYER only: a buyer's id at the wallet (1 to 64 printable ASCII characters),
+    fingerprinted as the switch fingerprints the `buyer_id` of wallet payments; it matches
+    every payment that carries this buyer id, whatever its payment code.
+    """
     def __init__(
         self,
         *,
@@ -229,10 +235,11 @@ class AddBlockListEntryRequest(_message.Message):
         card_number: _builtins.str = ...,
         wallet_auth_code: _builtins.str = ...,
         note: _builtins.str = ...,
+        wallet_buyer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_number", b"card_number", "kind", b"kind", "note", b"note", "value", b"value", "wallet_auth_code", b"wallet_auth_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_number", b"card_number", "kind", b"kind", "note", b"note", "value", b"value", "wallet_auth_code", b"wallet_auth_code", "wallet_buyer_id", b"wallet_buyer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

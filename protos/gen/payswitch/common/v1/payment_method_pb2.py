@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(payswitch/common/v1/payment_method.proto\x12\x13payswitch.common.v1\"c\n\x04\x43\x61rd\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpiry_month\x18\x02 \x01(\x05\x12\x13\n\x0b\x65xpiry_year\x18\x03 \x01(\x05\x12\x0b\n\x03\x63vc\x18\x04 \x01(\t\x12\x13\n\x0bholder_name\x18\x05 \x01(\t\"!\n\x0c\x41lipayWallet\x12\x11\n\tauth_code\x18\x01 \x01(\t\"$\n\x0fWechatPayWallet\x12\x11\n\tauth_code\x18\x01 \x01(\t\"\xb5\x01\n\rPaymentMethod\x12)\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x19.payswitch.common.v1.CardH\x00\x12\x33\n\x06\x61lipay\x18\x02 \x01(\x0b\x32!.payswitch.common.v1.AlipayWalletH\x00\x12:\n\nwechat_pay\x18\x03 \x01(\x0b\x32$.payswitch.common.v1.WechatPayWalletH\x00\x42\x08\n\x06method\"\xbc\x01\n\x14PaymentMethodSummary\x12\x34\n\x04type\x18\x01 \x01(\x0e\x32&.payswitch.common.v1.PaymentMethodType\x12\x10\n\x08\x63\x61rd_bin\x18\x02 \x01(\t\x12\x12\n\ncard_last4\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61rd_expiry_month\x18\x04 \x01(\x05\x12\x18\n\x10\x63\x61rd_expiry_year\x18\x05 \x01(\x05\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t*\x9a\x01\n\x11PaymentMethodType\x12#\n\x1fPAYMENT_METHOD_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_METHOD_TYPE_CARD\x10\x01\x12\x1e\n\x1aPAYMENT_METHOD_TYPE_ALIPAY\x10\x02\x12\"\n\x1ePAYMENT_METHOD_TYPE_WECHAT_PAY\x10\x03\x42\x1eZ\x1cpayswitch/common/v1;commonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(payswitch/common/v1/payment_method.proto\x12\x13payswitch.common.v1\"c\n\x04\x43\x61rd\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpiry_month\x18\x02 \x01(\x05\x12\x13\n\x0b\x65xpiry_year\x18\x03 \x01(\x05\x12\x0b\n\x03\x63vc\x18\x04 \x01(\t\x12\x13\n\x0bholder_name\x18\x05 \x01(\t\"3\n\x0c\x41lipayWallet\x12\x11\n\tauth_code\x18\x01 \x01(\t\x12\x10\n\x08\x62uyer_id\x18\x02 \x01(\t\"6\n\x0fWechatPayWallet\x12\x11\n\tauth_code\x18\x01 \x01(\t\x12\x10\n\x08\x62uyer_id\x18\x02 \x01(\t\"\xb5\x01\n\rPaymentMethod\x12)\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x19.payswitch.common.v1.CardH\x00\x12\x33\n\x06\x61lipay\x18\x02 \x01(\x0b\x32!.payswitch.common.v1.AlipayWalletH\x00\x12:\n\nwechat_pay\x18\x03 \x01(\x0b\x32$.payswitch.common.v1.WechatPayWalletH\x00\x42\x08\n\x06method\"\xbc\x01\n\x14PaymentMethodSummary\x12\x34\n\x04type\x18\x01 \x01(\x0e\x32&.payswitch.common.v1.PaymentMethodType\x12\x10\n\x08\x63\x61rd_bin\x18\x02 \x01(\t\x12\x12\n\ncard_last4\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61rd_expiry_month\x18\x04 \x01(\x05\x12\x18\n\x10\x63\x61rd_expiry_year\x18\x05 \x01(\x05\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t*\x9a\x01\n\x11PaymentMethodType\x12#\n\x1fPAYMENT_METHOD_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_METHOD_TYPE_CARD\x10\x01\x12\x1e\n\x1aPAYMENT_METHOD_TYPE_ALIPAY\x10\x02\x12\"\n\x1ePAYMENT_METHOD_TYPE_WECHAT_PAY\x10\x03\x42\x1eZ\x1cpayswitch/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,16 +32,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payswitch.common.v1.payment
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\034payswitch/common/v1;commonv1'
-  _globals['_PAYMENTMETHODTYPE']._serialized_start=615
-  _globals['_PAYMENTMETHODTYPE']._serialized_end=769
+  _globals['_PAYMENTMETHODTYPE']._serialized_start=651
+  _globals['_PAYMENTMETHODTYPE']._serialized_end=805
   _globals['_CARD']._serialized_start=65
   _globals['_CARD']._serialized_end=164
   _globals['_ALIPAYWALLET']._serialized_start=166
-  _globals['_ALIPAYWALLET']._serialized_end=199
-  _globals['_WECHATPAYWALLET']._serialized_start=201
-  _globals['_WECHATPAYWALLET']._serialized_end=237
-  _globals['_PAYMENTMETHOD']._serialized_start=240
-  _globals['_PAYMENTMETHOD']._serialized_end=421
-  _globals['_PAYMENTMETHODSUMMARY']._serialized_start=424
-  _globals['_PAYMENTMETHODSUMMARY']._serialized_end=612
+  _globals['_ALIPAYWALLET']._serialized_end=217
+  _globals['_WECHATPAYWALLET']._serialized_start=219
+  _globals['_WECHATPAYWALLET']._serialized_end=273
+  _globals['_PAYMENTMETHOD']._serialized_start=276
+  _globals['_PAYMENTMETHOD']._serialized_end=457
+  _globals['_PAYMENTMETHODSUMMARY']._serialized_start=460
+  _globals['_PAYMENTMETHODSUMMARY']._serialized_end=648
 # @@protoc_insertion_point(module_scope)

@@ -95,16 +95,24 @@ class AlipayWallet(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AUTH_CODE_FIELD_NUMBER: _builtins.int
+    BUYER_ID_FIELD_NUMBER: _builtins.int
     auth_code: _builtins.str
     """The buyer's payment code shown in the wallet app: 16 to 24 ASCII digits."""
+    buyer_id: _builtins.str
+    """The buyer's stable identifier at the wallet, when the caller knows it (e.g. from an earlier
+    payment's answer): 1 to 64 printable ASCII characters, or empty. Payment codes are
+    one-time, so risk control counts and blocks a wallet buyer by this id when it is set, and
+    by the payment code only when it is not. Channels do not need it.
+    """
     def __init__(
         self,
         *,
         auth_code: _builtins.str = ...,
+        buyer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_code", b"auth_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_code", b"auth_code", "buyer_id", b"buyer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -117,16 +125,24 @@ class WechatPayWallet(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AUTH_CODE_FIELD_NUMBER: _builtins.int
+    BUYER_ID_FIELD_NUMBER: _builtins.int
     auth_code: _builtins.str
     """The buyer's payment code shown in the wallet app: 16 to 24 ASCII digits."""
+    buyer_id: _builtins.str
+    """The buyer's stable identifier at the wallet, when the caller knows it (e.g. from an earlier
+    payment's answer): 1 to 64 printable ASCII characters, or empty. Payment codes are
+    one-time, so risk control counts and blocks a wallet buyer by this id when it is set, and
+    by the payment code only when it is not. Channels do not need it.
+    """
     def __init__(
         self,
         *,
         auth_code: _builtins.str = ...,
+        buyer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_code", b"auth_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_code", b"auth_code", "buyer_id", b"buyer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,7 +66,7 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, default=1, help="gRPC channels per process")
     g.add_argument(
         "--transport",
-        choices=("unary", "stream"),
+        choices=("unary", "stream", "batch"),
         default="unary",
         help="one unary call per request, or messages on StreamPayments streams",
     )

@@ -10,7 +10,7 @@ from typing import Literal
 from bench.scenarios import Scenario
 
 Mode = Literal["closed", "open"]
-Transport = Literal["unary", "stream"]
+Transport = Literal["unary", "stream", "batch"]
 
 
 class ConfigError(ValueError):
@@ -94,8 +94,10 @@ class Load:
             raise ConfigError("--max-inflight: must be at least 1")
         if self.interval_s <= 0:
             raise ConfigError("--interval: must be positive")
-        if self.transport not in ("unary", "stream"):
-            raise ConfigError(f"--transport: expected unary or stream, got {self.transport!r}")
+        if self.transport not in ("unary", "stream", "batch"):
+            raise ConfigError(
+                f"--transport: expected unary, stream or batch, got {self.transport!r}"
+            )
         if self.streams < 1:
             raise ConfigError("--streams: must be at least 1")
         if self.pool_rate < 1:
@@ -114,7 +116,7 @@ class Load:
             "max_inflight_per_process": self.max_inflight if self.mode == "open" else None,
             "interval_s": self.interval_s,
             "transport": self.transport,
-            "streams_per_channel": self.streams if self.transport == "stream" else None,
+            "streams_per_channel": self.streams if self.transport != "unary" else None,
         }
 
 

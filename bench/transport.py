@@ -84,15 +84,24 @@ class UnarySender:
         return None
 
 
+# Requests the batch transport puts into one StreamPaymentBatches message, at most.
+MAX_BATCH = 256
+
+
 class StreamSender:
-    """Requests as messages of one StreamPayments stream, answered by id in any order.
+    """Requests as messages of one StreamPayments stream, answered by id in any order; or, when
+    `batched`, as StreamPaymentBatches messages each carrying every request ready to go.
 
     A request not answered within the deadline counts as DEADLINE_EXCEEDED; the stream carries
     on. The stream has no per-message trailer, so no switch overhead is recorded here.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float, metadata: Any) -> None:
-        self._open = channel.stream_stream(payloads.method_path("StreamPayments"))
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout: float, metadata: Any, batched: bool = False
+    ) -> None:
+        self._batched = batched
+        rpc = "StreamPaymentBatches" if batched else "StreamPayments"
+        self._open = channel.stream_stream(payloads.method_path(rpc))
         self._timeout = timeout
         self._metadata = metadata
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
@@ -112,25 +121,49 @@ class StreamSender:
         # One writer: grpc.aio takes one write at a time on a stream.
         try:
             while (frame := await self._writes.get()) is not None:
-                await self._call.write(frame)
+                if self._batched:
+                    frame, ended = self._batch(frame)
+                    await self._call.write(frame)
+                    if ended:
+                        break
+                else:
+                    await self._call.write(frame)
             await self._call.done_writing()
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
             return  # the stream has ended; the reader answers what is pending
 
+    def _batch(self, first: bytes) -> tuple[bytes, bool]:
+        """`first` and every request queued behind it, as one StreamPaymentBatchesRequest; True
+        when the end of the stream was reached."""
+        parts = [payloads.length_delimited(1, first)]
+        while len(parts) < MAX_BATCH and not self._writes.empty():
+            frame = self._writes.get_nowait()
+            if frame is None:
+                return b"".join(parts), True
+            parts.append(payloads.length_delimited(1, frame))
+        return b"".join(parts), False
+
+    def _answer(self, answer: Any) -> None:
+        future = self._pending.pop(answer.id, None)
+        if future is None or future.done():
+            return
+        kind = answer.WhichOneof("response")
+        if kind == "error":
+            future.set_result((_CODE_NAMES.get(answer.error.code, "UNKNOWN"), None, None))
+        elif kind is None:
+            future.set_result(("UNKNOWN", None, None))
+        else:
+            future.set_result(("OK", getattr(answer, kind).payment, None))
+
     async def _read(self) -> None:
         try:
             async for message in self._call:
-                answer = gateway_service_pb2.StreamPaymentsResponse.FromString(message)
-                future = self._pending.pop(answer.id, None)
-                if future is None or future.done():
-                    continue
-                kind = answer.WhichOneof("response")
-                if kind == "error":
-                    future.set_result((_CODE_NAMES.get(answer.error.code, "UNKNOWN"), None, None))
-                elif kind is None:
-                    future.set_result(("UNKNOWN", None, None))
+                if self._batched:
+                    batch = gateway_service_pb2.StreamPaymentBatchesResponse.FromString(message)
+                    for answer in batch.responses:
+                        self._answer(answer)
                 else:
-                    future.set_result(("OK", getattr(answer, kind).payment, None))
+                    self._answer(gateway_service_pb2.StreamPaymentsResponse.FromString(message))
             failure = "UNAVAILABLE"  # the server ended the stream with requests unanswered
         except grpc.aio.AioRpcError as exc:
             failure = exc.code().name

@@ -120,9 +120,14 @@ class Generator:
                 f"could not connect to {self.cfg.target.address} in {wait_s:g} s"
             ) from None
         for channel in channels:
-            if self.cfg.load.transport == "stream":
+            if self.cfg.load.transport != "unary":
                 for _ in range(self.cfg.load.streams):
-                    stream = StreamSender(channel, timeout=self.timeout, metadata=self.metadata)
+                    stream = StreamSender(
+                        channel,
+                        timeout=self.timeout,
+                        metadata=self.metadata,
+                        batched=self.cfg.load.transport == "batch",
+                    )
                     stream.start()
                     self._senders.append(stream)
             else:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -329,6 +329,39 @@ class GatewayServicer:
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
         """Many operations on one stream, each answered on its own as soon as it is done."""
+
+        async def singles() -> AsyncIterator[Sequence[gw.StreamPaymentsRequest]]:
+            async for req in request_iterator:
+                yield (req,)
+
+        async for answer in self._stream(singles(), context, batched=False):
+            yield answer
+
+    async def StreamPaymentBatches(
+        self,
+        request_iterator: AsyncIterator[gw.StreamPaymentBatchesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
+        """StreamPayments with many requests per message and the ready answers grouped."""
+
+        async def batches() -> AsyncIterator[Sequence[gw.StreamPaymentsRequest]]:
+            async for message in request_iterator:
+                if len(message.requests) > MAX_STREAM_BATCH:
+                    raise errors.InvalidRequest(
+                        [("requests", f"at most {MAX_STREAM_BATCH} requests per message")]
+                    )
+                yield message.requests
+
+        async for answer in self._stream(batches(), context, batched=True):
+            yield answer
+
+    async def _stream(
+        self,
+        incoming: AsyncIterator[Sequence[gw.StreamPaymentsRequest]],
+        context: grpc.aio.ServicerContext,
+        *,
+        batched: bool,
+    ) -> AsyncIterator[bytes]:
         try:
             m = self._merchant(context)
         except errors.SwitchError as exc:
@@ -336,6 +369,7 @@ class GatewayServicer:
             return
         answers: asyncio.Queue[bytes | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
+        refused: list[errors.SwitchError] = []
 
         async def one(req: gw.StreamPaymentsRequest) -> None:
             kind = req.WhichOneof("request")
@@ -366,10 +400,13 @@ class GatewayServicer:
 
         async def read() -> None:
             try:
-                async for req in request_iterator:
-                    task = asyncio.create_task(one(req))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                async for requests in incoming:
+                    for req in requests:
+                        task = asyncio.create_task(one(req))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+            except errors.SwitchError as exc:
+                refused.append(exc)  # a malformed message ends the stream once the rest is done
             finally:
                 if running:
                     await asyncio.wait(list(running))
@@ -378,11 +415,24 @@ class GatewayServicer:
         reader = asyncio.create_task(read())
         try:
             while (answer := await answers.get()) is not None:
-                yield answer
+                if not batched:
+                    yield answer
+                    continue
+                # Every answer ready now goes out in one message.
+                group = [answer]
+                while len(group) < MAX_STREAM_BATCH and not answers.empty():
+                    more = answers.get_nowait()
+                    if more is None:
+                        answers.put_nowait(None)
+                        break
+                    group.append(more)
+                yield b"".join(_field(1, a) for a in group)
         finally:
             reader.cancel()
             # Operations already claimed finish and are recorded even if the caller left.
             await asyncio.gather(reader, return_exceptions=True)
+        if refused:
+            await context.abort_with_status(rpc_status.to_status(errors.to_status(refused[0])))
 
     async def GetPayment(
         self, request: gw.GetPaymentRequest, context: grpc.aio.ServicerContext
@@ -437,6 +487,8 @@ def _canonical(request: Any) -> bytes:
 # Field numbers of StreamPaymentsResponse's `response` oneof.
 _STREAM_FIELDS = {"authorize": 2, "capture": 3, "void": 4, "refund": 5}
 _STREAM_ERROR_FIELD = 6
+# Requests in one StreamPaymentBatches message, and answers grouped into one, at most.
+MAX_STREAM_BATCH = 1000
 
 
 def _varint(n: int) -> bytes:
@@ -448,14 +500,20 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (a message or bytes) in protobuf's wire format."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
 def _frame(request_id: int, field: int, payload: bytes) -> bytes:
     """A serialized StreamPaymentsResponse around an already serialized answer.
 
     Protobuf's wire format makes a message field its tag, its length and its bytes, so the
     stored answer is wrapped as it is rather than parsed into a message and serialized again.
+    A StreamPaymentBatchesResponse is the same again: each framed answer as its field 1.
     """
     head = b"\x08" + _varint(request_id) if request_id else b""
-    return head + _varint(field << 3 | 2) + _varint(len(payload)) + payload
+    return head + _field(field, payload)
 
 
 def _serialize(message: Any) -> bytes:
@@ -479,6 +537,9 @@ def register(servicer: GatewayServicer, server: grpc.aio.Server) -> None:
         ),
         "StreamPayments": grpc.stream_stream_rpc_method_handler(
             servicer.StreamPayments, gw.StreamPaymentsRequest.FromString, _serialize
+        ),
+        "StreamPaymentBatches": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamPaymentBatches, gw.StreamPaymentBatchesRequest.FromString, _serialize
         ),
     }
     name = gw.DESCRIPTOR.services_by_name["GatewayService"].full_name

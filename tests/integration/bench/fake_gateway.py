@@ -157,6 +157,28 @@ class FakeGateway(gw_grpc.GatewayServiceServicer):
             lambda: self.move(request, "Refund", gw.RefundResponse, CAPTURED, REFUNDED),
         )
 
+    def _stream_answer(self, request: gw.StreamPaymentsRequest) -> gw.StreamPaymentsResponse:
+        kind = request.WhichOneof("request")
+        answer = gw.StreamPaymentsResponse(id=request.id)
+        try:
+            if kind == "authorize":
+                answer.authorize.CopyFrom(self.authorize(request.authorize))
+            elif kind == "capture":
+                answer.capture.CopyFrom(
+                    self.move(request.capture, "Capture", gw.CaptureResponse, AUTHORIZED, CAPTURED)
+                )
+            elif kind == "refund":
+                answer.refund.CopyFrom(
+                    self.move(request.refund, "Refund", gw.RefundResponse, CAPTURED, REFUNDED)
+                )
+            else:
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "no request")
+        except Refusal as refusal:
+            answer.error.CopyFrom(
+                status_pb2.Status(code=refusal.code.value[0], message=refusal.message)
+            )
+        return answer
+
     async def StreamPayments(
         self, requests: AsyncIterator[gw.StreamPaymentsRequest], context: Any
     ) -> AsyncIterator[gw.StreamPaymentsResponse]:
@@ -165,28 +187,19 @@ class FakeGateway(gw_grpc.GatewayServiceServicer):
         except Refusal as refusal:
             await context.abort(refusal.code, refusal.message)
         async for request in requests:
-            kind = request.WhichOneof("request")
-            answer = gw.StreamPaymentsResponse(id=request.id)
-            try:
-                if kind == "authorize":
-                    answer.authorize.CopyFrom(self.authorize(request.authorize))
-                elif kind == "capture":
-                    answer.capture.CopyFrom(
-                        self.move(
-                            request.capture, "Capture", gw.CaptureResponse, AUTHORIZED, CAPTURED
-                        )
-                    )
-                elif kind == "refund":
-                    answer.refund.CopyFrom(
-                        self.move(request.refund, "Refund", gw.RefundResponse, CAPTURED, REFUNDED)
-                    )
-                else:
-                    raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "no request")
-            except Refusal as refusal:
-                answer.error.CopyFrom(
-                    status_pb2.Status(code=refusal.code.value[0], message=refusal.message)
-                )
-            yield answer
+            yield self._stream_answer(request)
+
+    async def StreamPaymentBatches(
+        self, batches: AsyncIterator[gw.StreamPaymentBatchesRequest], context: Any
+    ) -> AsyncIterator[gw.StreamPaymentBatchesResponse]:
+        try:
+            self._check_caller(context)
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+        async for batch in batches:
+            yield gw.StreamPaymentBatchesResponse(
+                responses=[self._stream_answer(r) for r in batch.requests]
+            )
 
 
 async def serve(args: argparse.Namespace, tls: tuple[bytes, bytes] | None) -> None:

@@ -158,6 +158,27 @@ def test_stream_transport_answers_every_request_by_id(
     assert result["errors"] == 0
 
 
+def test_batch_transport_answers_every_request_by_id(fake_gateway: Callable[..., str]) -> None:
+    address = fake_gateway("--api-key", API_KEY)
+    cfg = config(
+        address,
+        scenario="mixed",
+        api_key=API_KEY,
+        mode="closed",
+        concurrency=32,
+        requests=400,
+        processes=1,
+        transport="batch",
+        streams=2,
+    )
+    result = runner.run(cfg, out=None)
+    ops = result["operations"]
+    assert result["rpcs"]["Authorize"]["calls"] == 400
+    assert set(ops["Authorize/bad"]["codes"]) == {"INVALID_ARGUMENT"}
+    assert ops["Authorize/decline"]["statuses"] == {"DECLINED": ops["Authorize/decline"]["calls"]}
+    assert result["errors"] == 0
+
+
 def test_stream_transport_against_the_echo_server(echo_address: str) -> None:
     cfg = config(
         echo_address, mode="open", rate=300.0, requests=150, processes=1, transport="stream"

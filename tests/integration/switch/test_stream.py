@@ -9,7 +9,7 @@ from payswitch.common.v1 import payment_status_pb2 as ps
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import gateway_service_pb2_grpc as gw_grpc
 from tests.integration.switch.conftest import API_KEY
-from tests.integration.switch.helpers import DECLINE, authorize, key
+from tests.integration.switch.helpers import DECLINE, authorize, key, violations
 
 
 async def test_a_stream_of_payments_is_answered_one_by_one(sandbox_factory, switch_factory):
@@ -74,3 +74,53 @@ async def test_a_stream_without_a_key_is_refused(sandbox_factory, switch_factory
             raise AssertionError("a stream without an API key was served")
         except grpc.aio.AioRpcError as exc:
             assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_batches_of_payments_are_each_answered_once_by_id(sandbox_factory, switch_factory):
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    first = [gw.StreamPaymentsRequest(id=i, authorize=authorize(100 + i)) for i in range(1, 21)]
+    first.append(gw.StreamPaymentsRequest(id=21, authorize=authorize(0)))  # bad amount
+    first.append(gw.StreamPaymentsRequest(id=22))  # no request at all
+    second = [gw.StreamPaymentsRequest(id=i, authorize=authorize(100 + i)) for i in range(23, 33)]
+    second.append(gw.StreamPaymentsRequest(id=33, authorize=authorize(5, number=DECLINE)))
+    messages = [
+        gw.StreamPaymentBatchesRequest(requests=first),
+        gw.StreamPaymentBatchesRequest(requests=second),
+    ]
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = gw_grpc.GatewayServiceStub(chan).StreamPaymentBatches(
+            iter(messages), metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=30
+        )
+        replies = [reply async for reply in call]
+    answers = [a for reply in replies for a in reply.responses]
+    assert sorted(a.id for a in answers) == list(range(1, 34))  # every id once, none twice
+    by_id = {a.id: a for a in answers}
+    for i in [*range(1, 21), *range(23, 33)]:
+        p = by_id[i].authorize.payment
+        assert (p.status, p.amount.amount_minor) == (ps.PAYMENT_STATUS_CAPTURED, 100 + i)
+    assert by_id[21].error.code == code_pb2.INVALID_ARGUMENT
+    assert by_id[22].error.code == code_pb2.INVALID_ARGUMENT
+    assert by_id[33].authorize.payment.status == ps.PAYMENT_STATUS_DECLINED
+    assert len(sb.received("authorize")) == 31  # 30 approvals and the decline, each once
+
+
+async def test_a_batch_over_the_limit_is_refused_and_nothing_of_it_is_sent(
+    sandbox_factory, switch_factory
+):
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    huge = gw.StreamPaymentBatchesRequest(
+        requests=[gw.StreamPaymentsRequest(id=i, authorize=authorize(100)) for i in range(1001)]
+    )
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = gw_grpc.GatewayServiceStub(chan).StreamPaymentBatches(
+            iter([huge]), metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=30
+        )
+        try:
+            _ = [reply async for reply in call]
+            raise AssertionError("a batch of 1,001 requests was served")
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert violations(exc) == ["requests"]
+    assert sb.received() == []

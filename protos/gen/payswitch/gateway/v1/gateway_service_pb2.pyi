@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.rpc import status_pb2 as _status_pb2
 from payswitch.common.v1 import money_pb2 as _money_pb2
 from payswitch.common.v1 import payment_method_pb2 as _payment_method_pb2
@@ -415,6 +417,58 @@ class StreamPaymentsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
 Global___StreamPaymentsRequest: _TypeAlias = StreamPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class StreamPaymentBatchesRequest(_message.Message):
+    """StreamPaymentBatchesRequest is one message of the StreamPaymentBatches stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPaymentsRequest]:
+        """The requests, each as on StreamPayments: at most 1,000 per message; ids unique among the
+        caller's requests in flight on this stream.
+        """
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___StreamPaymentsRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamPaymentBatchesRequest: _TypeAlias = StreamPaymentBatchesRequest  # noqa: Y015
+
+@_typing.final
+class StreamPaymentBatchesResponse(_message.Message):
+    """StreamPaymentBatchesResponse carries answers of the StreamPaymentBatches stream, in any order
+    and grouped as they became ready: one message may answer requests of several request messages.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPaymentsResponse]:
+        """The answers, each as on StreamPayments."""
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___StreamPaymentsResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamPaymentBatchesResponse: _TypeAlias = StreamPaymentBatchesResponse  # noqa: Y015
 
 @_typing.final
 class StreamPaymentsResponse(_message.Message):

@@ -81,6 +81,11 @@ class GatewayServiceStub:
                 request_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsRequest.SerializeToString,
                 response_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsResponse.FromString,
                 _registered_method=True)
+        self.StreamPaymentBatches = channel.stream_stream(
+                '/payswitch.gateway.v1.GatewayService/StreamPaymentBatches',
+                request_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentBatchesRequest.SerializeToString,
+                response_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentBatchesResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -156,6 +161,17 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamPaymentBatches(self, request_iterator, context):
+        """StreamPaymentBatches is StreamPayments for the highest volumes: each message carries many
+        requests, and the switch puts the answers that are ready at the same moment into one
+        message. Every request is still its own operation, with its own idempotency key, answered
+        once under its `id` exactly as StreamPayments answers it; batching only saves the cost of a
+        gRPC message per payment. The API key is sent once, as metadata of the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -193,6 +209,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.StreamPayments,
                     request_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsRequest.FromString,
                     response_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsResponse.SerializeToString,
+            ),
+            'StreamPaymentBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamPaymentBatches,
+                    request_deserializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentBatchesRequest.FromString,
+                    response_serializer=payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentBatchesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +417,33 @@ class GatewayService:
             '/payswitch.gateway.v1.GatewayService/StreamPayments',
             payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsRequest.SerializeToString,
             payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPaymentBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/payswitch.gateway.v1.GatewayService/StreamPaymentBatches',
+            payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentBatchesRequest.SerializeToString,
+            payswitch_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamPaymentBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,13 @@ class GatewayServiceStub:
     google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
     is sent once, as metadata of the stream.
     """
+    StreamPaymentBatches: _grpc.StreamStreamMultiCallable[_gateway_service_pb2.StreamPaymentBatchesRequest, _gateway_service_pb2.StreamPaymentBatchesResponse]
+    """StreamPaymentBatches is StreamPayments for the highest volumes: each message carries many
+    requests, and the switch puts the answers that are ready at the same moment into one
+    message. Every request is still its own operation, with its own idempotency key, answered
+    once under its `id` exactly as StreamPayments answers it; batching only saves the cost of a
+    gRPC message per payment. The API key is sent once, as metadata of the stream.
+    """
 
 @_typing.type_check_only
 class GatewayServiceAsyncStub(GatewayServiceStub):
@@ -118,6 +125,13 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     RPC would answer it: its own idempotency key, a decline as a payment, a failure as the same
     google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
     is sent once, as metadata of the stream.
+    """
+    StreamPaymentBatches: _aio.StreamStreamMultiCallable[_gateway_service_pb2.StreamPaymentBatchesRequest, _gateway_service_pb2.StreamPaymentBatchesResponse]  # type: ignore[assignment]
+    """StreamPaymentBatches is StreamPayments for the highest volumes: each message carries many
+    requests, and the switch puts the answers that are ready at the same moment into one
+    message. Every request is still its own operation, with its own idempotency key, answered
+    once under its `id` exactly as StreamPayments answers it; batching only saves the cost of a
+    gRPC message per payment. The API key is sent once, as metadata of the stream.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -203,6 +217,19 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         RPC would answer it: its own idempotency key, a decline as a payment, a failure as the same
         google.rpc.Status (code, message, details) the unary RPC would have returned. The API key
         is sent once, as metadata of the stream.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamPaymentBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_service_pb2.StreamPaymentBatchesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_service_pb2.StreamPaymentBatchesResponse], _abc.AsyncIterator[_gateway_service_pb2.StreamPaymentBatchesResponse]]:
+        """StreamPaymentBatches is StreamPayments for the highest volumes: each message carries many
+        requests, and the switch puts the answers that are ready at the same moment into one
+        message. Every request is still its own operation, with its own idempotency key, answered
+        once under its `id` exactly as StreamPayments answers it; batching only saves the cost of a
+        gRPC message per payment. The API key is sent once, as metadata of the stream.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass, field, replace
+
+import orjson
 
 
 class Status(enum.Enum):
@@ -229,7 +230,7 @@ def to_hash(p: Payment) -> dict[str, str]:
         "pamt": str(p.pending_amount),
         "pidem": p.pending_idem,
         "ver": str(p.version),
-        "doc": json.dumps(doc, separators=(",", ":")),
+        "doc": orjson.dumps(doc).decode(),
     }
     if p.risk is not None:
         # Hash fields of their own: the claim and review scripts read and write them.
@@ -247,7 +248,7 @@ def from_hash(h: dict[str, str]) -> Payment:
     (
         pid, mid, amount, auto, mtype, card_bin, last4, exp_m, exp_y, fingerprint, ctime, utime,
         mref, desc, uref, acode, decline, smsg, prior, refunds, events,
-    ) = json.loads(h["doc"])  # fmt: skip
+    ) = orjson.loads(h["doc"])  # fmt: skip
     return Payment(
         id=pid,
         merchant_id=mid,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
-import json
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 
@@ -296,7 +296,12 @@ class Store:
     # --- plumbing -------------------------------------------------------------------------
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._guard(self._fast.evalsha(script, keys, args))
+        # No timer of our own here: the pipelined connection times every command it sends
+        # (and its connect), so a second timer per call would only cost the hot path.
+        try:
+            return await self._fast.evalsha(script, keys, args)
+        except _DOWN as exc:
+            raise StoreUnavailable(_DOWN_MESSAGE) from exc
 
     async def _guard(self, call: Awaitable[T]) -> T:
         # One timer per command, not redis-py's socket timeout: that one wraps every read in
@@ -304,20 +309,17 @@ class Store:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await call
-        except (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            OSError,
-            TimeoutError,
-        ) as exc:
-            raise StoreUnavailable(
-                "the payment store (Redis) is unavailable; nothing was accepted"
-            ) from exc
+        except _DOWN as exc:
+            raise StoreUnavailable(_DOWN_MESSAGE) from exc
 
 
-def _pairs(fields: dict[str, str]) -> str:
+_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
+_DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was accepted"
+
+
+def _pairs(fields: dict[str, str]) -> bytes:
     """A hash's fields as one JSON array of name, value, ... for a script to unpack."""
-    return json.dumps([x for kv in fields.items() for x in kv], separators=(",", ":"))
+    return orjson.dumps([x for kv in fields.items() for x in kv])
 
 
 def _s(v: Any) -> str:

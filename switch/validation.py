@@ -28,7 +28,7 @@ def _today() -> dt.date:
 
 def printable(s: str) -> bool:
     """Printable ASCII only (space to tilde)."""
-    return all(" " <= c <= "~" for c in s)
+    return s.isascii() and s.isprintable()
 
 
 def _text(v: Violations, name: str, value: str, limit: int, *, ascii_only: bool = False) -> None:

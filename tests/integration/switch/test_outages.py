@@ -46,8 +46,12 @@ async def test_calls_in_flight_at_sigterm_get_their_answers(sandbox_factory, swi
     sw = switch_factory([(sb, {})], grace_period_s=10)
     async with connect(sw) as c:
         calls = [asyncio.ensure_future(c.Authorize(authorize(number=SLOW))) for _ in range(5)]
-        await asyncio.sleep(0.4)
+        for _ in range(250):  # on a busy machine the five take a moment to reach the sandbox
+            if len(sb.received("authorize")) == 5:
+                break
+            await asyncio.sleep(0.02)
         assert len(sb.received("authorize")) == 5, "all five were in flight"
+        assert not any(call.done() for call in calls)
         sw.terminate()
         results = await asyncio.gather(*calls)
         assert [r.payment.status for r in results] == [ps.PAYMENT_STATUS_CAPTURED] * 5

@@ -137,6 +137,17 @@ def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> d
     return entry
 
 
+def _without_cvc(method: payment_method_pb2.PaymentMethod) -> bytes:
+    """The instrument as a held payment keeps it: a CVC is never stored, not even sealed, so an
+    approved payment reaches its channel without one."""
+    if method.WhichOneof("method") != "card":
+        return bytes(method.SerializeToString())
+    kept = payment_method_pb2.PaymentMethod()
+    kept.CopyFrom(method)
+    kept.card.cvc = ""
+    return bytes(kept.SerializeToString())
+
+
 def held_binding(p: Payment) -> str:
     """What a held payment's sealed instrument is bound to (switch/cards.py Vault)."""
     return f"{p.merchant_id}/{p.id}"
@@ -395,7 +406,7 @@ class PaymentService:
         else:
             after = payment.evolve(
                 risk=dataclasses.replace(risk, review=ReviewState.HELD),
-                vault=self._vault.seal(method.SerializeToString(), held_binding(payment)),
+                vault=self._vault.seal(_without_cvc(method), held_binding(payment)),
                 version=payment.version + 1,
                 update_ms=t,
                 status_message=f"held for risk review (rule {risk.rule}); not sent to any channel",

@@ -9,13 +9,19 @@ import pytest
 import redis
 
 from payswitch.admin.v1 import admin_service_pb2 as pb
-from payswitch.common.v1 import decline_code_pb2, error_reason_pb2, payment_status_pb2
+from payswitch.common.v1 import (
+    decline_code_pb2,
+    error_reason_pb2,
+    payment_method_pb2,
+    payment_status_pb2,
+)
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
+from switch.cards import Vault
 from tests.integration.analytics.conftest import admin
 from tests.integration.risk.conftest import amount_rule, eventually, get, pay
 from tests.integration.switch.conftest import connect
-from tests.integration.switch.helpers import error_info
+from tests.integration.switch.helpers import APPROVE, error_info
 
 REVIEW = amount_rule("big_usd", currency="USD", max_amount=100_000, action="review")
 PENDING = payment_status_pb2.PAYMENT_STATUS_PENDING
@@ -45,7 +51,7 @@ def journal_of(redis_server, payment_id: str) -> list[dict[str, str]]:
 
 
 async def test_a_held_payment_is_sent_once_when_approved_even_if_approved_twice(
-    sandbox_factory, switch_factory, analytics_factory, redis_server
+    sandbox_factory, switch_factory, analytics_factory, redis_server, tmp_path
 ):
     sandbox = sandbox_factory()
     first = switch_factory([(sandbox, {})], extra=REVIEW)
@@ -58,6 +64,18 @@ async def test_a_held_payment_is_sent_once_when_approved_even_if_approved_twice(
         assert held.risk.decision == payment_pb2.RISK_DECISION_REVIEW
         assert held.risk.rule == "big_usd"
         assert held.risk.review == payment_pb2.RISK_REVIEW_STATE_HELD
+        # The held instrument is sealed so that an approval can send it, but without its CVC:
+        # a CVC is never stored, not even sealed.
+        raw = redis.Redis.from_url(redis_server.url)
+        try:
+            sealed = raw.hget(f"ps:{{m:m_dev}}:pay:{held.id}", "vault")
+        finally:
+            raw.close()
+        vault = Vault(bytes.fromhex((tmp_path / "fp.key").read_text().strip()))
+        kept = payment_method_pb2.PaymentMethod.FromString(
+            vault.open(sealed.decode(), f"m_dev/{held.id}")
+        )
+        assert kept.card.number == APPROVE and kept.card.cvc == ""
         small = await pay(client, 5_000)
         assert small.status == CAPTURED
 

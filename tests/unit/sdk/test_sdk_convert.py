@@ -126,6 +126,12 @@ def test_authorize_rejects_bad_field(changes: dict[str, object], field: str) -> 
     assert _fields(convert.authorize_request_from_proto, _authorize(**changes)) == {field}
 
 
+def test_a_card_without_cvc_is_taken_as_released_from_review() -> None:
+    decoded = convert.authorize_request_from_proto(_authorize(payment_method__card__cvc=""))
+    assert decoded.payment_method.number == CARD.number
+    assert decoded.payment_method.cvc == ""
+
+
 def test_every_bad_field_is_named_at_once() -> None:
     pb = _authorize(reference="", amount__amount_minor=0, amount__currency="xx")
     assert _fields(convert.authorize_request_from_proto, pb) == {

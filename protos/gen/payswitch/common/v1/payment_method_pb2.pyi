@@ -68,7 +68,10 @@ class Card(_message.Message):
     month is rejected.
     """
     cvc: _builtins.str
-    """The card verification code: 3 or 4 ASCII digits. Forwarded once, never stored or logged."""
+    """The card verification code: 3 or 4 ASCII digits, required on the Gateway. Forwarded once,
+    never stored or logged, not even sealed: a payment the switch held for risk review reaches
+    its channel (Channel.Authorize) with this field empty.
+    """
     holder_name: _builtins.str
     """The cardholder's name as printed, at most 64 characters. Optional."""
     def __init__(

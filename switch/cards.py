@@ -40,18 +40,18 @@ class Fingerprinter:
 
     def instrument(self, value: str) -> str:
         """The fingerprint of a card number or wallet code, hex."""
-        return hmac.new(self._key, b"instrument:" + value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, b"instrument:" + value.encode(), "sha256").hex()
 
     def wallet_buyer(self, *, auth_code: str, buyer_id: str) -> str:
         """What risk control knows a wallet buyer by: the buyer's id at the wallet when the
         caller sends one (payment codes are one-time), else the payment code."""
         if buyer_id:
-            return hmac.new(self._key, b"buyer:" + buyer_id.encode(), hashlib.sha256).hexdigest()
+            return hmac.digest(self._key, b"buyer:" + buyer_id.encode(), "sha256").hex()
         return self.instrument(auth_code)
 
     def request(self, canonical: bytes) -> str:
         """The fingerprint of a canonical request, for idempotency-key reuse detection."""
-        return hmac.new(self._key, b"request:" + canonical, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, b"request:" + canonical, "sha256").hex()
 
 
 class Vault:

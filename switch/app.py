@@ -155,6 +155,7 @@ async def serve(
         merchants=list(merchants),
         config=cfg.reconciler,
         metrics=metrics,
+        review_timeout_s=lambda: risk.config.review_timeout_s,
     )
     await pool.start(on_event=reconciler.on_event)
     reconciler.start()

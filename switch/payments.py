@@ -137,6 +137,15 @@ def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> d
     return entry
 
 
+def review_rejected(p: Payment, *, why: str, t: int) -> Payment:
+    """A payment held for risk review, rejected (by an operator, or because nobody decided in
+    time): DECLINED RISK_REJECTED under the rule that held it, its sealed instrument dropped."""
+    assert p.risk is not None
+    risk = dataclasses.replace(p.risk, review=ReviewState.REJECTED)
+    message = f"{why} (held by the rule {p.risk.rule})"
+    return risk_declined(p, rule=p.risk.rule, message=message, t=t).evolve(risk=risk, channel="")
+
+
 def _without_cvc(method: payment_method_pb2.PaymentMethod) -> bytes:
     """The instrument as a held payment keeps it: a CVC is never stored, not even sealed, so an
     approved payment reaches its channel without one."""
@@ -775,6 +784,10 @@ class PaymentService:
             return None
         self._on_change(after)
         return response
+
+    def notify(self, p: Payment) -> None:
+        """Tell watchers of a change recorded outside `persist` (an expired review)."""
+        self._on_change(p)
 
     async def _retry_persist(self, kwargs: dict[str, Any]) -> None:
         attempt = 0

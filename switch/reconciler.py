@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from switch import lifecycle
 from switch.config import ReconcilerConfig
 from switch.errors import StoreUnavailable
 from switch.metrics import Metrics
-from switch.model import ChannelResult, Outcome, Payment, ReviewState
-from switch.payments import PaymentService, authorize_reference, now_ms, parse_reference
+from switch.model import ChannelResult, Operation, Outcome, Payment, ReviewState
+from switch.payments import (
+    PaymentService,
+    authorize_reference,
+    journal_entry,
+    now_ms,
+    parse_reference,
+    review_rejected,
+)
 from switch.pool import NotSent, Pool, jitter, money, result_from_proto
 from switch.store import Store
 
@@ -27,6 +35,8 @@ log = logging.getLogger("payswitch.reconciler")
 
 LEASE_MS = 10_000
 BATCH = 100
+# How often held risk reviews are checked for their timeout.
+REVIEW_SWEEP_S = 5.0
 
 
 class Reconciler:
@@ -41,8 +51,11 @@ class Reconciler:
         merchants: Sequence[str],
         config: ReconcilerConfig,
         metrics: Metrics,
+        review_timeout_s: Callable[[], int] = lambda: 3 * 86_400,
     ) -> None:
         self._store = store
+        self._review_timeout_s = review_timeout_s  # read each sweep: a reload may change it
+        self._next_sweep = 0.0
         self._pool = pool
         self._payments = payments
         self._merchants = list(merchants)
@@ -81,7 +94,28 @@ class Reconciler:
             due = await self._store.lease_due(merchant, lease_ms=LEASE_MS, batch=BATCH)
             seen += len(due)
             await asyncio.gather(*(self._resolve(merchant, pid) for pid in due))
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + REVIEW_SWEEP_S
+            await self.expire_reviews()
         return seen
+
+    async def expire_reviews(self) -> int:
+        """Reject the payments held for risk review longer than the review timeout: nobody
+        decided, so nothing is sent, and their sealed instruments are dropped."""
+        expired = 0
+        cutoff = now_ms() - self._review_timeout_s() * 1000
+        for merchant in self._merchants:
+            for pid in await self._store.held_before(merchant, cutoff, BATCH):
+                p = await self._store.get(merchant, pid)
+                if p is None or p.risk is None or p.risk.review is not ReviewState.HELD:
+                    continue
+                after = review_rejected(p, why="risk review not decided in time", t=now_ms())
+                journal = journal_entry(after, Operation.AUTHORIZE)
+                if await self._store.reject_held(p, after, journal):
+                    expired += 1
+                    self._payments.notify(after)
+                    log.info("risk review expired", extra={"pid": p.id, "rule": p.risk.rule})
+        return expired
 
     async def _resolve(self, merchant: str, payment_id: str) -> None:
         p = await self._store.get(merchant, payment_id)

@@ -23,7 +23,7 @@ from payswitch.admin.v1 import admin_service_pb2 as pb
 from switch import errors
 from switch.cards import Fingerprinter, luhn_valid
 from switch.model import Operation, Payment, ReviewState, from_hash, to_hash
-from switch.payments import journal_entry, risk_declined
+from switch.payments import journal_entry, review_rejected
 from switch.risk import FINGERPRINT, parse_bin_range
 from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, BLOCKS_CHANGED, EVENTS_CHANNEL, RELOAD
 from switch.server import payment_proto
@@ -221,9 +221,7 @@ class RiskDesk:
                 status_message="approved after risk review; a switch is sending it",
             )
             return after, 0, ""
-        message = f"rejected after risk review (held by the rule {p.risk.rule})"
-        after = risk_declined(p, rule=p.risk.rule, message=message, t=t)
-        after = after.evolve(risk=risk, channel="")
+        after = review_rejected(p, why="rejected after risk review", t=t)
         return after, -1, _pairs(journal_entry(after, Operation.AUTHORIZE))
 
     def _merchant_problems(self, merchant: str, *, required: bool) -> list[tuple[str, str]]:

@@ -74,6 +74,8 @@ class RiskConfig:
     amount_limits: tuple[AmountLimit, ...] = ()
     velocity: tuple[VelocityLimit, ...] = ()
     anomaly: AnomalyRule = field(default_factory=AnomalyRule)
+    # A payment held for review and not decided this long after it was held is rejected.
+    review_timeout_s: int = 3 * 86_400
 
     @property
     def empty(self) -> bool:
@@ -86,7 +88,7 @@ def parse_risk(raw: Any, merchants: set[str], error: type[ValueError] = _Error) 
         return RiskConfig()
     p = _Parser(error, merchants)
     table = p.table(raw, "risk")
-    p.only(table, "risk", {"amount_limits", "velocity", "anomaly"})
+    p.only(table, "risk", {"amount_limits", "velocity", "anomaly", "review_timeout_s"})
     limits = tuple(
         p.amount_limit(x, f"risk.amount_limits[{i}]")
         for i, x in enumerate(p.array(table, "risk.amount_limits"))
@@ -103,7 +105,10 @@ def parse_risk(raw: Any, merchants: set[str], error: type[ValueError] = _Error) 
         if name in seen:
             raise error(f"risk: rule name {name!r} is used twice; each rule needs its own name")
         seen.add(name)
-    return RiskConfig(amount_limits=limits, velocity=velocity, anomaly=anomaly)
+    timeout = p.int_in(table, "risk.review_timeout_s", 1, 30 * 86_400, 3 * 86_400)
+    return RiskConfig(
+        amount_limits=limits, velocity=velocity, anomaly=anomaly, review_timeout_s=timeout
+    )
 
 
 class _Parser:

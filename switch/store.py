@@ -88,6 +88,7 @@ class Store:
         self._complete = fast.register(_script("complete.lua"))
         self._release = fast.register(_script("release.lua"))
         self._lease = fast.register(_script("lease.lua"))
+        self._review_decide = fast.register(_script("review_decide.lua"))
 
     @property
     def client(self) -> aioredis.Redis:
@@ -264,6 +265,33 @@ class Store:
             self.pending_key(merchant),
         ]
         await self._call(self._release, keys, [reference, payment_id])
+
+    async def held_before(self, merchant: str, before_ms: int, batch: int) -> list[str]:
+        """Payments of the merchant held for risk review since before `before_ms`."""
+        out = await self._guard(
+            self._r.zrangebyscore(self.review_key(merchant), "-inf", before_ms, 0, batch)
+        )
+        return [_s(x) for x in out]
+
+    async def reject_held(self, before: Payment, after: Payment, journal: dict[str, str]) -> bool:
+        """Record the rejection of a payment still held for review at `before`'s version (the
+        same script as an operator's decision); False when it was decided or changed first."""
+        merchant = after.merchant_id
+        keys = [
+            self.payment_key(merchant, after.id),
+            self.review_key(merchant),
+            self.pending_key(merchant),
+            self.journal_key(merchant),
+        ]
+        args: list[Any] = [
+            str(before.version),
+            _pairs(to_hash(after)),
+            -1,
+            _pairs(journal),
+            self._journal_max,
+            after.id,
+        ]
+        return int(await self._call(self._review_decide, keys, args)) == 1
 
     async def lease_due(self, merchant: str, *, lease_ms: int, batch: int) -> list[str]:
         out = await self._call(self._lease, [self.pending_key(merchant)], [lease_ms, batch])

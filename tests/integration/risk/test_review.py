@@ -151,6 +151,31 @@ async def test_a_rejected_review_is_declined_risk_rejected_and_never_sent(
         assert (last["status"], last["decline"], last["review"]) == ("DECLINED", "18", "REJECTED")
 
 
+async def test_a_review_nobody_decides_in_time_is_rejected_and_its_instrument_dropped(
+    sandbox_factory, switch_factory, redis_server
+):
+    sandbox = sandbox_factory()
+    switch = switch_factory([(sandbox, {})], extra="\n[risk]\nreview_timeout_s = 1\n" + REVIEW)
+    async with connect(switch) as client:
+        held = await pay(client, 150_000)
+        assert held.risk.review == payment_pb2.RISK_REVIEW_STATE_HELD
+        # The switch sweeps held reviews every few seconds; this one is due after one.
+        final = await eventually(lambda: get(client, held.id), lambda p: p.status == DECLINED)
+    assert final.status == DECLINED
+    assert final.decline.code == decline_code_pb2.DECLINE_CODE_RISK_REJECTED
+    assert final.decline.raw_code == "big_usd"
+    assert final.risk.review == payment_pb2.RISK_REVIEW_STATE_REJECTED
+    assert "not decided in time" in final.status_message
+    assert authorizations_of(sandbox, held.id) == 0
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        assert not raw.hget(f"ps:{{m:m_dev}}:pay:{held.id}", "vault")  # the sealed card is gone
+        assert raw.zscore("ps:{m:m_dev}:review", held.id) is None
+    finally:
+        raw.close()
+    assert [e["status"] for e in journal_of(redis_server, held.id)][-1] == "DECLINED"
+
+
 async def test_review_rpcs_refuse_bad_input_and_unknown_payments(
     sandbox_factory, switch_factory, analytics_factory
 ):

@@ -79,6 +79,8 @@ def risk(text: str) -> RiskConfig:
             "[[risk.velocity]]\nname='v'\nscope='card'\nwindow_s=0\nmax_count=1",
             "risk.velocity[0].window_s: must be from 1",
         ),
+        ("[risk]\nreview_timeout_s = 0", "risk.review_timeout_s: must be from 1"),
+        ("[risk]\nreview_timeout_s = '1h'", "risk.review_timeout_s: must be int"),
         (
             "[[risk.velocity]]\nname='v'\nscope='bin'\nwindow_s=9\nmax_count=1",
             "risk.velocity[0].scope: must be one of",

@@ -32,6 +32,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._stream_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "payswitch_requests",
@@ -131,6 +132,20 @@ class Metrics:
         count.inc()
         latency.observe(elapsed_s)
         overhead.observe(overhead_s)
+
+    def stream_request_done(self, kind: str, code: str, elapsed_s: float) -> None:
+        """Count one finished request of a payments stream (children cached, as above)."""
+        key = (kind, code)
+        children = self._stream_children.get(key)
+        if children is None:
+            rpc = f"StreamPayments/{kind.title()}"
+            children = self._stream_children[key] = (
+                self.requests.labels(rpc, code),
+                self.latency.labels(rpc),
+            )
+        count, latency = children
+        count.inc()
+        latency.observe(elapsed_s)
 
     def breaker_moved(self, channel: str, endpoint: str, state: str, value: int) -> None:
         self.breaker_transitions.labels(channel, endpoint, state).inc()

@@ -57,9 +57,12 @@ Render = Callable[[Operation, Payment], bytes]
 
 @dataclass(slots=True)
 class Timing:
-    """Time spent waiting on channels during one request, to separate it from the switch's own."""
+    """One request's time spent waiting on channels (to separate it from the switch's own), and
+    whether its caller can cancel it: a unary call can (deadline, disconnect), a request of a
+    stream cannot (it runs in a task of its own), so only the former needs its work shielded."""
 
     channel_s: float = 0.0
+    cancellable: bool = True
 
 
 # Payment ids must be unique, not secret (every read is checked against the caller's merchant),
@@ -318,7 +321,7 @@ class PaymentService:
             if claimed.risk != payment.risk:
                 payment = payment.evolve(risk=claimed.risk)
             if claimed.risk.decision is not RiskDecision.ALLOW:
-                return await self._shielded(self._hold_or_reject(payment, method))
+                return await self._shielded(self._hold_or_reject(payment, method), timing)
         request = ch.AuthorizeRequest(
             reference=ref,
             merchant_id=merchant.id,
@@ -329,7 +332,7 @@ class PaymentService:
         )
         names = [c.name for c in tail]
         return await self._shielded(
-            self._forward_authorize(payment, names, request, deadline_s, timing)
+            self._forward_authorize(payment, names, request, deadline_s, timing), timing
         )
 
     async def _forward_authorize(
@@ -590,7 +593,8 @@ class PaymentService:
         return await self._shielded(
             self._forward_followup(
                 payment, op, ref, value, reason, request, idempotency_key, deadline_s, timing
-            )
+            ),
+            timing,
         )
 
     def _unsupported(self, p: Payment, op: Operation, value: int) -> str:
@@ -807,8 +811,10 @@ class PaymentService:
             )
             return
 
-    async def _shielded(self, work: Coroutine[Any, Any, bytes]) -> bytes:
+    async def _shielded(self, work: Coroutine[Any, Any, bytes], timing: Timing) -> bytes:
         # The caller may cancel (deadline, disconnect); the forward and the record must not stop.
+        if not timing.cancellable:
+            return await work
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -381,7 +381,8 @@ class GatewayServicer:
                         [("request", "is required: one of authorize, capture, void, refund")]
                     )
                 operate = self._stream_ops[kind]
-                body = await operate(m, getattr(req, kind), None, Timing())
+                # This task is the request's own and no caller cancels it: no shield needed.
+                body = await operate(m, getattr(req, kind), None, Timing(cancellable=False))
                 answers.put_nowait(_frame(req.id, _STREAM_FIELDS[kind], body))
             except errors.SwitchError as exc:
                 code = exc.code.name
@@ -394,9 +395,7 @@ class GatewayServicer:
                 failure = errors.to_status(errors.SwitchError("internal error in the switch"))
                 answers.put_nowait(_frame(req.id, _STREAM_ERROR_FIELD, failure.SerializeToString()))
             finally:
-                rpc = f"StreamPayments/{(kind or 'none').title()}"
-                self._metrics.requests.labels(rpc, code).inc()
-                self._metrics.latency.labels(rpc).observe(time.perf_counter() - start)
+                self._metrics.stream_request_done(kind or "none", code, time.perf_counter() - start)
 
         async def read() -> None:
             try:

@@ -109,7 +109,7 @@ def percentile_us(histogram: Mapping[int, int], q: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A journal entry, as switch.payments.journal_entry writes it."""
+    """A journal entry, as switch.records.journal_entry writes it."""
 
     id: str
     pid: str

@@ -20,15 +20,15 @@ from switch.config import ReconcilerConfig
 from switch.errors import StoreUnavailable
 from switch.metrics import Metrics
 from switch.model import ChannelResult, Operation, Outcome, Payment, ReviewState
-from switch.payments import (
-    PaymentService,
+from switch.payments import PaymentService
+from switch.pool import NotSent, Pool, jitter, money, result_from_proto
+from switch.records import (
     authorize_reference,
     journal_entry,
     now_ms,
     parse_reference,
     review_rejected,
 )
-from switch.pool import NotSent, Pool, jitter, money, result_from_proto
 from switch.store import Store
 
 log = logging.getLogger("payswitch.reconciler")

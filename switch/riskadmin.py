@@ -23,7 +23,7 @@ from payswitch.admin.v1 import admin_service_pb2 as pb
 from switch import errors
 from switch.cards import Fingerprinter, luhn_valid
 from switch.model import Operation, Payment, ReviewState, from_hash, to_hash
-from switch.payments import journal_entry, review_rejected
+from switch.records import journal_entry, review_rejected
 from switch.risk import FINGERPRINT, parse_bin_range
 from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, BLOCKS_CHANGED, EVENTS_CHANNEL, RELOAD
 from switch.server import payment_proto

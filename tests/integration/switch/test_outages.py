@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 
 import grpc
 import pytest
@@ -56,4 +57,9 @@ async def test_calls_in_flight_at_sigterm_get_their_answers(sandbox_factory, swi
         results = await asyncio.gather(*calls)
         assert [r.payment.status for r in results] == [ps.PAYMENT_STATUS_CAPTURED] * 5
     assert sw.proc is not None
-    assert sw.proc.wait(20) == 0
+    try:
+        code = sw.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        tail = sw.log_text()[-3000:]
+        pytest.fail(f"the switch did not exit after SIGTERM; its log ends:\n{tail}")
+    assert code == 0

@@ -1,4 +1,4 @@
-"""Journal entries as the switch writes them (switch.payments.journal_entry), and a fake journal.
+"""Journal entries as the switch writes them (switch.records.journal_entry), and a fake journal.
 
 The fake keeps the Journal seam's contract in memory: a stream, one consumer group with its
 pending list, and an apply that refuses a batch unless it is exactly the entries after the last
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from switch.analytics import Increments, Raw, after
 from switch.model import Decline, MethodSummary, MethodType, Operation, Payment, Status
-from switch.payments import journal_entry
+from switch.records import journal_entry
 
 MINUTE = 29_833_334  # a unix minute in late 2026
 T0_MS = MINUTE * 60_000

@@ -1,0 +1,162 @@
+"""What the payment flows write besides the payment itself: ids, channel references, journal
+entries, the summary kept of an instrument, and the records of payments risk control stopped."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import random
+import secrets
+import time
+
+from payswitch.channel.v1 import channel_service_pb2 as ch
+from payswitch.common.v1 import decline_code_pb2, payment_method_pb2
+from switch import lifecycle
+from switch.cards import Fingerprinter
+from switch.model import (
+    ChannelResult,
+    Decline,
+    MethodSummary,
+    MethodType,
+    Operation,
+    Outcome,
+    Payment,
+    ReviewState,
+    Status,
+)
+
+# Payment ids must be unique, not secret (every read is checked against the caller's merchant),
+# so they come from a generator seeded once from the OS rather than a system call per payment.
+_ids = random.Random(os.urandom(32))
+
+
+def new_payment_id() -> str:
+    return "pay_" + base64.b32encode(_ids.getrandbits(120).to_bytes(15, "big")).decode().lower()
+
+
+def reference(merchant: str, payment_id: str, op: Operation) -> str:
+    """The channel reference of an operation: merchant and payment recoverable from it."""
+    if op is Operation.AUTHORIZE:
+        return f"{merchant}-{payment_id}"
+    return f"{merchant}-{payment_id}-{op.name[0].lower()}{secrets.token_hex(4)}"
+
+
+def authorize_reference(p: Payment) -> str:
+    """The reference the payment's authorization went under (a cascade gives it a new one)."""
+    for e in reversed(p.events):
+        if e.operation is Operation.AUTHORIZE:
+            return e.reference
+    return reference(p.merchant_id, p.id, Operation.AUTHORIZE)
+
+
+def with_reference(request: ch.AuthorizeRequest, ref: str) -> ch.AuthorizeRequest:
+    again = ch.AuthorizeRequest()
+    again.CopyFrom(request)
+    again.reference = ref
+    return again
+
+
+def parse_reference(ref: str) -> tuple[str, str] | None:
+    parts = ref.split("-")
+    if len(parts) < 2 or not parts[1].startswith("pay_"):
+        return None
+    return parts[0], parts[1]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> dict[str, str]:
+    """What downstream consumers of the payments journal see of a change: no instrument data."""
+    entry = {
+        "pid": p.id,
+        "mid": p.merchant_id,
+        "op": op.name,
+        "status": p.status.name,
+        "amount": str(p.amount),
+        "cur": p.currency,
+        "authorized": str(p.authorized),
+        "captured": str(p.captured),
+        "refunded": str(p.refunded),
+        "channel": p.channel,
+        "method": p.method.type.name,
+        "ver": str(p.version),
+        "t": str(p.update_ms),
+    }
+    if p.decline is not None and p.status is Status.DECLINED:
+        entry["decline"] = str(p.decline.code)
+    if latency_us is not None:
+        entry["lat_us"] = str(latency_us)  # the channel call's time, for per-channel latency
+    risk = p.risk
+    if risk is not None:  # the risk decision, never the data it was made on
+        entry["risk"] = risk.decision.name
+        if risk.rule:
+            entry["rule"] = risk.rule
+        if risk.score_milli:
+            entry["score"] = str(risk.score_milli)
+        if risk.review is not None:
+            entry["review"] = risk.review.name
+    return entry
+
+
+def review_rejected(p: Payment, *, why: str, t: int) -> Payment:
+    """A payment held for risk review, rejected (by an operator, or because nobody decided in
+    time): DECLINED RISK_REJECTED under the rule that held it, its sealed instrument dropped."""
+    assert p.risk is not None
+    risk = dataclasses.replace(p.risk, review=ReviewState.REJECTED)
+    message = f"{why} (held by the rule {p.risk.rule})"
+    return risk_declined(p, rule=p.risk.rule, message=message, t=t).evolve(risk=risk, channel="")
+
+
+def without_cvc(method: payment_method_pb2.PaymentMethod) -> bytes:
+    """The instrument as a held payment keeps it: a CVC is never stored, not even sealed, so an
+    approved payment reaches its channel without one."""
+    if method.WhichOneof("method") != "card":
+        return bytes(method.SerializeToString())
+    kept = payment_method_pb2.PaymentMethod()
+    kept.CopyFrom(method)
+    kept.card.cvc = ""
+    return bytes(kept.SerializeToString())
+
+
+def held_binding(p: Payment) -> str:
+    """What a held payment's sealed instrument is bound to (switch/cards.py Vault)."""
+    return f"{p.merchant_id}/{p.id}"
+
+
+def risk_declined(p: Payment, *, rule: str, message: str, t: int) -> Payment:
+    """A payment the risk rules (or a reviewer) rejected: DECLINED RISK_REJECTED, never sent.
+    The decline's raw code is the rule's name."""
+    decline = Decline(
+        code=decline_code_pb2.DECLINE_CODE_RISK_REJECTED, raw_code=rule, message=message
+    )
+    return lifecycle.settle(
+        p,
+        op=Operation.AUTHORIZE,
+        reference=p.pending_ref or reference(p.merchant_id, p.id, Operation.AUTHORIZE),
+        amount=p.amount,
+        result=ChannelResult(outcome=Outcome.DECLINED, decline=decline, message=message),
+        now_ms=t,
+    ).evolve(status_message=message, vault="")
+
+
+def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter) -> MethodSummary:
+    """What is kept of an instrument: BIN, last four, expiry and a keyed fingerprint."""
+    which = pm.WhichOneof("method")
+    if which == "card":
+        c = pm.card
+        return MethodSummary(
+            type=MethodType.CARD,
+            card_bin=c.number[:6],
+            card_last4=c.number[-4:],
+            expiry_month=c.expiry_month,
+            expiry_year=c.expiry_year,
+            fingerprint=fingerprints.instrument(c.number),
+        )
+    wallet = pm.alipay if which == "alipay" else pm.wechat_pay
+    return MethodSummary(
+        type=MethodType.ALIPAY if which == "alipay" else MethodType.WECHAT_PAY,
+        fingerprint=fingerprints.wallet_buyer(auth_code=wallet.auth_code, buyer_id=wallet.buyer_id),
+    )

@@ -1,11 +1,18 @@
-"""A multiplexed Exchange stream to one adapter endpoint: many operations in flight, matched by id.
+"""A multiplexed Exchange link to one adapter endpoint: many operations in flight, matched by id.
 
-One long-lived stream carries every operation to an endpoint, the way an ISO 8583 switch
-multiplexes one connection by trace number, so an operation costs a stream message instead of
-a call. Writes go through one writer task (a gRPC stream takes one write at a time). When the
-stream breaks, operations already written have an unknown outcome (PENDING); those not yet
-written were certainly not sent. A worker without Exchange answers UNIMPLEMENTED, and the pool
-uses the unary RPCs for it instead.
+One long-lived connection carries every operation to an endpoint, the way an ISO 8583 switch
+multiplexes one connection by trace number, so an operation costs a message instead of a call.
+Two transports carry the same ExchangeRequest/ExchangeResponse messages:
+- the Exchange socket a worker advertises in Describe (`adapters.sdk.framing`: the messages
+  framed as gRPC frames them, on a plain TCP or Unix socket). Preferred: in a Python gRPC
+  process every stream message costs completion-queue events handed between gRPC's threads and
+  the event loop, while on the socket everything ready in one turn of the loop is one write;
+- the Exchange RPC (a bidirectional gRPC stream), when the worker advertises no socket or the
+  socket cannot be reached. Writes go through one writer task (a stream takes one write at a
+  time).
+Either way, operations ready together go out in one message. When the link breaks, operations
+already written have an unknown outcome (PENDING); those not yet written were certainly not
+sent. A worker without Exchange answers UNIMPLEMENTED, and the pool uses the unary RPCs for it.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import contextlib
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from adapters.sdk import framing
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.channel.v1 import channel_service_pb2_grpc as ch_grpc
 
@@ -46,8 +55,11 @@ class ExchangeLink:
 
     stub: ch_grpc.ChannelServiceStub
     address: str
-    supported: bool | None = None  # None until the first open tells
+    socket_address: str = ""  # the worker's Exchange socket, reachable form; "" when none
+    supported: bool | None = None  # whether the Exchange RPC is served; None until tried
+    transport: str = ""  # "socket" or "rpc" while open
     _call: Any = None
+    _socket: _SocketConnection | None = None
     _queue: asyncio.Queue[_Op | None] = field(default_factory=asyncio.Queue)
     _inflight: dict[int, _Op] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -55,11 +67,15 @@ class ExchangeLink:
 
     @property
     def ready(self) -> bool:
-        return self._call is not None
+        return self._call is not None or self._socket is not None
 
     async def open(self) -> None:
-        """Open the stream; sets `supported`. Safe to call when already open."""
-        if self._call is not None or self.supported is False:
+        """Open the socket, or else the stream (setting `supported`). Safe when already open."""
+        if self.ready:
+            return
+        if self.socket_address and await self._open_socket():
+            return
+        if self.supported is False:
             return
         call = self.stub.Exchange()
         try:
@@ -84,13 +100,54 @@ class ExchangeLink:
         # finds out and the link closes itself.
         self.supported = True
         self._call = call
+        self.transport = "rpc"
         self._queue = asyncio.Queue()
         self._tasks = [
             asyncio.create_task(self._write(call), name=f"link-write-{self.address}"),
             asyncio.create_task(self._read(call), name=f"link-read-{self.address}"),
         ]
 
+    async def _open_socket(self) -> bool:
+        loop = asyncio.get_running_loop()
+        conn = _SocketConnection(self)
+        address = self.socket_address
+        try:
+            async with asyncio.timeout(2.0):
+                if address.startswith("unix:"):
+                    path = address.removeprefix("unix:")
+                    await loop.create_unix_connection(lambda: conn, path)
+                else:
+                    host, port = framing.split(address)
+                    await loop.create_connection(lambda: conn, host, port)
+                await conn.greeted
+        except (OSError, TimeoutError, ValueError, framing.FrameError) as exc:
+            conn.close()
+            log.info(
+                "exchange socket unavailable; using the Exchange RPC",
+                extra={"endpoint": self.address, "socket": address, "error": str(exc)},
+            )
+            return False
+        self._socket = conn
+        self.transport = "socket"
+        return True
+
+    def _socket_lost(self, conn: _SocketConnection, why: str) -> None:
+        if self._socket is conn:
+            self._socket = None
+            self.transport = ""
+            log.warning("exchange socket closed", extra={"endpoint": self.address, "why": why})
+            self._fail_all(f"{self.address}: the exchange socket closed ({why})")
+
+    def _deliver(self, answers: Any) -> None:
+        for answer in answers:
+            op = self._inflight.get(answer.id)
+            if op is not None and not op.answer.done():
+                op.answer.set_result(answer)
+
     async def close(self) -> None:
+        conn, self._socket = self._socket, None
+        if conn is not None:
+            conn.close()
         call, self._call = self._call, None
         if call is not None:
             call.cancel()
@@ -101,7 +158,7 @@ class ExchangeLink:
 
     async def send(self, kind: str, request: Any, timeout_s: float) -> ch.ExchangeAnswer:
         """Send one operation and wait for its answer; TimeoutError or LinkBroken otherwise."""
-        if self._call is None:
+        if not self.ready:
             raise LinkBroken("the link is not open", written=False)
         loop = asyncio.get_running_loop()
         op_id = next(self._ids)
@@ -109,7 +166,10 @@ class ExchangeLink:
         getattr(message, kind).CopyFrom(request)
         op = _Op(request=message, answer=loop.create_future())
         self._inflight[op_id] = op
-        self._queue.put_nowait(op)
+        if self._socket is not None:
+            self._socket.send(op)
+        else:
+            self._queue.put_nowait(op)
         timer = loop.call_later(timeout_s, _expire, op.answer)
         try:
             return await op.answer
@@ -147,10 +207,7 @@ class ExchangeLink:
     async def _read(self, call: Any) -> None:
         try:
             async for batch in call:
-                for answer in batch.answers:
-                    op = self._inflight.get(answer.id)
-                    if op is not None and not op.answer.done():
-                        op.answer.set_result(answer)
+                self._deliver(batch.answers)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.supported = False
@@ -164,6 +221,7 @@ class ExchangeLink:
     def _broken(self, call: Any) -> None:
         if self._call is call:
             self._call = None
+            self.transport = ""
             call.cancel()
         self._fail_all(f"{self.address}: the exchange stream ended")
 
@@ -173,6 +231,70 @@ class ExchangeLink:
                 op.answer.set_exception(LinkBroken(why, written=op.written))
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
+
+
+class _SocketConnection(asyncio.Protocol):
+    """The switch's end of one Exchange socket: everything sent in a turn of the loop is one
+    message; answers are delivered to the link as they come."""
+
+    def __init__(self, link: ExchangeLink) -> None:
+        self._link = link
+        self._reader = framing.FrameReader()
+        self._transport: asyncio.Transport | None = None
+        self._pending: list[_Op] = []
+        self._flush_scheduled = False
+        self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(framing.PREFACE)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._reader.feed(data)
+            if self._reader.greeted and not self.greeted.done():
+                self.greeted.set_result(None)
+            for message in messages:
+                self._link._deliver(ch.ExchangeResponse.FromString(message).answers)
+        except (framing.FrameError, DecodeError) as exc:
+            if not self.greeted.done():
+                self.greeted.set_exception(framing.FrameError(str(exc)))
+            log.warning("exchange socket: bad input", extra={"error": str(exc)})
+            self.close()
+
+    def send(self, op: _Op) -> None:
+        self._pending.append(op)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        live = [op for op in pending if not op.answer.done()]  # timed out while queued: not sent
+        if not live:
+            return
+        if self._transport is None or self._transport.is_closing():
+            why = f"{self._link.address}: the exchange socket closed"
+            for op in live:
+                op.answer.set_exception(LinkBroken(why, written=False))
+            return
+        request = ch.ExchangeRequest(operations=[op.request for op in live])
+        self._transport.write(framing.frame(request.SerializeToString()))
+        for op in live:
+            op.written = True
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if not self.greeted.done():
+            self.greeted.set_exception(ConnectionError("the worker closed the exchange socket"))
+            self.greeted.exception()
+        self._link._socket_lost(self, str(exc) if exc else "closed by the worker")
 
 
 def _expire(answer: asyncio.Future[ch.ExchangeAnswer]) -> None:

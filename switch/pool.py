@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from adapters.sdk import framing
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.channel.v1 import channel_service_pb2_grpc as ch_grpc
 from payswitch.common.v1 import money_pb2, payment_method_pb2
@@ -194,14 +195,20 @@ class Pool:
     async def _probe(self, client: ChannelClient, ep: Endpoint) -> None:
         was = ep.healthy
         try:
-            if client.capabilities is None:
+            # Described once per channel for its capabilities, and again per endpoint whenever
+            # its link is down, for the Exchange socket it serves now (a restarted worker may
+            # listen on another port).
+            relink = self._use_exchange and not ep.link.ready
+            if client.capabilities is None or relink:
                 desc = await ep.stub.Describe(ch.DescribeRequest(), timeout=2.0)
-                client.capabilities = _capabilities(desc)
+                if client.capabilities is None:
+                    client.capabilities = _capabilities(desc)
                 if desc.name and desc.name != client.name:
                     log.warning(
                         "channel describes itself differently",
                         extra={"channel": client.name, "described_as": desc.name},
                     )
+                ep.link.socket_address = _socket_target(desc.exchange_address, ep.address)
             health = health_pb2_grpc.HealthStub(ep.channel)
             reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2.0)
             ep.healthy = reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -360,6 +367,21 @@ _KINDS = {
     Operation.VOID: "void",
     Operation.REFUND: "refund",
 }
+
+
+def _socket_target(advertised: str, endpoint: str) -> str:
+    """Where to reach an advertised Exchange socket; "" (use the RPC) when there is none or the
+    worker advertised something unusable."""
+    if not advertised:
+        return ""
+    try:
+        return framing.reachable(advertised, endpoint)
+    except ValueError:
+        log.warning(
+            "worker advertised an unusable exchange socket",
+            extra={"endpoint": endpoint, "exchange_address": advertised},
+        )
+        return ""
 
 
 def _unknown(ep: Endpoint, message: str) -> ChannelResult:

@@ -34,7 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from adapters.sdk import convert
+from adapters.sdk import convert, framing
 from adapters.sdk.adapter import ChannelAdapter
 from adapters.sdk.errors import (
     InvalidRequestError,
@@ -42,6 +42,7 @@ from adapters.sdk.errors import (
     OutcomeUnknownError,
     UpstreamUnavailableError,
 )
+from adapters.sdk.exchange_socket import ExchangeSocket
 from adapters.sdk.logs import LEVELS, configure_logging
 from adapters.sdk.types import (
     AuthorizeRequest,
@@ -248,6 +249,14 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         self._hub = hub
         self._caps = caps
         self._closing = asyncio.Event()
+        self.exchange_address = ""  # the Exchange socket's, once the worker serves one
+        self._runs: dict[str, Callable[[Any], Awaitable[OperationResult]]] = {
+            "authorize": self._authorize,
+            "capture": self._capture,
+            "void": self._void,
+            "refund": self._refund,
+            "inquire": self._inquire,
+        }
 
     def close_streams(self) -> None:
         """End every Exchange stream once its operations in flight are answered."""
@@ -348,6 +357,23 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
             result=await self._operate(context, "inquire", request.reference, run)
         )
 
+    async def answer(self, req: ch.ExchangeOperation) -> ch.ExchangeAnswer:
+        """One operation of an Exchange batch (the RPC's or the socket's), answered."""
+        kind = req.WhichOneof("operation")
+        if kind is None:
+            reason = error_reason_pb2.ERROR_REASON_INVALID_REQUEST
+            message = "operation: is required (authorize, capture, void, refund or inquire)"
+            outcome: ch.OperationResult | grpc.Status = rich_status(
+                code_pb2.INVALID_ARGUMENT, reason, message
+            )
+        else:
+            op = getattr(req, kind)
+            run = functools.partial(self._runs[kind], op)
+            outcome = await self._outcome(kind, op.reference, run)
+        if isinstance(outcome, grpc.Status):
+            return ch.ExchangeAnswer(id=req.id, error=_status_proto(outcome))
+        return ch.ExchangeAnswer(id=req.id, result=outcome)
+
     async def Exchange(
         self,
         request_iterator: AsyncIterator[ch.ExchangeRequest],
@@ -359,29 +385,9 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         """
         answers: asyncio.Queue[ch.ExchangeAnswer | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
-        runs: dict[str, Callable[[Any], Awaitable[OperationResult]]] = {
-            "authorize": self._authorize,
-            "capture": self._capture,
-            "void": self._void,
-            "refund": self._refund,
-            "inquire": self._inquire,
-        }
 
         async def one(req: ch.ExchangeOperation) -> None:
-            kind = req.WhichOneof("operation")
-            if kind is None:
-                reason = error_reason_pb2.ERROR_REASON_INVALID_REQUEST
-                message = "operation: is required (authorize, capture, void, refund or inquire)"
-                outcome: ch.OperationResult | grpc.Status = rich_status(
-                    code_pb2.INVALID_ARGUMENT, reason, message
-                )
-            else:
-                op = getattr(req, kind)
-                outcome = await self._outcome(kind, op.reference, functools.partial(runs[kind], op))
-            if isinstance(outcome, grpc.Status):
-                answers.put_nowait(ch.ExchangeAnswer(id=req.id, error=_status_proto(outcome)))
-            else:
-                answers.put_nowait(ch.ExchangeAnswer(id=req.id, result=outcome))
+            answers.put_nowait(await self.answer(req))
 
         async def read() -> None:
             try:
@@ -432,7 +438,9 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
             message = "the channel failed to describe itself"
             await _abort(context, rich_status(code_pb2.INTERNAL, reason, message))
         self._caps = caps
-        return convert.capabilities_to_proto(caps)
+        described = convert.capabilities_to_proto(caps)
+        described.exchange_address = self.exchange_address
+        return described
 
     async def WatchEvents(
         self, request: ch.WatchEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -455,6 +463,15 @@ def _status_proto(status: grpc.Status) -> status_pb2.Status:
     return status_pb2.Status(code=status.code.value[0], message=status.details)
 
 
+def _refused_at_shutdown(op_id: int) -> ch.ExchangeAnswer:
+    status = rich_status(
+        code_pb2.UNAVAILABLE,
+        error_reason_pb2.ERROR_REASON_UPSTREAM_UNAVAILABLE,
+        "the worker is shutting down; the operation was not sent",
+    )
+    return ch.ExchangeAnswer(id=op_id, error=_status_proto(status))
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
     await context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # grpc raises; this is never reached
@@ -470,9 +487,17 @@ class Worker:
         listen: str,
         grace_s: float = 5.0,
         event_buffer: int = 10_000,
+        exchange_listen: str | None = "auto",
     ) -> None:
+        """`exchange_listen` is where to serve the Exchange socket: "auto" (the gRPC host with
+        a port the system picks, or the gRPC Unix path plus ".exchange"), an address, or None
+        for no socket (the switch then uses the Exchange RPC)."""
         self._adapter = adapter
         self._listen = listen
+        self._exchange_listen = (
+            framing.listen_address(listen) if exchange_listen == "auto" else exchange_listen
+        )
+        self._socket: ExchangeSocket | None = None
         self._grace_s = grace_s
         self.events = EventHub(buffer=event_buffer)
         self._health = health.aio.HealthServicer()
@@ -501,11 +526,24 @@ class Worker:
             raise
         self._server = server
         await server.start()
+        if self._exchange_listen is not None:
+            self._socket = ExchangeSocket(self._servicer.answer, _refused_at_shutdown)
+            try:
+                self._servicer.exchange_address = await self._socket.start(self._exchange_listen)
+            except OSError:
+                await server.stop(0)
+                await self._adapter.stop()
+                raise
         await self._health.set("", _SERVING)
         await self._health.set(SERVICE_NAME, _SERVING)
         log.info(
             "worker ready",
-            extra={"channel": caps.name, "listen": self._listen, "port": self.port},
+            extra={
+                "channel": caps.name,
+                "listen": self._listen,
+                "port": self.port,
+                "exchange_socket": self._servicer.exchange_address or "off",
+            },
         )
         return self.port
 
@@ -518,7 +556,11 @@ class Worker:
         self.events.close()
         if self._servicer is not None:
             self._servicer.close_streams()
-        await server.stop(self._grace_s)
+        socket, self._socket = self._socket, None
+        await asyncio.gather(
+            server.stop(self._grace_s),
+            *([socket.stop(self._grace_s)] if socket is not None else []),
+        )
         try:
             await self._adapter.stop()
         except Exception:
@@ -532,13 +574,14 @@ async def serve_worker(
     listen: str,
     grace_s: float = 5.0,
     stop: asyncio.Event | None = None,
+    exchange_listen: str | None = "auto",
 ) -> int:
     """Serve until SIGTERM/SIGINT (or `stop` is set); 0 after a clean stop, 1 if start failed."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = Worker(adapter, listen=listen, grace_s=grace_s)
+    worker = Worker(adapter, listen=listen, grace_s=grace_s, exchange_listen=exchange_listen)
     try:
         try:
             await worker.start()
@@ -554,9 +597,17 @@ async def serve_worker(
             loop.remove_signal_handler(sig)
 
 
-def run_worker(adapter: ChannelAdapter, *, listen: str, grace_s: float = 5.0) -> int:
+def run_worker(
+    adapter: ChannelAdapter,
+    *,
+    listen: str,
+    grace_s: float = 5.0,
+    exchange_listen: str | None = "auto",
+) -> int:
     """Serve `adapter` on `listen` on a uvloop event loop until SIGTERM or SIGINT."""
-    return uvloop.run(serve_worker(adapter, listen=listen, grace_s=grace_s))
+    return uvloop.run(
+        serve_worker(adapter, listen=listen, grace_s=grace_s, exchange_listen=exchange_listen)
+    )
 
 
 def worker_main(
@@ -575,6 +626,12 @@ def worker_main(
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--listen", required=True, help="HOST:PORT or unix:PATH to serve on")
     parser.add_argument(
+        "--exchange-listen",
+        default="auto",
+        help="where to serve Exchange without HTTP/2 (HOST:PORT or unix:PATH); 'auto' (default):"
+        " the --listen host on a free port, or the --listen path plus '.exchange'; 'off': none",
+    )
+    parser.add_argument(
         "--grace-s", type=float, default=5.0, help="seconds calls in flight get at shutdown"
     )
     parser.add_argument("--log-level", default="INFO", choices=LEVELS)
@@ -590,4 +647,5 @@ def worker_main(
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    return run_worker(adapter, listen=args.listen, grace_s=args.grace_s)
+    exchange = None if args.exchange_listen == "off" else args.exchange_listen
+    return run_worker(adapter, listen=args.listen, grace_s=args.grace_s, exchange_listen=exchange)

@@ -487,6 +487,7 @@ class DescribeResponse(_message.Message):
     SUPPORTS_VOID_FIELD_NUMBER: _builtins.int
     SUPPORTS_REFUND_FIELD_NUMBER: _builtins.int
     SUPPORTS_PARTIAL_REFUND_FIELD_NUMBER: _builtins.int
+    EXCHANGE_ADDRESS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The channel's name, [a-z0-9_]{1,32}, for example "card" or "alipay"."""
     min_amount_minor: _builtins.int
@@ -503,6 +504,16 @@ class DescribeResponse(_message.Message):
     """Whether captured payments can be refunded."""
     supports_partial_refund: _builtins.bool
     """Whether a refund may be for less than what is left, and refunds may repeat."""
+    exchange_address: _builtins.str
+    """Where the worker also serves Exchange on a plain socket, without HTTP/2: "HOST:PORT" or
+    "unix:PATH"; empty when it does not. The socket carries the same ExchangeRequest and
+    ExchangeResponse messages with the same meaning, each framed the way gRPC frames a message
+    (a zero byte, the length as 4 bytes big-endian, the message), after a preface line each way:
+    the switch writes "PAYSWITCH-EXCHANGE/1\\n" and the worker answers with the same line. A
+    wildcard host (0.0.0.0, ::) means the host the switch reached the worker at. The switch
+    prefers this socket to the Exchange RPC (per operation it costs a fraction of an HTTP/2
+    stream message in a Python gRPC process) and falls back to the RPC when it cannot connect.
+    """
     @_builtins.property
     def payment_methods(self) -> _containers.RepeatedScalarFieldContainer[_payment_method_pb2.PaymentMethodType.ValueType]:
         """The payment methods the channel accepts."""
@@ -524,10 +535,11 @@ class DescribeResponse(_message.Message):
         supports_void: _builtins.bool = ...,
         supports_refund: _builtins.bool = ...,
         supports_partial_refund: _builtins.bool = ...,
+        exchange_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currencies", b"currencies", "max_amount_minor", b"max_amount_minor", "min_amount_minor", b"min_amount_minor", "name", b"name", "payment_methods", b"payment_methods", "supports_manual_capture", b"supports_manual_capture", "supports_partial_capture", b"supports_partial_capture", "supports_partial_refund", b"supports_partial_refund", "supports_refund", b"supports_refund", "supports_void", b"supports_void"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currencies", b"currencies", "exchange_address", b"exchange_address", "max_amount_minor", b"max_amount_minor", "min_amount_minor", b"min_amount_minor", "name", b"name", "payment_methods", b"payment_methods", "supports_manual_capture", b"supports_manual_capture", "supports_partial_capture", b"supports_partial_capture", "supports_partial_refund", b"supports_partial_refund", "supports_refund", b"supports_refund", "supports_void", b"supports_void"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

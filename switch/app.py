@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
@@ -79,6 +82,7 @@ async def serve(
     cfg: config_mod.Config, *, stop: asyncio.Event | None = None, config_path: str | None = None
 ) -> None:
     """Run the switch until `stop` is set (or a signal arrives), then shut down gracefully."""
+    _check_listen(cfg.server.listen)  # before anything starts: a taken port is refused cleanly
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -161,41 +165,114 @@ async def serve(
     reconciler.start()
     route_state.start()
 
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     servicer = GatewayServicer(
         merchants=merchants, payments=payments, store=store, hub=hub, metrics=metrics
     )
-    register(servicer, server)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
-    port = server.add_insecure_port(cfg.server.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {cfg.server.listen}")
-    await server.start()
+    servers, port = await _start_servers(cfg.server, servicer, health_servicer)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     ready = {name: c.capabilities is not None for name, c in pool.channels.items()}
-    log.info("switch serving", extra={"listen": cfg.server.listen, "port": port, "channels": ready})
+    log.info(
+        "switch serving",
+        extra={
+            "listen": cfg.server.listen,
+            "port": port,
+            "accept_loops": len(servers),
+            "channels": ready,
+        },
+    )
 
     await stop.wait()
     log.info(
         "shutting down: no new calls; in-flight calls get up to the grace period",
         extra={"grace_s": cfg.server.grace_period_s},
     )
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(cfg.server.grace_period_s)
-    await payments.drain(cfg.server.grace_period_s)
-    await reconciler.stop()
-    await route_state.stop()
-    await risk_sync.stop()
-    await hub.close()
-    await pool.close()
-    await client.aclose()
-    await fast.close()
+    grace = cfg.server.grace_period_s
+    await _shut_down(
+        [
+            ("health", health_servicer.enter_graceful_shutdown, 5.0),
+            ("servers", lambda: asyncio.gather(*(s.stop(grace) for s in servers)), grace + 5),
+            ("payments", lambda: payments.drain(grace), grace + 5),
+            ("reconciler", reconciler.stop, 5.0),
+            ("routing", route_state.stop, 5.0),
+            ("risk", risk_sync.stop, 5.0),
+            ("watchers", hub.close, 5.0),
+            ("channels", pool.close, 5.0),
+            ("redis", client.aclose, 5.0),
+            ("redis-hot-path", fast.close, 5.0),
+        ]
+    )
     log.info("switch stopped")
+
+
+async def _shut_down(steps: list[tuple[str, Callable[[], Awaitable[object]], float]]) -> None:
+    """Run each step within its limit: one that hangs is logged and left, so that SIGTERM
+    always ends the process (a supervisor would kill it anyway, with less said)."""
+    for name, step, limit_s in steps:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(limit_s):
+                await step()
+        except TimeoutError:
+            log.error(
+                "shutdown step did not finish; going on", extra={"step": name, "limit_s": limit_s}
+            )
+            continue
+        took = time.monotonic() - started
+        if took > 1.0:
+            log.info("shutdown step was slow", extra={"step": name, "took_s": round(took, 2)})
+
+
+async def _start_servers(
+    cfg: config_mod.ServerConfig, servicer: GatewayServicer, health_servicer: Any
+) -> tuple[list[grpc.aio.Server], int]:
+    """`cfg.accept_loops` gRPC servers on one port, each taking new calls on its own.
+
+    They share the port with SO_REUSEPORT; `_check_listen` has made sure no other process holds
+    it (one that set SO_REUSEPORT too could otherwise share it silently)."""
+    unix = cfg.listen.startswith("unix:")
+    loops = 1 if unix else cfg.accept_loops  # a Unix socket path cannot be shared
+    host, _, port_text = cfg.listen.rpartition(":")
+    port = 0 if unix else int(port_text)
+    reuse = 1 if loops > 1 else 0
+    servers: list[grpc.aio.Server] = []
+    for _ in range(loops):
+        server = grpc.aio.server(options=[("grpc.so_reuseport", reuse)])
+        register(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        bound = server.add_insecure_port(cfg.listen if unix else f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {cfg.listen}")
+        port = bound  # port 0: the others join the port the first one got
+        servers.append(server)
+    for server in servers:
+        await server.start()
+    return servers, port
+
+
+class ListenError(Exception):
+    """The switch's address cannot be listened on."""
+
+
+def _check_listen(listen: str) -> None:
+    """Bind the address once without SO_REUSEPORT: ListenError when another process holds it."""
+    host, _, port_text = listen.rpartition(":")
+    if listen.startswith("unix:") or int(port_text) == 0:
+        return
+    port = int(port_text)
+    bare = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gRPC binds: a port left with connections in TIME_WAIT is free, a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bare, port))
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {listen}: {exc.strerror}") from exc
 
 
 def serve_main(path: str) -> int:
@@ -205,5 +282,9 @@ def serve_main(path: str) -> int:
         print(f"payswitch serve: config error: {exc}", file=sys.stderr)
         return 2
     logs.setup(cfg.server.log_level)
-    uvloop.run(serve(cfg, config_path=path))
+    try:
+        uvloop.run(serve(cfg, config_path=path))
+    except ListenError as exc:
+        print(f"payswitch serve: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -73,6 +73,10 @@ def test_a_good_file_parses_with_defaults():
             ('listen = "127.0.0.1:50051"', 'listen = "nowhere"'),
             "server.listen: must be 'host:port'",
         ),
+        (
+            ('listen = "127.0.0.1:50051"', 'listen = "127.0.0.1:50051"\naccept_loops = 0'),
+            "server.accept_loops: must be from 1 to 64",
+        ),
     ],
 )
 def test_each_problem_names_its_key(change, message):

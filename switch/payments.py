@@ -592,8 +592,8 @@ class PaymentService:
         finally:
             spent = time.perf_counter() - start
             timing.channel_s += spent
-            self._metrics.channel_latency.labels(channel).observe(spent)
-        self._metrics.channel_outcomes.labels(channel, op.name, result.outcome.name).inc()
+            self._metrics.channel_call_done(channel, spent)
+        self._metrics.channel_answered(channel, op, result.outcome)
         return dataclasses.replace(result, latency_us=int(spent * 1_000_000))
 
     async def _record(

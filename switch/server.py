@@ -167,6 +167,9 @@ class GatewayServicer:
         metrics: Metrics,
     ) -> None:
         self._by_key_hash = {m.api_key_sha256: m for m in merchants.values()}
+        # Keys seen to be valid, so that a known key is not hashed again on every call. Only a
+        # hit adds one: unknown tokens (anyone's guesses) are hashed each time and never kept.
+        self._by_token: dict[str, MerchantConfig] = {}
         self._payments = payments
         self._store = store
         self._hub = hub
@@ -186,7 +189,11 @@ class GatewayServicer:
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
                 token = value.removeprefix("Bearer ").strip() if isinstance(value, str) else ""
-                found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
+                found = self._by_token.get(token)
+                if found is None:
+                    found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
+                    if found is not None:
+                        self._by_token[token] = found
                 if found is not None:
                     return found
                 break

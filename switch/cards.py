@@ -31,27 +31,38 @@ class Fingerprinter:
     hash cannot without the key.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_buyer", "_instrument", "_request")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("the fingerprint key must be at least 16 bytes")
-        self._key = key
+        # Each kind's prefix is keyed once, and a fingerprint continues a copy of that state (what
+        # HMAC's copy() is for): the same values as hmac.digest over prefix + value, at about
+        # two thirds of its cost, with two fingerprints per authorization.
+        self._instrument = hmac.new(key, b"instrument:", "sha256")
+        self._buyer = hmac.new(key, b"buyer:", "sha256")
+        self._request = hmac.new(key, b"request:", "sha256")
+
+    @staticmethod
+    def _continue(keyed: hmac.HMAC, value: bytes) -> str:
+        h = keyed.copy()
+        h.update(value)
+        return h.hexdigest()
 
     def instrument(self, value: str) -> str:
         """The fingerprint of a card number or wallet code, hex."""
-        return hmac.digest(self._key, b"instrument:" + value.encode(), "sha256").hex()
+        return self._continue(self._instrument, value.encode())
 
     def wallet_buyer(self, *, auth_code: str, buyer_id: str) -> str:
         """What risk control knows a wallet buyer by: the buyer's id at the wallet when the
         caller sends one (payment codes are one-time), else the payment code."""
         if buyer_id:
-            return hmac.digest(self._key, b"buyer:" + buyer_id.encode(), "sha256").hex()
+            return self._continue(self._buyer, buyer_id.encode())
         return self.instrument(auth_code)
 
     def request(self, canonical: bytes) -> str:
         """The fingerprint of a canonical request, for idempotency-key reuse detection."""
-        return hmac.digest(self._key, b"request:" + canonical, "sha256").hex()
+        return self._continue(self._request, canonical)
 
 
 class Vault:

@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from switch.model import Operation, Outcome
+
 _LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -33,6 +35,8 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._stream_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._channel_latency: dict[str, Any] = {}
+        self._channel_outcomes: dict[tuple[str, Operation, Outcome], Any] = {}
         r = self.registry
         self.requests = Counter(
             "payswitch_requests",
@@ -146,6 +150,23 @@ class Metrics:
         count, latency = children
         count.inc()
         latency.observe(elapsed_s)
+
+    def channel_call_done(self, channel: str, elapsed_s: float) -> None:
+        """Time one call to a channel, answered or not (child cached: once per payment)."""
+        child = self._channel_latency.get(channel)
+        if child is None:
+            child = self._channel_latency[channel] = self.channel_latency.labels(channel)
+        child.observe(elapsed_s)
+
+    def channel_answered(self, channel: str, op: Operation, outcome: Outcome) -> None:
+        """Count one answer of a channel (child cached, as above)."""
+        key = (channel, op, outcome)
+        child = self._channel_outcomes.get(key)
+        if child is None:
+            child = self._channel_outcomes[key] = self.channel_outcomes.labels(
+                channel, op.name, outcome.name
+            )
+        child.inc()
 
     def breaker_moved(self, channel: str, endpoint: str, state: str, value: int) -> None:
         self.breaker_transitions.labels(channel, endpoint, state).inc()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -173,7 +174,23 @@ class Payment:
         return self.id
 
     def evolve(self, **changes: object) -> Payment:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with `changes`, as dataclasses.replace makes it but at about half the cost (it
+        runs a few times per payment): the copy's slots are set directly, where replace collects
+        every field into keyword arguments for __init__, which sets them one by one through
+        object.__setattr__ because the class is frozen. No __post_init__ is skipped: there is
+        none."""
+        if not _PAYMENT_FIELD_SET.issuperset(changes):
+            unknown = ", ".join(sorted(changes.keys() - _PAYMENT_FIELD_SET))
+            raise TypeError(f"Payment has no field {unknown}")
+        copy = object.__new__(Payment)
+        for name in _PAYMENT_FIELDS:
+            value = changes[name] if name in changes else getattr(self, name)
+            object.__setattr__(copy, name, value)
+        return copy
+
+
+_PAYMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
+_PAYMENT_FIELD_SET = frozenset(_PAYMENT_FIELDS)
 
 
 # --- Redis hash form ----------------------------------------------------------------------------

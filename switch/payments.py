@@ -592,8 +592,8 @@ class PaymentService:
         finally:
             spent = time.perf_counter() - start
             timing.channel_s += spent
-            self._metrics.channel_latency.labels(channel).observe(spent)
-        self._metrics.channel_outcomes.labels(channel, op.name, result.outcome.name).inc()
+            self._metrics.channel_call_done(channel, spent)
+        self._metrics.channel_answered(channel, op, result.outcome)
         return dataclasses.replace(result, latency_us=int(spent * 1_000_000))
 
     async def _record(
@@ -685,7 +685,7 @@ class PaymentService:
         # The caller may cancel (deadline, disconnect); the forward and the record must not stop.
         if not timing.cancellable:
             return await work
-        task = asyncio.ensure_future(work)
+        task = asyncio.create_task(work)  # not ensure_future: its type checks cost per call
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return await asyncio.shield(task)

@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
 from grpc_status import rpc_status
 
-from payswitch.common.v1 import money_pb2, payment_method_pb2
+from payswitch.common.v1 import money_pb2
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
 from switch import errors, validation
@@ -37,102 +36,122 @@ OVERHEAD_TRAILER = "x-switch-overhead-us"
 _WATCH_POLL_S = 1.0
 
 
-def _ts(ms: int) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+# Responses are built from plain dicts: protobuf makes each nested message in place, where a
+# message built first is copied into its parent (half the cost of a response went to copies).
+Fields = dict[str, Any]
 
 
-def _decline(d: Decline | None) -> payment_pb2.Decline | None:
+def _ts(ms: int) -> Fields:
+    """A google.protobuf.Timestamp's fields."""
+    return {"seconds": ms // 1000, "nanos": (ms % 1000) * 1_000_000}
+
+
+def _money(amount: int, currency: str) -> Fields:
+    return {"amount_minor": amount, "currency": currency}
+
+
+def _decline(d: Decline | None) -> Fields | None:
     if d is None:
         return None
-    return payment_pb2.Decline(code=d.code, raw_code=d.raw_code, message=d.message)  # type: ignore[arg-type]
+    return {"code": d.code, "raw_code": d.raw_code, "message": d.message}
 
 
-def payment_proto(p: Payment) -> payment_pb2.Payment:
-    """The caller's view of a payment."""
+def _payment_fields(p: Payment) -> Fields:
+    """The caller's view of a payment, as the fields of a payment_pb2.Payment."""
     cur = p.currency
-
-    def m(v: int) -> money_pb2.Money:
-        return money_pb2.Money(amount_minor=v, currency=cur)
-
-    out = payment_pb2.Payment(
-        id=p.id,
-        merchant_reference=p.merchant_reference,
-        status=p.status.value,  # type: ignore[arg-type]
-        amount=m(p.amount),
-        authorized_amount=m(p.authorized),
-        captured_amount=m(p.captured),
-        refunded_amount=m(p.refunded),
-        capture_mode=payment_pb2.CAPTURE_MODE_AUTOMATIC
+    method = p.method
+    fields: Fields = {
+        "id": p.id,
+        "merchant_reference": p.merchant_reference,
+        "status": p.status.value,
+        "amount": _money(p.amount, cur),
+        "authorized_amount": _money(p.authorized, cur),
+        "captured_amount": _money(p.captured, cur),
+        "refunded_amount": _money(p.refunded, cur),
+        "capture_mode": payment_pb2.CAPTURE_MODE_AUTOMATIC
         if p.auto_capture
         else payment_pb2.CAPTURE_MODE_MANUAL,
-        payment_method=payment_method_pb2.PaymentMethodSummary(
-            type=p.method.type.value,  # type: ignore[arg-type]
-            card_bin=p.method.card_bin,
-            card_last4=p.method.card_last4,
-            card_expiry_month=p.method.expiry_month,
-            card_expiry_year=p.method.expiry_year,
-            fingerprint=p.method.fingerprint,
-        ),
-        channel=p.channel,
-        upstream_reference=p.upstream_reference,
-        authorization_code=p.authorization_code,
-        decline=_decline(p.decline),
-        pending_operation=p.pending_op.value if p.status is Status.PENDING and p.pending_op else 0,  # type: ignore[arg-type]
-        create_time=_ts(p.create_ms),
-        update_time=_ts(p.update_ms),
-        status_message=p.status_message,
-    )
+        "payment_method": {
+            "type": method.type.value,
+            "card_bin": method.card_bin,
+            "card_last4": method.card_last4,
+            "card_expiry_month": method.expiry_month,
+            "card_expiry_year": method.expiry_year,
+            "fingerprint": method.fingerprint,
+        },
+        "channel": p.channel,
+        "upstream_reference": p.upstream_reference,
+        "authorization_code": p.authorization_code,
+        "decline": _decline(p.decline),
+        "pending_operation": p.pending_op.value
+        if p.status is Status.PENDING and p.pending_op
+        else 0,
+        "create_time": _ts(p.create_ms),
+        "update_time": _ts(p.update_ms),
+        "status_message": p.status_message,
+    }
     if p.risk is not None:
         risk = p.risk
-        out.risk.decision = risk.decision.value  # type: ignore[assignment]
-        out.risk.rule = risk.rule
-        out.risk.anomaly_score = risk.score_milli / 1000
+        assessment: Fields = {
+            "decision": risk.decision.value,
+            "rule": risk.rule,
+            "anomaly_score": risk.score_milli / 1000,
+        }
         if risk.review is not None:
-            out.risk.review = risk.review.value  # type: ignore[assignment]
+            assessment["review"] = risk.review.value
+        fields["risk"] = assessment
     if p.status is Status.PENDING:
         held = p.risk is not None and p.risk.review in (ReviewState.HELD, ReviewState.APPROVED)
-        out.pending_reason = (
+        fields["pending_reason"] = (
             payment_pb2.PENDING_REASON_RISK_REVIEW
             if held
             else payment_pb2.PENDING_REASON_OUTCOME_UNKNOWN
         )
-    for r in p.refunds:
-        out.refunds.append(
-            payment_pb2.Refund(
-                id=r.id,
-                amount=m(r.amount),
-                reason=r.reason,
-                status=r.status.value,  # type: ignore[arg-type]
-                create_time=_ts(r.time_ms),
-            )
-        )
-    for e in p.events:
-        out.events.append(
-            payment_pb2.PaymentEvent(
-                operation=e.operation.value,  # type: ignore[arg-type]
-                status=e.status.value,  # type: ignore[arg-type]
-                amount=m(e.amount),
-                channel_reference=e.reference,
-                decline=_decline(e.decline),
-                time=_ts(e.time_ms),
-            )
-        )
-    return out
+    if p.refunds:
+        fields["refunds"] = [
+            {
+                "id": r.id,
+                "amount": _money(r.amount, cur),
+                "reason": r.reason,
+                "status": r.status.value,
+                "create_time": _ts(r.time_ms),
+            }
+            for r in p.refunds
+        ]
+    if p.events:
+        fields["events"] = [
+            {
+                "operation": e.operation.value,
+                "status": e.status.value,
+                "amount": _money(e.amount, cur),
+                "channel_reference": e.reference,
+                "decline": _decline(e.decline),
+                "time": _ts(e.time_ms),
+            }
+            for e in p.events
+        ]
+    return fields
+
+
+def payment_proto(p: Payment) -> payment_pb2.Payment:
+    """The caller's view of a payment."""
+    return payment_pb2.Payment(**_payment_fields(p))
 
 
 def render(op: Operation, p: Payment) -> bytes:
     """The serialized response of the RPC that `op` came from, as idempotent replays send it."""
-    proto = payment_proto(p)
+    payment = _payment_fields(p)
     if op is Operation.AUTHORIZE:
-        return gw.AuthorizeResponse(payment=proto).SerializeToString()
+        return gw.AuthorizeResponse(payment=payment).SerializeToString()  # type: ignore[arg-type]
     if op is Operation.CAPTURE:
-        return gw.CaptureResponse(payment=proto).SerializeToString()
+        return gw.CaptureResponse(payment=payment).SerializeToString()  # type: ignore[arg-type]
     if op is Operation.VOID:
-        return gw.VoidResponse(payment=proto).SerializeToString()
+        return gw.VoidResponse(payment=payment).SerializeToString()  # type: ignore[arg-type]
     # The refund this response is about is the one the payment's latest event recorded.
     latest = p.events[-1].reference if p.events else ""
-    refund = next((r for r in proto.refunds if r.id == latest), None)
-    return gw.RefundResponse(payment=proto, refund=refund).SerializeToString()
+    refund = next((r for r in payment.get("refunds", ()) if r["id"] == latest), None)
+    response = gw.RefundResponse(payment=payment, refund=refund)  # type: ignore[arg-type]
+    return response.SerializeToString()
 
 
 class GatewayServicer:
@@ -148,6 +167,9 @@ class GatewayServicer:
         metrics: Metrics,
     ) -> None:
         self._by_key_hash = {m.api_key_sha256: m for m in merchants.values()}
+        # Keys seen to be valid, so that a known key is not hashed again on every call. Only a
+        # hit adds one: unknown tokens (anyone's guesses) are hashed each time and never kept.
+        self._by_token: dict[str, MerchantConfig] = {}
         self._payments = payments
         self._store = store
         self._hub = hub
@@ -167,7 +189,11 @@ class GatewayServicer:
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
                 token = value.removeprefix("Bearer ").strip() if isinstance(value, str) else ""
-                found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
+                found = self._by_token.get(token)
+                if found is None:
+                    found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
+                    if found is not None:
+                        self._by_token[token] = found
                 if found is not None:
                     return found
                 break

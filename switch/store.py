@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import itertools
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -347,7 +348,7 @@ _DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was accepted"
 
 def _pairs(fields: dict[str, str]) -> bytes:
     """A hash's fields as one JSON array of name, value, ... for a script to unpack."""
-    return orjson.dumps([x for kv in fields.items() for x in kv])
+    return orjson.dumps([*itertools.chain.from_iterable(fields.items())])
 
 
 def _s(v: Any) -> str:

@@ -17,6 +17,7 @@ MAX_AMOUNT_MINOR = 100_000_000_000
 _DIGITS = re.compile(r"^[0-9]+$")
 MAX_BUYER_ID = 64
 _PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{20,40}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what "control characters" means below
 
 Violations = list[tuple[str, str]]
 Clock = Callable[[], dt.date]
@@ -36,7 +37,7 @@ def _text(v: Violations, name: str, value: str, limit: int, *, ascii_only: bool 
         v.append((name, f"must be at most {limit} characters, got {len(value)}"))
     elif ascii_only and not printable(value):
         v.append((name, "must be printable ASCII characters"))
-    elif not ascii_only and any(c < " " or c == "\x7f" for c in value):
+    elif not ascii_only and _CONTROL.search(value):
         v.append((name, "must not contain control characters"))
 
 

@@ -30,8 +30,27 @@ from google.protobuf.message import DecodeError
 from adapters.sdk import framing
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.channel.v1 import channel_service_pb2_grpc as ch_grpc
+from switch import wire
 
 log = logging.getLogger("payswitch.link")
+
+
+# ExchangeOperation's oneof: the field number of each kind of operation.
+_KIND_FIELDS = {
+    name: ch.ExchangeOperation.DESCRIPTOR.fields_by_name[name].number
+    for name in ("authorize", "capture", "void", "refund", "inquire")
+}
+
+
+def encode_operation(op_id: int, timeout_ms: int, kind: str, request: Any) -> bytes:
+    """An ExchangeOperation as it sits inside an ExchangeRequest (field 1), serialized without
+    building it: the same bytes as the message, but no copy of the request into it."""
+    body = (
+        wire.uint_field(1, op_id)
+        + wire.uint_field(2, timeout_ms)
+        + wire.field(_KIND_FIELDS[kind], request.SerializeToString())
+    )
+    return wire.field(1, body)
 
 
 class LinkBroken(Exception):
@@ -44,7 +63,9 @@ class LinkBroken(Exception):
 
 @dataclass(slots=True)
 class _Op:
-    request: ch.ExchangeOperation
+    # The ExchangeOperation: a message for the RPC's writer, or already serialized for the socket
+    # (an ExchangeRequest is its operations' fields one after another, so a batch is a join).
+    request: ch.ExchangeOperation | bytes
     answer: asyncio.Future[ch.ExchangeAnswer]
     written: bool = False
 
@@ -162,13 +183,18 @@ class ExchangeLink:
             raise LinkBroken("the link is not open", written=False)
         loop = asyncio.get_running_loop()
         op_id = next(self._ids)
-        message = ch.ExchangeOperation(id=op_id, timeout_ms=max(1, int(timeout_s * 1000)))
-        getattr(message, kind).CopyFrom(request)
-        op = _Op(request=message, answer=loop.create_future())
-        self._inflight[op_id] = op
+        timeout_ms = max(1, int(timeout_s * 1000))
+        op: _Op
         if self._socket is not None:
+            encoded = encode_operation(op_id, timeout_ms, kind, request)
+            op = _Op(request=encoded, answer=loop.create_future())
+            self._inflight[op_id] = op
             self._socket.send(op)
         else:
+            message = ch.ExchangeOperation(id=op_id, timeout_ms=timeout_ms)
+            getattr(message, kind).CopyFrom(request)
+            op = _Op(request=message, answer=loop.create_future())
+            self._inflight[op_id] = op
             self._queue.put_nowait(op)
         timer = loop.call_later(timeout_s, _expire, op.answer)
         try:
@@ -193,7 +219,8 @@ class ExchangeLink:
             if not live:
                 continue
             try:
-                await call.write(ch.ExchangeRequest(operations=[op.request for op in live]))
+                operations = [cast(ch.ExchangeOperation, op.request) for op in live]
+                await call.write(ch.ExchangeRequest(operations=operations))
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
                 for op in live:
                     if not op.answer.done():
@@ -280,8 +307,7 @@ class _SocketConnection(asyncio.Protocol):
             for op in live:
                 op.answer.set_exception(LinkBroken(why, written=False))
             return
-        request = ch.ExchangeRequest(operations=[op.request for op in live])
-        self._transport.write(framing.frame(request.SerializeToString()))
+        self._transport.write(framing.frame(b"".join(cast(bytes, op.request) for op in live)))
         for op in live:
             op.written = True
 

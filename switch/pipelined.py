@@ -40,7 +40,7 @@ class _Protocol(asyncio.Protocol):
         while (reply := self._reader.gets()) is not False:
             if not waiters:
                 break
-            waiter = waiters.popleft()
+            waiter, _ = waiters.popleft()
             if not waiter.done():
                 if isinstance(reply, ReplyError):
                     waiter.set_exception(reply)
@@ -68,12 +68,19 @@ class PipelinedRedis:
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[None] | None = None
-        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # Each command's waiter and the loop time its reply is due by, in the order sent (the
+        # order Redis answers in). One watchdog timer looks at the oldest, instead of a timer
+        # per command.
+        self._waiters: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._buffer: list[bytes] = []
         self._flush_scheduled = False
         self._scripts: dict[str, bytes] = {}
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._transport is not None:
             self._transport.close()
         self._transport = None
@@ -100,21 +107,19 @@ class PipelinedRedis:
     async def execute(self, *command: Any) -> Any:
         if self._transport is None or self._transport.is_closing():
             await self._connect()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._send(hiredis.pack_command(command), waiter)
-        timer = loop.call_later(self._timeout_s, self._expire, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
+        return await waiter
 
     def _send(self, packed: bytes, waiter: asyncio.Future[Any]) -> None:
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        self._waiters.append((waiter, loop.time() + self._timeout_s))
         self._buffer.append(packed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._timeout_s, self._watch)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -127,13 +132,24 @@ class PipelinedRedis:
             return
         self._transport.write(data)
 
-    def _expire(self, waiter: asyncio.Future[Any]) -> None:
-        if waiter.done():
-            return
-        waiter.set_exception(TimeoutError(f"Redis did not answer within {self._timeout_s}s"))
-        # Its reply may still come, and would then be taken for the next command's.
-        if self._transport is not None:
-            self._transport.abort()
+    def _watch(self) -> None:
+        """Fail the oldest command still waiting past its time, closing the connection (its
+        reply may still come, and would then be taken for the next command's); else look again
+        when the oldest is due."""
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for waiter, due in self._waiters:
+            if due > now:
+                self._watchdog = loop.call_at(due, self._watch)
+                return
+            if not waiter.done():
+                waiter.set_exception(
+                    TimeoutError(f"Redis did not answer within {self._timeout_s}s")
+                )
+                if self._transport is not None:
+                    self._transport.abort()
+                return
 
     async def _connect(self) -> None:
         if self._connecting is not None:
@@ -187,6 +203,6 @@ class PipelinedRedis:
 
     def _fail_all(self, error: Exception) -> None:
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter, _ = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(error)

@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from payswitch.common.v1 import money_pb2
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
-from switch import errors, validation
+from switch import errors, validation, wire
 from switch.config import MerchantConfig
 from switch.metrics import Metrics
 from switch.model import Decline, Operation, Payment, ReviewState, Status
@@ -451,7 +451,7 @@ class GatewayServicer:
                         answers.put_nowait(None)
                         break
                     group.append(more)
-                yield b"".join(_field(1, a) for a in group)
+                yield b"".join(wire.field(1, a) for a in group)
         finally:
             reader.cancel()
             # Operations already claimed finish and are recorded even if the caller left.
@@ -516,20 +516,6 @@ _STREAM_ERROR_FIELD = 6
 MAX_STREAM_BATCH = 1000
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (a message or bytes) in protobuf's wire format."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _frame(request_id: int, field: int, payload: bytes) -> bytes:
     """A serialized StreamPaymentsResponse around an already serialized answer.
 
@@ -537,8 +523,8 @@ def _frame(request_id: int, field: int, payload: bytes) -> bytes:
     stored answer is wrapped as it is rather than parsed into a message and serialized again.
     A StreamPaymentBatchesResponse is the same again: each framed answer as its field 1.
     """
-    head = b"\x08" + _varint(request_id) if request_id else b""
-    return head + _field(field, payload)
+    head = wire.uint_field(1, request_id)
+    return head + wire.field(field, payload)
 
 
 def _serialize(message: Any) -> bytes:

@@ -1,0 +1,28 @@
+"""Protobuf's wire format, for the few places that write a message around bytes already made.
+
+A message field is its tag, its length and its bytes, so a message holding an already
+serialized one (a stored answer, a request serialized once) is written by concatenation
+instead of being parsed and copied into a new message object.
+"""
+
+from __future__ import annotations
+
+
+def varint(n: int) -> bytes:
+    """An unsigned integer as a protobuf varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (a message or bytes)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def uint_field(number: int, value: int) -> bytes:
+    """An unsigned integer field (uint32, uint64, an enum); nothing for 0, as proto3 writes it."""
+    return varint(number << 3) + varint(value) if value else b""

@@ -16,6 +16,10 @@ from bench.baseline import calibrate, echo_server, h2load
 from bench.config import ConfigError, Load, RunConfig, Target, default_processes
 from bench.scenarios import OPERATIONS, SCENARIOS, parse_mix
 
+# Unary calls over several connections by default: a switch's callers are many processes, and a
+# single connection would measure one of the switch's accept loops (README: server.accept_loops).
+UNARY_CHANNELS = 8
+
 USAGE = """payswitch bench COMMAND [options]
 
 commands:
@@ -63,7 +67,14 @@ def _add_load(p: argparse.ArgumentParser) -> None:
         default=default_processes(),
         help="generator processes (default: half the cores, the rest left to a local server)",
     )
-    g.add_argument("--channels", type=int, default=1, help="gRPC channels per process")
+    g.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        help="gRPC channels (TCP connections) per process; default 8 for unary calls, as many"
+        " callers open many connections (and the switch accepts calls on several loops, spread"
+        " by connection), 1 for streams",
+    )
     g.add_argument(
         "--transport",
         choices=("unary", "stream", "batch"),
@@ -127,7 +138,7 @@ def _run_config(ns: argparse.Namespace) -> RunConfig:
             requests=ns.requests,
             warmup_s=ns.warmup,
             processes=ns.processes,
-            channels=ns.channels,
+            channels=ns.channels or (UNARY_CHANNELS if ns.transport == "unary" else 1),
             max_inflight=ns.max_inflight,
             interval_s=ns.interval,
             pool_rate=ns.pool_rate,
@@ -333,7 +344,7 @@ def parser() -> argparse.ArgumentParser:
     base_p.add_argument("--rounds", type=int, default=3)
     base_p.add_argument("--concurrency", type=int, default=32)
     base_p.add_argument("--processes", type=int, default=default_processes())
-    base_p.add_argument("--channels", type=int, default=1)
+    base_p.add_argument("--channels", type=int, default=UNARY_CHANNELS)
     base_p.add_argument("--deadline-ms", type=int, default=5000, help="deadline of each call")
     base_p.add_argument("--out", default=None)
     base_p.add_argument("--quiet", action="store_true")

@@ -95,6 +95,7 @@ async def served(adapter: SandboxAdapter) -> AsyncIterator[str]:
     [
         (ChargesTwice, "same_reference_not_charged_twice", "different answers"),
         (DeclinesWithErrors, "decline_is_an_answer", "must be an OK answer"),
+        (DeclinesWithErrors, "exchange_socket_answers", "declining: the Exchange socket refused"),
         (InventsOutcomes, "unknown_reference_not_found", "want NOT_FOUND"),
         (Silent, "unknown_outcome_announced", "no WatchEvents event"),
         (PendsForever, "unknown_outcome_resolves", "still PENDING"),

@@ -20,6 +20,7 @@ from adapters.sdk.conformance.answers import (
     check_bad_input_refused,
     check_capabilities_described,
     check_decline_is_an_answer,
+    check_exchange_socket_answers,
     check_health_served,
     check_unknown_reference_not_found,
 )
@@ -86,6 +87,7 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check("bad_input_refused", check_bad_input_refused),
     Check("unknown_reference_not_found", check_unknown_reference_not_found),
+    Check("exchange_socket_answers", check_exchange_socket_answers),
 )
 
 

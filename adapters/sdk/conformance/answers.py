@@ -1,12 +1,15 @@
-"""Conformance checks of single answers: health, Describe, approval, decline, bad input."""
+"""Conformance checks of single answers: health, Describe, approval, decline, bad input, and
+the Exchange socket."""
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from adapters.sdk import convert
+from adapters.sdk import convert, framing
 from adapters.sdk.conformance.client import (
     ChannelClient,
     ConformanceError,
@@ -15,7 +18,13 @@ from adapters.sdk.conformance.client import (
     new_reference,
 )
 from adapters.sdk.conformance.profile import ConformanceProfile
-from adapters.sdk.types import Card, OperationStatus, OperationType, PaymentMethodType
+from adapters.sdk.types import (
+    Card,
+    OperationResult,
+    OperationStatus,
+    OperationType,
+    PaymentMethodType,
+)
 from payswitch.channel.v1 import channel_service_pb2 as ch
 
 CHANNEL_SERVICE = "payswitch.channel.v1.ChannelService"
@@ -222,3 +231,70 @@ async def check_bad_input_refused(target: str, profile: ConformanceProfile) -> N
             await expect_status(
                 client, reference, operation, OperationStatus.NOT_FOUND, profile, label
             )
+
+
+async def check_exchange_socket_answers(target: str, profile: ConformanceProfile) -> None:
+    """An Exchange socket the worker advertises in Describe answers each operation of a batch
+    under its id, as the RPCs would (passes when it advertises none: the switch uses the RPC)."""
+    async with client_for(target, profile) as client:
+        described = await client.call("Describe", ch.DescribeRequest())
+        if not described.exchange_address:
+            return
+        address = framing.reachable(described.exchange_address, target)
+        approve, decline = new_reference("xs"), new_reference("xn")
+        batch = ch.ExchangeRequest()
+        for op_id, reference, method in ((7, approve, None), (8, decline, profile.declining)):
+            request = convert.authorize_request_to_proto(profile.authorize(reference, method))
+            batch.operations.add(
+                id=op_id, timeout_ms=int(profile.call_timeout_s * 1000)
+            ).authorize.CopyFrom(request)
+        answers = await _exchange_once(address, batch, profile.call_timeout_s)
+        by_id = {a.id: a for a in answers}
+        expect(set(by_id) == {7, 8}, f"answers came for ids {sorted(by_id)}, want [7, 8]")
+        approved = _socket_result(by_id[7], "approving")
+        expect(approved.status is OperationStatus.APPROVED, f"approving: {approved.status.name}")
+        declined = _socket_result(by_id[8], "declining")
+        expect(declined.status is OperationStatus.DECLINED, f"declining: {declined.status.name}")
+        await expect_status(
+            client, approve, OperationType.AUTHORIZE, OperationStatus.APPROVED, profile, "after"
+        )
+
+
+def _socket_result(answer: ch.ExchangeAnswer, label: str) -> OperationResult:
+    if answer.HasField("error"):
+        raise ConformanceError(
+            f"{label}: the Exchange socket refused it ({answer.error.message}), want an answer"
+        )
+    try:
+        return convert.result_from_proto(answer.result)
+    except ValueError as exc:
+        raise ConformanceError(
+            f"{label}: the Exchange socket answered no valid result: {exc}"
+        ) from exc
+
+
+async def _exchange_once(
+    address: str, batch: ch.ExchangeRequest, timeout_s: float
+) -> list[ch.ExchangeAnswer]:
+    """Send one batch on a new connection and read answers until every operation has one."""
+    try:
+        async with asyncio.timeout(timeout_s * 2):
+            if address.startswith("unix:"):
+                reader, writer = await asyncio.open_unix_connection(address.removeprefix("unix:"))
+            else:
+                host, port = framing.split(address)
+                reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(framing.PREFACE + framing.frame(batch.SerializeToString()))
+                frames = framing.FrameReader()
+                answers: list[ch.ExchangeAnswer] = []
+                while len(answers) < len(batch.operations):
+                    data = await reader.read(65536)
+                    expect(bool(data), "the worker closed the Exchange socket before answering")
+                    for message in frames.feed(data):
+                        answers += ch.ExchangeResponse.FromString(message).answers
+                return answers
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, framing.FrameError) as exc:
+        raise ConformanceError(f"Exchange socket {address}: {type(exc).__name__}: {exc}") from exc

@@ -120,6 +120,28 @@ class Router(Generic[C]):
         self._rates = rates or NoRates()
         self._rng = rng or random.Random()
         self._policy = Policy.of(routing or RoutingConfig())
+        self._takers: dict[tuple[MethodType, str, bool], list[C]] = {}
+        self._takers_of: tuple[Capabilities | None, ...] = ()
+
+    def _taking(self, method: MethodType, currency: str, manual: bool) -> list[C]:
+        """The described channels that take this method, currency and capture mode, whatever the
+        amount: worked out once per combination while the channels' capabilities stay the same
+        (they change when a channel is first described)."""
+        described = tuple(c.capabilities for c in self._channels)
+        if described != self._takers_of:
+            self._takers, self._takers_of = {}, described
+        key = (method, currency, manual)
+        takers = self._takers.get(key)
+        if takers is None:
+            takers = self._takers[key] = [
+                c
+                for c in self._channels
+                if c.capabilities is not None
+                and method in c.capabilities.methods
+                and currency in c.capabilities.currencies
+                and (c.capabilities.manual_capture or not manual)
+            ]
+        return takers
 
     def reconfigure(self, routing: RoutingConfig) -> None:
         """Swap strategy, exploration, fees, rules and cascading (a config reload)."""
@@ -133,11 +155,13 @@ class Router(Generic[C]):
     def candidates(self, req: RouteRequest) -> list[C]:
         """Matching, available channels in the order to try them; NoRoute or ChannelUnavailable."""
         policy = self._policy
+        amount = req.amount
         matching = [
             c
-            for c in self._channels
-            if c.capabilities is not None
-            and c.capabilities.accepts(req.method, req.currency, req.amount, req.manual_capture)
+            for c in self._taking(req.method, req.currency, req.manual_capture)
+            if c.capabilities is not None  # set once described; never unset
+            and amount >= c.capabilities.min_amount
+            and (c.capabilities.max_amount == 0 or amount <= c.capabilities.max_amount)
         ]
         if not matching:
             if any(c.capabilities is None for c in self._channels):

@@ -111,13 +111,19 @@ class ChannelClient:
 
     def available(self) -> bool:
         """Described, and some endpoint is healthy with a breaker that lets a call through."""
-        return self.capabilities is not None and any(
-            e.healthy and e.breaker.ready() for e in self.endpoints
-        )
+        if self.capabilities is None:
+            return False
+        if len(self.endpoints) == 1:
+            only = self.endpoints[0]
+            return only.healthy and only.breaker.ready()
+        return any(e.healthy and e.breaker.ready() for e in self.endpoints)
 
     def rotation(self) -> list[Endpoint]:
         """Healthy endpoints whose breaker is not open, starting at the next one in turn."""
         n = len(self.endpoints)
+        if n == 1:  # the common case, without the turn-taking arithmetic
+            only = self.endpoints[0]
+            return [only] if only.healthy and only.breaker.ready() else []
         start = self._next % n
         self._next += 1
         ordered = [self.endpoints[(start + i) % n] for i in range(n)]

@@ -21,7 +21,7 @@ from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
 from switch.cards import Fingerprinter, Vault
-from switch.metrics import Metrics
+from switch.metrics import GcWatch, Metrics
 from switch.payments import PaymentService
 from switch.pipelined import PipelinedRedis
 from switch.pool import Pool
@@ -91,6 +91,8 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")
 
     metrics = Metrics()
+    gc_watch = GcWatch(metrics)
+    gc_watch.install()
     if cfg.server.metrics_listen:
         metrics.serve(cfg.server.metrics_listen)
     client = aioredis.Redis.from_url(
@@ -203,6 +205,7 @@ async def serve(
             ("redis-hot-path", fast.close, 5.0),
         ]
     )
+    gc_watch.remove()
     log.info("switch stopped")
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from switch.model import Operation, Outcome
+
+log = logging.getLogger("payswitch.metrics")
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -121,6 +126,13 @@ class Metrics:
             "Requests refused because Redis was unreachable.",
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "payswitch_gc_pause_seconds",
+            "Python garbage collections by generation: how long each one stopped the switch.",
+            ["generation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def request_done(self, rpc: str, code: str, elapsed_s: float, overhead_s: float) -> None:
         """Count one finished Gateway request (children cached: this runs on every request)."""
@@ -176,3 +188,37 @@ class Metrics:
         """Serve /metrics on host:port in a background thread."""
         host, _, port = address.rpartition(":")
         start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry)
+
+
+class GcWatch:
+    """Times every garbage collection into payswitch_gc_pause_seconds (a collection stops the
+    whole switch), and logs one that takes `warn_s` or more; `install()` / `remove()`."""
+
+    def __init__(self, metrics: Metrics, *, warn_s: float = 0.05) -> None:
+        self._by_generation = [metrics.gc_pauses.labels(str(g)) for g in range(3)]
+        self._warn_s = warn_s
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info.get("generation", 2)
+        self._by_generation[generation].observe(took)
+        if took >= self._warn_s:
+            log.warning(
+                "a garbage collection paused the switch",
+                extra={
+                    "generation": generation,
+                    "pause_ms": round(took * 1000, 1),
+                    "collected": info.get("collected", 0),
+                },
+            )
+
+    def install(self) -> None:
+        gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)

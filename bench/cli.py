@@ -83,6 +83,13 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--streams", type=int, default=4, help="stream transport: streams per channel")
     g.add_argument(
+        "--unary-client",
+        choices=("lean", "grpcio"),
+        default="lean",
+        help="how unary calls are made: the harness's own HTTP/2 client (lean, under half the"
+        " CPU per call) or grpc.aio's (to check a figure against the stock client)",
+    )
+    g.add_argument(
         "--max-inflight", type=int, default=256, help="open loop: calls in flight per process"
     )
     g.add_argument("--interval", type=float, default=1.0, help="seconds per progress interval")
@@ -144,6 +151,7 @@ def _run_config(ns: argparse.Namespace) -> RunConfig:
             pool_rate=ns.pool_rate,
             transport=ns.transport,
             streams=ns.streams,
+            unary_client=ns.unary_client,
         ),
         scenario=parse_mix(ns.scenario),
         seed=ns.seed,
@@ -182,6 +190,7 @@ def _calibration(ns: argparse.Namespace, cfg: RunConfig) -> dict[str, Any] | Non
             processes=load.processes,
             channels=load.channels,
             deadline_ms=cfg.target.deadline_ms,
+            unary_client=load.unary_client,
         ),
         out=None if ns.quiet else sys.stderr,
     )
@@ -282,6 +291,7 @@ def cmd_baseline(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         processes=ns.processes,
         channels=ns.channels,
         deadline_ms=ns.deadline_ms,
+        unary_client=ns.unary_client,
     )
     if not h2load.available():
         raise h2load.H2loadError(h2load.INSTALL_HINT)
@@ -346,6 +356,7 @@ def parser() -> argparse.ArgumentParser:
     base_p.add_argument("--processes", type=int, default=default_processes())
     base_p.add_argument("--channels", type=int, default=UNARY_CHANNELS)
     base_p.add_argument("--deadline-ms", type=int, default=5000, help="deadline of each call")
+    base_p.add_argument("--unary-client", choices=("lean", "grpcio"), default="lean")
     base_p.add_argument("--out", default=None)
     base_p.add_argument("--quiet", action="store_true")
 

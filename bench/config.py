@@ -11,6 +11,8 @@ from bench.scenarios import Scenario
 
 Mode = Literal["closed", "open"]
 Transport = Literal["unary", "stream", "batch"]
+# How unary calls are made: the harness's own HTTP/2 client (bench/h2client.py), or grpc.aio's.
+UnaryClient = Literal["lean", "grpcio"]
 
 
 class ConfigError(ValueError):
@@ -70,6 +72,7 @@ class Load:
     pool_rate: int = 10_000
     transport: Transport = "unary"
     streams: int = 4
+    unary_client: UnaryClient = "lean"
 
     def check(self) -> None:
         if self.mode not in ("closed", "open"):
@@ -100,6 +103,8 @@ class Load:
             )
         if self.streams < 1:
             raise ConfigError("--streams: must be at least 1")
+        if self.unary_client not in ("lean", "grpcio"):
+            raise ConfigError(f"--unary-client: expected lean or grpcio, got {self.unary_client!r}")
         if self.pool_rate < 1:
             raise ConfigError("--pool-rate: must be at least 1")
 
@@ -117,6 +122,7 @@ class Load:
             "interval_s": self.interval_s,
             "transport": self.transport,
             "streams_per_channel": self.streams if self.transport != "unary" else None,
+            "unary_client": self.unary_client if self.transport == "unary" else None,
         }
 
 

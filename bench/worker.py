@@ -13,11 +13,11 @@ from typing import Any
 import grpc
 import uvloop
 
-from bench import histo, payloads, schedule
+from bench import h2client, histo, payloads, schedule
 from bench.config import RunConfig
 from bench.scenarios import OPERATIONS, PlannedOp, build_plan
 from bench.stats import CallStats, IntervalStats, expected_code
-from bench.transport import Sender, StreamSender, UnarySender, open_channel
+from bench.transport import LeanUnarySender, Sender, StreamSender, UnarySender, open_channel
 
 # A payment the follow-up (capture or refund) can act on.
 _FOLLOWUP_READY = {"AUTHORIZED", "CAPTURED"}
@@ -107,6 +107,9 @@ class Generator:
                     self.interval.setdefault(rpc, IntervalStats())
 
     async def connect(self) -> list[grpc.aio.Channel]:
+        if self.cfg.load.transport == "unary" and self.cfg.load.unary_client == "lean":
+            await self._connect_lean()
+            return []
         channels = [open_channel(self.cfg) for _ in range(self.cfg.load.channels)]
         wait_s = self.cfg.target.connect_timeout_s
         try:
@@ -135,6 +138,33 @@ class Generator:
                     UnarySender(channel, timeout=self.timeout, metadata=self.metadata)
                 )
         return channels
+
+    async def _connect_lean(self) -> None:
+        target = self.cfg.target
+        headers = LeanUnarySender.header_blocks(
+            authority=target.address, tls=target.tls, timeout=self.timeout, metadata=self.metadata
+        )
+        opening = [
+            h2client.connect(
+                target.address,
+                timeout_s=self.timeout,
+                connect_timeout_s=target.connect_timeout_s,
+                tls=target.tls,
+                ca_file=target.ca_file,
+            )
+            for _ in range(self.cfg.load.channels)
+        ]
+        results = await asyncio.gather(*opening, return_exceptions=True)
+        for result in results:
+            if isinstance(result, h2client.Connection):
+                self._senders.append(LeanUnarySender(result, headers))
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for sender in self._senders:
+                await sender.close()
+            self._senders.clear()
+            why = "timed out" if isinstance(failed[0], TimeoutError) else str(failed[0])
+            raise ConnectionError(f"could not connect to {target.address}: {why}") from None
 
     # -- the timed loop ----------------------------------------------------------------------
 

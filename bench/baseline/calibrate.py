@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from bench import payloads, runner
 from bench.baseline import h2load
-from bench.config import Load, RunConfig, Target, default_processes
+from bench.config import Load, RunConfig, Target, UnaryClient, default_processes
 from bench.scenarios import SCENARIOS, build_plan
 
 # Below this share of h2load's rate the harness, not the server, sets the pace (issue 4).
@@ -30,6 +30,7 @@ class CalibrationConfig:
     processes: int = default_processes()
     channels: int = 1
     deadline_ms: int = 5000
+    unary_client: UnaryClient = "lean"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +41,7 @@ class CalibrationConfig:
             "processes": self.processes,
             "channels_per_process": self.channels,
             "deadline_ms": self.deadline_ms,
+            "unary_client": self.unary_client,
         }
 
 
@@ -116,6 +118,7 @@ def harness_config(address: str, cfg: CalibrationConfig) -> RunConfig:
             warmup_s=cfg.warmup_s,
             processes=cfg.processes,
             channels=cfg.channels,
+            unary_client=cfg.unary_client,
         ),
         scenario=SCENARIOS["authorize"],
     )

@@ -20,7 +20,7 @@ FAKE_GATEWAY = pathlib.Path(__file__).with_name("fake_gateway.py")
 API_KEY = "bench-test-key"
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     proc = spawn(args, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
@@ -34,7 +34,7 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
 @pytest.fixture
 def echo_address() -> Iterator[str]:
     """HOST:PORT of a bare echo server (python -m bench.baseline)."""
-    proc, address = _start(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+    proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
     try:
         yield address
     finally:
@@ -49,7 +49,7 @@ def fake_gateway() -> Iterator[Callable[..., str]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*flags: str) -> str:
-        proc, address = _start([str(FAKE_GATEWAY), "--listen", "127.0.0.1:0", *flags])
+        proc, address = start_server([str(FAKE_GATEWAY), "--listen", "127.0.0.1:0", *flags])
         procs.append(proc)
         return address
 

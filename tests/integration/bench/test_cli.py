@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.conftest import REPO, stop_process
-from tests.integration.bench.conftest import _start
+from tests.integration.bench.conftest import start_server
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -158,7 +158,7 @@ def test_without_h2load_the_run_still_measures_the_echo_ceiling(
 
 
 def test_watched_process_memory_is_sampled_and_reported(tmp_path: pathlib.Path) -> None:
-    proc, address = _start(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+    proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
     try:
         out = tmp_path / "run.json"
         done = bench(

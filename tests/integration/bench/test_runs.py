@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 from bench import histo, runner
 from bench.config import Load, RunConfig, Target
 from bench.scenarios import parse_mix
-from tests.integration.bench.conftest import API_KEY
+from tests.conftest import stop_process
+from tests.integration.bench.conftest import API_KEY, start_server
 
 
 def config(
@@ -33,8 +35,9 @@ def config(
     )
 
 
+@pytest.mark.parametrize("client", ["lean", "grpcio"])
 def test_closed_loop_mix_is_counted_by_operation_and_status(
-    fake_gateway: Callable[..., str],
+    fake_gateway: Callable[..., str], client: str
 ) -> None:
     address = fake_gateway("--api-key", API_KEY)
     cfg = config(
@@ -45,6 +48,7 @@ def test_closed_loop_mix_is_counted_by_operation_and_status(
         concurrency=8,
         requests=400,
         processes=2,
+        unary_client=client,
     )
     result = runner.run(cfg, out=None)
     ops = result["operations"]
@@ -108,14 +112,47 @@ def test_wrong_api_key_is_counted_as_unauthenticated(fake_gateway: Callable[...,
     assert result["errors"] == 20
 
 
+@pytest.mark.parametrize("client", ["lean", "grpcio"])
 def test_tls_target_with_its_ca(
+    fake_gateway: Callable[..., str], tls_files: tuple[str, str], client: str
+) -> None:
+    cert, key = tls_files
+    address = fake_gateway("--cert", cert, "--key", key)
+    cfg = config(
+        address, tls=True, ca=cert, mode="closed", concurrency=2, requests=20, unary_client=client
+    )
+    result = runner.run(cfg, out=None)
+    assert result["rpcs"]["Authorize"]["codes"] == {"OK": 20}
+
+
+def test_tls_target_without_its_ca_is_refused_clearly(
     fake_gateway: Callable[..., str], tls_files: tuple[str, str]
 ) -> None:
     cert, key = tls_files
     address = fake_gateway("--cert", cert, "--key", key)
-    cfg = config(address, tls=True, ca=cert, mode="closed", concurrency=2, requests=20)
-    result = runner.run(cfg, out=None)
-    assert result["rpcs"]["Authorize"]["codes"] == {"OK": 20}
+    cfg = config(address, tls=True, mode="closed", concurrency=2, requests=20)
+    with pytest.raises(runner.BenchError, match=r"could not connect.*CERTIFICATE_VERIFY_FAILED"):
+        runner.run(cfg, out=None)
+
+
+def test_a_server_that_goes_away_mid_run_is_counted_unavailable() -> None:
+    proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+    stopper = threading.Timer(1.0, stop_process, args=(proc,))
+    stopper.start()
+    try:
+        cfg = config(address, mode="closed", concurrency=8, duration_s=2.5, warmup_s=0.2)
+        result = runner.run(cfg, out=None)
+    finally:
+        stopper.cancel()
+        stop_process(proc)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    codes = result["rpcs"]["Authorize"]["codes"]
+    assert codes["OK"] > 0
+    assert codes["UNAVAILABLE"] > 0
+    # Calls in flight when it stopped were cancelled by the server (RST_STREAM CANCEL).
+    assert set(codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}
+    assert result["errors"] == codes["UNAVAILABLE"] + codes.get("CANCELLED", 0)
 
 
 def test_unreachable_target_fails_with_a_clear_error() -> None:

@@ -356,10 +356,13 @@ def _address_or_empty(name: str, value: Any) -> None:
 
 
 def _redis_url(name: str, value: Any) -> None:
-    if not re.match(r"^redis://[^/]*(/\d+)?$", value):
+    if not (
+        re.match(r"^redis://[^/]*(/\d+)?$", value)
+        or re.match(r"^unix://(/[^?]+)(\?db=\d+)?$", value)
+    ):
         raise ConfigError(
-            f"{name}: must be redis://[user:password@]host:port[/db] (TLS and unix sockets are "
-            f"not supported yet), got {value!r}"
+            f"{name}: must be redis://[user:password@]host:port[/db] or "
+            f"unix:///path/to/redis.sock[?db=N] (TLS is not supported yet), got {value!r}"
         )
 
 

@@ -85,6 +85,8 @@ class ExchangeLink:
     _inflight: dict[int, _Op] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Kept from open(): asyncio.get_running_loop() costs a getpid() system call on 3.11.
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def ready(self) -> bool:
@@ -94,6 +96,7 @@ class ExchangeLink:
         """Open the socket, or else the stream (setting `supported`). Safe when already open."""
         if self.ready:
             return
+        self._loop = asyncio.get_running_loop()
         if self.socket_address and await self._open_socket():
             return
         if self.supported is False:
@@ -181,7 +184,7 @@ class ExchangeLink:
         """Send one operation and wait for its answer; TimeoutError or LinkBroken otherwise."""
         if not self.ready:
             raise LinkBroken("the link is not open", written=False)
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         op_id = next(self._ids)
         timeout_ms = max(1, int(timeout_s * 1000))
         op: _Op
@@ -270,7 +273,8 @@ class _SocketConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
-        self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.greeted: asyncio.Future[None] = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
@@ -294,7 +298,7 @@ class _SocketConnection(asyncio.Protocol):
         self._pending.append(op)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

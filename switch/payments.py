@@ -103,6 +103,7 @@ class PaymentService:
         self._record_outcome = record_outcome
         self._merchant_limits: dict[str, Limit] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._risk = risk
         self._vault = vault
 
@@ -685,7 +686,10 @@ class PaymentService:
         # The caller may cancel (deadline, disconnect); the forward and the record must not stop.
         if not timing.cancellable:
             return await work
-        task = asyncio.create_task(work)  # not ensure_future: its type checks cost per call
+        if self._loop is None:
+            # Kept: asyncio.create_task looks the loop up, a getpid() system call on 3.11.
+            self._loop = asyncio.get_running_loop()
+        task = self._loop.create_task(work)  # not ensure_future: its type checks cost per call
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return await asyncio.shield(task)

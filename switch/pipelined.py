@@ -56,12 +56,24 @@ class PipelinedRedis:
 
     def __init__(self, url: str, *, timeout_s: float, connect_timeout_s: float) -> None:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("redis", ""):
-            raise ValueError(f"the hot-path Redis connection supports redis:// URLs, not {url!r}")
+        query = urllib.parse.parse_qs(parts.query)
+        if parts.scheme == "unix":
+            # redis-py's form: unix:///path/to/redis.sock?db=N (password in the URL or query)
+            self._path: str | None = parts.path
+            self._db = int(query.get("db", ["0"])[0])
+            if not self._path:
+                raise ValueError(f"a unix:// Redis URL needs a socket path: {url!r}")
+        elif parts.scheme in ("redis", ""):
+            self._path = None
+            self._db = int(parts.path.lstrip("/") or 0)
+        else:
+            raise ValueError(
+                f"the hot-path Redis connection supports redis:// and unix:// URLs, not {url!r}"
+            )
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 6379
-        self._db = int(parts.path.lstrip("/") or 0)
-        self._password = urllib.parse.unquote(parts.password) if parts.password else None
+        password = parts.password or query.get("password", [None])[0]
+        self._password = urllib.parse.unquote(password) if password else None
         self._username = urllib.parse.unquote(parts.username) if parts.username else None
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -76,6 +88,9 @@ class PipelinedRedis:
         self._buffer: list[bytes] = []
         self._flush_scheduled = False
         self._scripts: dict[str, bytes] = {}
+        # The loop of the connection, kept: asyncio.get_running_loop() is a getpid() system
+        # call per use on Python 3.11, and the hot path used it several times per payment.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -105,14 +120,17 @@ class PipelinedRedis:
     # --- commands --------------------------------------------------------------------------
 
     async def execute(self, *command: Any) -> Any:
-        if self._transport is None or self._transport.is_closing():
+        loop = self._loop
+        if loop is None or self._transport is None or self._transport.is_closing():
             await self._connect()
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._send(hiredis.pack_command(command), waiter)
+            loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._send(hiredis.pack_command(command), waiter, loop)
         return await waiter
 
-    def _send(self, packed: bytes, waiter: asyncio.Future[Any]) -> None:
-        loop = asyncio.get_running_loop()
+    def _send(
+        self, packed: bytes, waiter: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._waiters.append((waiter, loop.time() + self._timeout_s))
         self._buffer.append(packed)
         if not self._flush_scheduled:
@@ -155,23 +173,29 @@ class PipelinedRedis:
         if self._connecting is not None:
             await asyncio.shield(self._connecting)
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._connecting = loop.create_future()
         self._fail_all(ConnectionError("the Redis connection was lost"))
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                transport, protocol = await loop.create_connection(
-                    lambda: _Protocol(self), self._host, self._port
-                )
+                if self._path is not None:
+                    transport, protocol = await loop.create_unix_connection(
+                        lambda: _Protocol(self), self._path
+                    )
+                else:
+                    transport, protocol = await loop.create_connection(
+                        lambda: _Protocol(self), self._host, self._port
+                    )
             self._transport, self._protocol = transport, protocol
             for setup in self._setup_commands():
                 waiter: asyncio.Future[Any] = loop.create_future()
-                self._send(hiredis.pack_command(setup), waiter)
+                self._send(hiredis.pack_command(setup), waiter, loop)
                 async with asyncio.timeout(self._timeout_s):
                     await waiter
             self._connecting.set_result(None)
         except (OSError, TimeoutError, ReplyError) as exc:
-            error = ConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}")
+            where = self._path or f"{self._host}:{self._port}"
+            error = ConnectionError(f"cannot connect to Redis at {where}: {exc}")
             self._connecting.set_exception(error)
             self._connecting.exception()  # retrieved: the awaiting callers get it below
             if self._transport is not None:

@@ -423,11 +423,13 @@ class GatewayServicer:
             finally:
                 self._metrics.stream_request_done(kind or "none", code, time.perf_counter() - start)
 
+        loop = asyncio.get_running_loop()
+
         async def read() -> None:
             try:
                 async for requests in incoming:
                     for req in requests:
-                        task = asyncio.create_task(one(req))
+                        task = loop.create_task(one(req))
                         running.add(task)
                         task.add_done_callback(running.discard)
             except errors.SwitchError as exc:

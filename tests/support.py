@@ -48,6 +48,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server through its Unix socket (as `payswitch up` connects the switch)."""
+        return f"unix://{self.dir}/redis.sock?db=0"
+
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
@@ -61,6 +66,10 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                "--unixsocket",
+                f"{self.dir}/redis.sock",
+                "--unixsocketperm",
+                "700",
                 "--save",
                 "",
                 "--appendonly",

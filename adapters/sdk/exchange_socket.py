@@ -36,6 +36,8 @@ class _Connection(asyncio.Protocol):
         self._ready: list[ch.ExchangeAnswer] = []
         self._flush_scheduled = False
         self.running: set[asyncio.Task[None]] = set()
+        # Kept: asyncio.get_running_loop() is a getpid() system call per use on 3.11.
+        self._loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
@@ -55,7 +57,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def _take(self, batch: ch.ExchangeRequest) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         for req in batch.operations:
             if self._owner.closing:
                 self._answered(self._owner.refuse(req.id))
@@ -71,7 +73,7 @@ class _Connection(asyncio.Protocol):
         self._ready.append(answer)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -389,11 +389,13 @@ class ChannelServicer(ch_grpc.ChannelServiceServicer):
         async def one(req: ch.ExchangeOperation) -> None:
             answers.put_nowait(await self.answer(req))
 
+        loop = asyncio.get_running_loop()
+
         async def read() -> None:
             try:
                 async for batch in request_iterator:
                     for req in batch.operations:
-                        task = asyncio.create_task(one(req))
+                        task = loop.create_task(one(req))
                         running.add(task)
                         task.add_done_callback(running.discard)
             finally:

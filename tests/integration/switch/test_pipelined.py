@@ -26,6 +26,26 @@ async def test_many_commands_in_flight_get_their_own_replies(redis_server):
         await r.close()
 
 
+async def test_a_unix_socket_url_reaches_the_same_server_and_database(redis_server):
+    over_tcp, over_unix = client(redis_server.url), client(redis_server.unix_url)
+    other_db = client(redis_server.unix_url.replace("db=0", "db=3"))
+    try:
+        await over_unix.execute("SET", "k", "by-unix")
+        await other_db.execute("SET", "k", "in-db-3")
+        assert await over_tcp.execute("GET", "k") == b"by-unix"
+        assert await other_db.execute("GET", "k") == b"in-db-3"
+    finally:
+        for r in (over_tcp, over_unix, other_db):
+            await r.close()
+
+
+async def test_a_missing_unix_socket_is_a_clear_connection_error(tmp_path):
+    r = client(f"unix://{tmp_path}/no-redis.sock")
+    with pytest.raises(ConnectionError, match="no-redis.sock"):
+        await r.execute("PING")
+    await r.close()
+
+
 async def test_a_script_unknown_to_redis_is_loaded_on_first_use(redis_server):
     r = client(redis_server.url)
     try:

@@ -64,6 +64,10 @@ def test_a_good_file_parses_with_defaults():
             "channels[0].endpoints",
         ),
         (('url = "redis://127.0.0.1:6379/0"', 'url = "http://x"'), "redis.url: must be redis://"),
+        (
+            ('url = "redis://127.0.0.1:6379/0"', 'url = "unix://relative.sock"'),
+            "redis.url: must be redis://",
+        ),
         (("burst = 10", "burst = 10\ncolour = 1"), "merchants[0].colour: unknown key"),
         (
             ('fingerprint_key_env = "FP_KEY"', 'fingerprint_key_env = "NOPE"'),
@@ -85,6 +89,12 @@ def test_each_problem_names_its_key(change, message):
     with pytest.raises(ConfigError) as caught:
         cfg(GOOD.replace(old, new, 1))
     assert message in str(caught.value)
+
+
+def test_a_unix_socket_redis_url_is_accepted():
+    url = "unix:///run/redis/redis.sock?db=2"
+    c = cfg(GOOD.replace('url = "redis://127.0.0.1:6379/0"', f'url = "{url}"'))
+    assert c.redis.url == url
 
 
 def test_duplicates_and_missing_sections_are_named():

@@ -21,7 +21,7 @@ from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
 from switch.cards import Fingerprinter, Vault
-from switch.metrics import GcWatch, Metrics
+from switch.metrics import GcWatch, LoopLagWatch, Metrics
 from switch.payments import PaymentService
 from switch.pipelined import PipelinedRedis
 from switch.pool import Pool
@@ -93,6 +93,8 @@ async def serve(
     metrics = Metrics()
     gc_watch = GcWatch(metrics)
     gc_watch.install()
+    lag_watch = LoopLagWatch(metrics)
+    lag_watch.start(loop)
     if cfg.server.metrics_listen:
         metrics.serve(cfg.server.metrics_listen)
     client = aioredis.Redis.from_url(
@@ -206,6 +208,7 @@ async def serve(
         ]
     )
     gc_watch.remove()
+    lag_watch.stop()
     log.info("switch stopped")
 
 

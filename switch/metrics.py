@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -133,6 +134,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "payswitch_event_loop_lag_seconds",
+            "How late the event loop ran a timer set every 50 ms: a stall here delays every "
+            "payment in the switch at once.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def request_done(self, rpc: str, code: str, elapsed_s: float, overhead_s: float) -> None:
         """Count one finished Gateway request (children cached: this runs on every request)."""
@@ -222,3 +230,51 @@ class GcWatch:
     def remove(self) -> None:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
+
+
+class LoopLagWatch:
+    """Times how late the event loop runs a timer set every `every_s` into
+    payswitch_event_loop_lag_seconds, and logs a lag of `warn_s` or more with the main thread's
+    CPU time over it: near the lag, a callback held the loop; near zero, the process was not
+    running (a blocking call, or the machine gave the CPU to something else).
+    `start(loop)` / `stop()`."""
+
+    def __init__(self, metrics: Metrics, *, every_s: float = 0.05, warn_s: float = 0.05) -> None:
+        self._lag = metrics.loop_lag
+        self._every_s = every_s
+        self._warn_s = warn_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._cpu = 0.0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._arm(loop.time())
+
+    def _arm(self, now: float) -> None:
+        assert self._loop is not None
+        self._due = now + self._every_s
+        self._cpu = time.thread_time()
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        lag = max(0.0, now - self._due)
+        self._lag.observe(lag)
+        if lag >= self._warn_s:
+            log.warning(
+                "the event loop ran late",
+                extra={
+                    "lag_ms": round(lag * 1000, 1),
+                    "cpu_ms": round((time.thread_time() - self._cpu) * 1000, 1),
+                    "window_ms": round((lag + self._every_s) * 1000, 1),
+                },
+            )
+        self._arm(now)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -10,14 +10,14 @@ operation costs microseconds: the sandbox is the channel behind the switch's ben
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TextIO
 
+from adapters.sandbox.records import Operation, Payment, Records, State
 from adapters.sandbox.testdata import Behaviour, Scenario, card_behaviour, wallet_behaviour
 from adapters.sdk.adapter import EventSink
 from adapters.sdk.errors import (
@@ -76,52 +76,12 @@ class SandboxConfig:
     unavailable: bool = False
 
 
-class _State(enum.Enum):
-    PENDING = "pending"
-    DECLINED = "declined"
-    AUTHORIZED = "authorized"
-    CAPTURED = "captured"
-    VOIDED = "voided"
-
-
-class _Payment:
-    """The pretend upstream's view of one authorization."""
-
-    __slots__ = (
-        "amount",
-        "authorization_code",
-        "captured",
-        "refunded",
-        "state",
-        "upstream_reference",
-    )
-
-    def __init__(self, amount: Money, n: int) -> None:
-        self.amount = amount
-        self.upstream_reference = f"sbx-{n}"
-        self.authorization_code = f"{n % 1_000_000:06d}"
-        self.state = _State.PENDING
-        self.captured = 0
-        self.refunded = 0
-
-
-@dataclass(slots=True)
-class _Operation:
-    """One operation by its reference: its current result and, for an authorization, the payment."""
-
-    op: OperationType
-    result: OperationResult
-    payment: _Payment | None = None
-    # Set while a slow authorization is in progress: its callers (first and replays) await it.
-    settled: asyncio.Future[OperationResult] | None = field(default=None, repr=False)
-
-
 class SandboxAdapter:
     """A ChannelAdapter whose upstream lives in memory; see `adapters.sandbox.testdata`."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self._ops: dict[str, _Operation] = {}
+        self._ops = Records(config.max_records)
         self._ids = itertools.count(1)
         self._events: EventSink | None = None
         self._journal: TextIO | None = None
@@ -174,7 +134,7 @@ class SandboxAdapter:
             behaviour = card_behaviour(method.number)
         else:
             behaviour = wallet_behaviour(method.auth_code)
-        payment = _Payment(request.amount, next(self._ids))
+        payment = Payment(request.amount, next(self._ids))
         if behaviour.decline is not None:
             final = _declined(behaviour, payment)
         else:
@@ -182,7 +142,7 @@ class SandboxAdapter:
         scenario = behaviour.scenario
         if scenario is Scenario.APPROVE or scenario is Scenario.DECLINE:
             _book(payment, final, request.capture)
-            self._remember(request.reference, _Operation(OperationType.AUTHORIZE, final, payment))
+            self._remember(request.reference, Operation(OperationType.AUTHORIZE, final, payment))
             return final
         return await self._authorize_later(request, scenario, payment, final)
 
@@ -205,7 +165,7 @@ class SandboxAdapter:
     # --- authorization outcomes ------------------------------------------------------------
 
     @staticmethod
-    def _approval(payment: _Payment, raw_code: str) -> OperationResult:
+    def _approval(payment: Payment, raw_code: str) -> OperationResult:
         return OperationResult(
             status=_APPROVED,
             raw_code=raw_code,
@@ -217,7 +177,7 @@ class SandboxAdapter:
         self,
         request: AuthorizeRequest,
         scenario: Scenario,
-        payment: _Payment,
+        payment: Payment,
         final: OperationResult,
     ) -> OperationResult:
         """Slow, timeout and pending authorizations: the upstream settles on its own clock."""
@@ -228,8 +188,8 @@ class SandboxAdapter:
             message=f"{scenario.value}: awaiting the upstream",
             upstream_reference=payment.upstream_reference,
         )
-        operation = _Operation(OperationType.AUTHORIZE, pending, payment)
-        self._remember(reference, operation)
+        operation = Operation(OperationType.AUTHORIZE, pending, payment)
+        self._remember(reference, operation, live=True)
         if scenario is Scenario.TIMEOUT:
             # The upstream decided at once; only its answer is lost on the way back.
             self._settle(reference, operation, final, request.capture, announce=False)
@@ -250,7 +210,7 @@ class SandboxAdapter:
     def _settle(
         self,
         reference: str,
-        operation: _Operation,
+        operation: Operation,
         final: OperationResult,
         capture: bool,
         announce: bool = True,
@@ -264,6 +224,7 @@ class SandboxAdapter:
         operation.result = final
         if operation.settled is not None and not operation.settled.done():
             operation.settled.set_result(final)
+        self._ops.settle(reference)
         if announce and self._events is not None:
             self._events.publish(ChannelEvent(reference, OperationType.AUTHORIZE, final))
 
@@ -294,32 +255,34 @@ class SandboxAdapter:
         else:
             result = self._refund(payment, request.amount.amount_minor)
         if result is _OK:
+            assert original is not None
+            self._ops.put(request.original_reference, original)  # the payment changed: keep it
             result = OperationResult(
                 status=_APPROVED, raw_code="00", upstream_reference=f"sbx-{next(self._ids)}"
             )
-        self._remember(request.reference, _Operation(op, result))
+        self._remember(request.reference, Operation(op, result))
         return result
 
-    def _capture(self, payment: _Payment, amount: int) -> OperationResult:
-        if payment.state is not _State.AUTHORIZED:
+    def _capture(self, payment: Payment, amount: int) -> OperationResult:
+        if payment.state is not State.AUTHORIZED:
             return _wrong_state("capture", payment)
         if amount > payment.amount.amount_minor:
             return _refuse(DeclineCode.INVALID_AMOUNT, "13", "capture exceeds the authorization")
         if amount < payment.amount.amount_minor and not self.config.partial_capture:
             raise NotSupportedError(f"channel {self.config.name} does not support partial capture")
-        payment.state = _State.CAPTURED
+        payment.state = State.CAPTURED
         payment.captured = amount
         return _OK
 
     @staticmethod
-    def _void(payment: _Payment) -> OperationResult:
-        if payment.state is not _State.AUTHORIZED:
+    def _void(payment: Payment) -> OperationResult:
+        if payment.state is not State.AUTHORIZED:
             return _wrong_state("void", payment)
-        payment.state = _State.VOIDED
+        payment.state = State.VOIDED
         return _OK
 
-    def _refund(self, payment: _Payment, amount: int) -> OperationResult:
-        if payment.state is not _State.CAPTURED:
+    def _refund(self, payment: Payment, amount: int) -> OperationResult:
+        if payment.state is not State.CAPTURED:
             return _wrong_state("refund", payment)
         left = payment.captured - payment.refunded
         if amount > left:
@@ -331,11 +294,8 @@ class SandboxAdapter:
 
     # --- records and journal -----------------------------------------------------------------
 
-    def _remember(self, reference: str, operation: _Operation) -> None:
-        ops = self._ops
-        ops[reference] = operation
-        if len(ops) > self.config.max_records:
-            del ops[next(iter(ops))]
+    def _remember(self, reference: str, operation: Operation, *, live: bool = False) -> None:
+        self._ops.put(reference, operation, live=live)
 
     def _note(
         self,
@@ -361,7 +321,7 @@ class SandboxAdapter:
 _OK = OperationResult(status=_APPROVED)
 
 
-async def _current(operation: _Operation) -> OperationResult:
+async def _current(operation: Operation) -> OperationResult:
     """A replay's answer: the result so far, after waiting out a slow call still in progress."""
     if operation.settled is not None and not operation.settled.done():
         return await asyncio.shield(operation.settled)
@@ -372,18 +332,18 @@ def _open_journal(path: str) -> TextIO:
     return open(path, "a", buffering=1, encoding="utf-8")
 
 
-def _book(payment: _Payment, result: OperationResult, capture: bool) -> None:
+def _book(payment: Payment, result: OperationResult, capture: bool) -> None:
     """Record the upstream's decision on the payment."""
     if result.status is _DECLINED:
-        payment.state = _State.DECLINED
+        payment.state = State.DECLINED
     elif capture:
-        payment.state = _State.CAPTURED
+        payment.state = State.CAPTURED
         payment.captured = payment.amount.amount_minor
     else:
-        payment.state = _State.AUTHORIZED
+        payment.state = State.AUTHORIZED
 
 
-def _declined(behaviour: Behaviour, payment: _Payment) -> OperationResult:
+def _declined(behaviour: Behaviour, payment: Payment) -> OperationResult:
     code = behaviour.decline or DeclineCode.DO_NOT_HONOR
     return OperationResult(
         status=_DECLINED,
@@ -398,6 +358,6 @@ def _refuse(code: DeclineCode, raw: str, message: str) -> OperationResult:
     return OperationResult(status=_DECLINED, decline_code=code, raw_code=raw, message=message)
 
 
-def _wrong_state(what: str, payment: _Payment) -> OperationResult:
+def _wrong_state(what: str, payment: Payment) -> OperationResult:
     message = f"cannot {what} a payment that is {payment.state.value}"
     return _refuse(DeclineCode.INVALID_STATE, "S19", message)

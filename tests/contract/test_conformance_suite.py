@@ -36,7 +36,7 @@ class ChargesTwice(SandboxAdapter):
     """Forgets each reference, so a repeat executes again."""
 
     async def authorize(self, request: AuthorizeRequest) -> OperationResult:
-        self._ops.pop(request.reference, None)
+        self._ops.forget(request.reference)
         return await super().authorize(request)
 
 

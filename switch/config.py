@@ -41,7 +41,7 @@ class ServerConfig:
     # time (each needs several turns of the event loop), which caps a busy switch's unary rate
     # long before its CPU does; each server takes calls on its own, and the kernel spreads
     # client connections over them.
-    accept_loops: int = 2
+    accept_loops: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +128,7 @@ def parse(raw: dict[str, Any], *, base_dir: pathlib.Path, env: Any) -> Config:
             "INFO",
             _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
         ),
-        accept_loops=_get(server_raw, "server.accept_loops", int, 2, _range(1, 64)),
+        accept_loops=_get(server_raw, "server.accept_loops", int, 4, _range(1, 64)),
     )
     _only(server_raw, "server", set(ServerConfig.__slots__))
     redis_raw = _table(raw, "redis")

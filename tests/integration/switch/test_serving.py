@@ -36,7 +36,7 @@ async def test_calls_over_many_connections_are_all_answered(sandbox_factory, swi
     assert [r.payment.status for r in replies] == [ps.PAYMENT_STATUS_CAPTURED] * 64
     assert len({r.payment.id for r in replies}) == 64
     assert len(sandbox.received("authorize")) == 64
-    assert '"accept_loops": 2' in switch.log_text()
+    assert '"accept_loops": 4' in switch.log_text()
 
 
 def test_a_port_another_process_listens_on_is_refused(sandbox_factory, redis_server, tmp_path):

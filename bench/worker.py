@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
+import os
 import resource
 import time
 import traceback
@@ -266,6 +268,7 @@ class Generator:
         self.queue.put(("tick", self.index, k, payload))
 
     async def run(self, go: Any, start_at: Any) -> dict[str, Any]:
+        _exit_with_parent()
         self.build()
         channels = await self.connect()
         try:
@@ -323,6 +326,17 @@ class Generator:
             "calls_total": self.calls_total,
             "cpu_s": self.cpu_s,
         }
+
+
+def _exit_with_parent() -> None:
+    """End this generator when the bench command that started it is gone.
+
+    A bench command killed by a signal (SIGKILL, or a SIGTERM from outside) runs no cleanup, and
+    its generators would go on sending to the switch for the rest of the run, unseen. The
+    parent's sentinel becomes readable when the parent exits."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        asyncio.get_running_loop().add_reader(parent.sentinel, os._exit, 3)
 
 
 def process_main(cfg: RunConfig, index: int, queue: Any, go: Any, start_at: Any) -> None:

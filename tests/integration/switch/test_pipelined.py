@@ -81,3 +81,99 @@ async def test_a_reply_that_does_not_come_in_time_is_a_timeout_and_drops_the_con
         assert await r.execute("PING") == b"PONG"
     finally:
         await r.close()
+
+
+# A script that counts its calls per key and fails on request: ARGV[1] 'fail' raises.
+COUNTER = """
+if ARGV[1] == 'fail' then return redis.error_reply('ERR asked to fail') end
+if ARGV[1] == 'raise' then error('raised in the script') end
+if ARGV[1] == 'nil' then return nil end
+local n = redis.call('INCR', KEYS[1])
+return {KEYS[1], n, ARGV[2]}
+"""
+
+
+async def script_calls(r: PipelinedRedis) -> int:
+    stats = await r.execute("INFO", "commandstats")
+    for line in stats.decode().splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+async def test_a_batched_scripts_calls_of_one_turn_reach_redis_together_and_answer_each_caller(
+    redis_server,
+):
+    r = client(redis_server.url)
+    try:
+        sha = r.register(COUNTER, batched=True)
+        assert await r.evalsha(sha, ["{m:1}:warm"], ["go", "0"])  # loads the script
+        before = await script_calls(r)
+        replies = await asyncio.gather(
+            *(r.evalsha(sha, [f"{{m:1}}:k{i % 3}"], ["go", str(i)]) for i in range(90))
+        )
+        # Each caller gets its own reply: its key, the count when it ran, its own argument.
+        assert [reply[2] for reply in replies] == [str(i).encode() for i in range(90)]
+        for k in range(3):
+            counts = [reply[1] for i, reply in enumerate(replies) if i % 3 == k]
+            assert counts == list(range(1, 31))  # in the order the callers called
+        # 90 calls in one turn: three script calls of at most 32, not ninety.
+        assert await script_calls(r) - before == 3
+    finally:
+        await r.close()
+
+
+async def test_a_failing_call_in_a_batch_fails_alone(redis_server):
+    r = client(redis_server.url)
+    try:
+        sha = r.register(COUNTER, batched=True)
+        outcomes = await asyncio.gather(
+            r.evalsha(sha, ["{m:1}:a"], ["go", "first"]),
+            r.evalsha(sha, ["{m:1}:a"], ["fail", ""]),
+            r.evalsha(sha, ["{m:1}:a"], ["raise", ""]),
+            r.evalsha(sha, ["{m:1}:a"], ["nil", ""]),
+            r.evalsha(sha, ["{m:1}:a"], ["go", "last"]),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == [b"{m:1}:a", 1, b"first"]
+        assert isinstance(outcomes[1], ReplyError) and "asked to fail" in str(outcomes[1])
+        assert isinstance(outcomes[2], ReplyError) and "raised in the script" in str(outcomes[2])
+        assert outcomes[3] is None
+        assert outcomes[4] == [b"{m:1}:a", 2, b"last"]  # the calls after a failure still ran
+        assert await r.execute("GET", "{m:1}:a") == b"2"
+    finally:
+        await r.close()
+
+
+async def test_batched_calls_survive_a_script_flush_and_a_lone_call_is_answered(redis_server):
+    r = client(redis_server.url)
+    try:
+        sha = r.register(COUNTER, batched=True)
+        assert await r.evalsha(sha, ["{m:1}:b"], ["go", "x"]) == [b"{m:1}:b", 1, b"x"]
+        await r.execute("SCRIPT", "FLUSH")
+        replies = await asyncio.gather(
+            *(r.evalsha(sha, ["{m:1}:b"], ["go", "y"]) for _ in range(4))
+        )
+        assert [reply[1] for reply in replies] == [2, 3, 4, 5]
+        await r.execute("SCRIPT", "FLUSH")
+        assert await r.evalsha(sha, ["{m:1}:b"], ["go", "z"]) == [b"{m:1}:b", 6, b"z"]
+    finally:
+        await r.close()
+
+
+async def test_batched_calls_in_flight_when_redis_goes_away_fail_with_connection_error(
+    redis_server,
+):
+    r = client(redis_server.url)
+    try:
+        sha = r.register(COUNTER, batched=True)
+        assert await r.evalsha(sha, ["{m:1}:c"], ["go", ""])
+        redis_server.stop()
+        outcomes = await asyncio.gather(
+            *(r.evalsha(sha, ["{m:1}:c"], ["go", ""]) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, ConnectionError) for o in outcomes), outcomes
+        redis_server.start()
+        assert await r.evalsha(sha, ["{m:1}:c"], ["go", ""]) == [b"{m:1}:c", 1, b""]
+    finally:
+        await r.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import orjson
 
@@ -174,21 +176,58 @@ class Payment:
         return self.id
 
     def evolve(self, **changes: object) -> Payment:
-        """A copy with `changes`, as dataclasses.replace makes it but at about half the cost (it
-        runs a few times per payment): the copy's slots are set directly, where replace collects
-        every field into keyword arguments for __init__, which sets them one by one through
-        object.__setattr__ because the class is frozen. No __post_init__ is skipped: there is
-        none."""
+        """A copy with `changes` (what dataclasses.replace does, at under half its cost: it runs
+        a few times per payment). Replaced below by the generated version; this is its spec."""
         if not _PAYMENT_FIELD_SET.issuperset(changes):
             unknown = ", ".join(sorted(changes.keys() - _PAYMENT_FIELD_SET))
             raise TypeError(f"Payment has no field {unknown}")
-        copy = object.__new__(Payment)
-        for name in _PAYMENT_FIELDS:
-            value = changes[name] if name in changes else getattr(self, name)
-            object.__setattr__(copy, name, value)
+        copy: Payment = _evolve_payment(self, changes)
         return copy
 
 
+def _fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
+    """Give a frozen, slotted dataclass an __init__ that sets its slots through their
+    descriptors, and return a function that copies an instance with changes the same way.
+
+    A frozen dataclass's generated __init__ sets each field with object.__setattr__, the
+    general path that looks the attribute up on the type every time: 5.4 us for the 33 fields
+    of a Payment, against 1.3 us for an unfrozen class. Calling each slot's own descriptor
+    setter skips the lookup (about 2.4 us per copy, 6.1 us before), and the instances stay as
+    frozen as they were: assignment still raises. Defaults must be plain values (no factories).
+    """
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params = []
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: a default factory is not supported here")
+        scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            scope[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n"
+        + "".join(f"    _set_{n}(self, {n})\n" for n in names)
+        + "def _evolve(self, changes):\n    new = _new(_cls)\n"
+        + "".join(
+            f"    _set_{n}(new, changes[{n!r}] if {n!r} in changes else self.{n})\n" for n in names
+        )
+        + "    return new\n"
+    )
+    exec(source, scope)  # the source is built above from the class's own field names
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init
+    return cast(Callable[[Any, dict[str, object]], Any], scope["_evolve"])
+
+
+_evolve_payment = _fast_frozen(Payment)
+# The other records made on every payment get the same __init__.
+for _cls in (Decline, Risk, ChannelResult, MethodSummary, Event, RefundRecord):
+    _fast_frozen(_cls)
 _PAYMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
 _PAYMENT_FIELD_SET = frozenset(_PAYMENT_FIELDS)
 
@@ -199,6 +238,11 @@ _PAYMENT_FIELD_SET = frozenset(_PAYMENT_FIELDS)
 # carries a dozen arguments instead of forty.
 
 
+# Enum members' names and values are read as `_name_` and `_value_` on the hot path (here, in
+# journal entries and in answers): on Python 3.11 `.name` and `.value` are properties going
+# through enum's descriptor, about 0.4 us each, and a payment read a dozen of them.
+
+
 def to_hash(p: Payment) -> dict[str, str]:
     m = p.method
     doc = [
@@ -206,7 +250,7 @@ def to_hash(p: Payment) -> dict[str, str]:
         p.merchant_id,
         p.amount,
         p.auto_capture,
-        m.type.name,
+        m.type._name_,
         m.card_bin,
         m.card_last4,
         m.expiry_month,
@@ -220,12 +264,12 @@ def to_hash(p: Payment) -> dict[str, str]:
         p.authorization_code,
         _decline_list(p.decline),
         p.status_message,
-        p.prior_status.name if p.prior_status else "",
-        [[r.id, r.amount, r.reason, r.status.name, r.time_ms] for r in p.refunds],
+        p.prior_status._name_ if p.prior_status else "",
+        [[r.id, r.amount, r.reason, r.status._name_, r.time_ms] for r in p.refunds],
         [
             [
-                e.operation.name,
-                e.status.name,
+                e.operation._name_,
+                e.status._name_,
                 e.amount,
                 e.reference,
                 e.time_ms,
@@ -235,14 +279,14 @@ def to_hash(p: Payment) -> dict[str, str]:
         ],
     ]
     fields = {
-        "status": p.status.name,
+        "status": p.status._name_,
         "cur": p.currency,
         "authorized": str(p.authorized),
         "captured": str(p.captured),
         "refunded": str(p.refunded),
         "channel": p.channel,
         "busy": p.busy,
-        "pop": p.pending_op.name if p.pending_op else "",
+        "pop": p.pending_op._name_ if p.pending_op else "",
         "pref": p.pending_ref,
         "pamt": str(p.pending_amount),
         "pidem": p.pending_idem,
@@ -252,10 +296,10 @@ def to_hash(p: Payment) -> dict[str, str]:
     if p.risk is not None:
         # Hash fields of their own: the claim and review scripts read and write them.
         r = p.risk
-        fields["rdec"] = r.decision.name
+        fields["rdec"] = r.decision._name_
         fields["rrule"] = r.rule
         fields["rscore"] = str(r.score_milli)
-        fields["rrev"] = r.review.name if r.review else ""
+        fields["rrev"] = r.review._name_ if r.review else ""
         if r.review is not None:
             fields["vault"] = p.vault
     return fields

@@ -81,15 +81,15 @@ def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> d
     entry = {
         "pid": p.id,
         "mid": p.merchant_id,
-        "op": op.name,
-        "status": p.status.name,
+        "op": op._name_,
+        "status": p.status._name_,
         "amount": str(p.amount),
         "cur": p.currency,
         "authorized": str(p.authorized),
         "captured": str(p.captured),
         "refunded": str(p.refunded),
         "channel": p.channel,
-        "method": p.method.type.name,
+        "method": p.method.type._name_,
         "ver": str(p.version),
         "t": str(p.update_ms),
     }
@@ -99,13 +99,13 @@ def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> d
         entry["lat_us"] = str(latency_us)  # the channel call's time, for per-channel latency
     risk = p.risk
     if risk is not None:  # the risk decision, never the data it was made on
-        entry["risk"] = risk.decision.name
+        entry["risk"] = risk.decision._name_
         if risk.rule:
             entry["rule"] = risk.rule
         if risk.score_milli:
             entry["score"] = str(risk.score_milli)
         if risk.review is not None:
-            entry["review"] = risk.review.name
+            entry["review"] = risk.review._name_
     return entry
 
 

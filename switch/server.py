@@ -63,7 +63,7 @@ def _payment_fields(p: Payment) -> Fields:
     fields: Fields = {
         "id": p.id,
         "merchant_reference": p.merchant_reference,
-        "status": p.status.value,
+        "status": p.status._value_,
         "amount": _money(p.amount, cur),
         "authorized_amount": _money(p.authorized, cur),
         "captured_amount": _money(p.captured, cur),
@@ -72,7 +72,7 @@ def _payment_fields(p: Payment) -> Fields:
         if p.auto_capture
         else payment_pb2.CAPTURE_MODE_MANUAL,
         "payment_method": {
-            "type": method.type.value,
+            "type": method.type._value_,
             "card_bin": method.card_bin,
             "card_last4": method.card_last4,
             "card_expiry_month": method.expiry_month,
@@ -83,7 +83,7 @@ def _payment_fields(p: Payment) -> Fields:
         "upstream_reference": p.upstream_reference,
         "authorization_code": p.authorization_code,
         "decline": _decline(p.decline),
-        "pending_operation": p.pending_op.value
+        "pending_operation": p.pending_op._value_
         if p.status is Status.PENDING and p.pending_op
         else 0,
         "create_time": _ts(p.create_ms),
@@ -93,12 +93,12 @@ def _payment_fields(p: Payment) -> Fields:
     if p.risk is not None:
         risk = p.risk
         assessment: Fields = {
-            "decision": risk.decision.value,
+            "decision": risk.decision._value_,
             "rule": risk.rule,
             "anomaly_score": risk.score_milli / 1000,
         }
         if risk.review is not None:
-            assessment["review"] = risk.review.value
+            assessment["review"] = risk.review._value_
         fields["risk"] = assessment
     if p.status is Status.PENDING:
         held = p.risk is not None and p.risk.review in (ReviewState.HELD, ReviewState.APPROVED)
@@ -113,7 +113,7 @@ def _payment_fields(p: Payment) -> Fields:
                 "id": r.id,
                 "amount": _money(r.amount, cur),
                 "reason": r.reason,
-                "status": r.status.value,
+                "status": r.status._value_,
                 "create_time": _ts(r.time_ms),
             }
             for r in p.refunds
@@ -121,8 +121,8 @@ def _payment_fields(p: Payment) -> Fields:
     if p.events:
         fields["events"] = [
             {
-                "operation": e.operation.value,
-                "status": e.status.value,
+                "operation": e.operation._value_,
+                "status": e.status._value_,
                 "amount": _money(e.amount, cur),
                 "channel_reference": e.reference,
                 "decline": _decline(e.decline),
@@ -504,11 +504,16 @@ class GatewayServicer:
 
 
 def _canonical(request: Any) -> bytes:
-    """The request as fingerprinted for idempotency: deterministic bytes, the key left out."""
-    copy = type(request)()
-    copy.CopyFrom(request)
-    copy.idempotency_key = ""
-    return bytes(copy.SerializeToString(deterministic=True))
+    """The request as fingerprinted for idempotency: deterministic bytes, the key left out.
+
+    The key is blanked on the request itself for the serialization and put back (nothing runs in
+    between: no await), where a copy without it would copy the whole request first."""
+    key = request.idempotency_key
+    request.idempotency_key = ""
+    try:
+        return bytes(request.SerializeToString(deterministic=True))
+    finally:
+        request.idempotency_key = key
 
 
 # Field numbers of StreamPaymentsResponse's `response` oneof.

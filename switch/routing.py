@@ -14,6 +14,7 @@ The order of candidates for a payment, all from memory:
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -189,6 +190,13 @@ class Router(Generic[C]):
             )
         if len(available) == 1:
             return available
+        # Rule rank and priority come first in the order; when they tell every candidate apart
+        # (the common setup: one channel per priority), strategy and weights cannot change it.
+        ranked = sorted(
+            [(_rank(rule, c.name), c.config.priority, i) for i, c in enumerate(available)]
+        )
+        if all(a[:2] != b[:2] for a, b in itertools.pairwise(ranked)):
+            return [available[k[2]] for k in ranked]
         strategy = policy.strategy
         if strategy == "success_rate" and self._rng.random() < policy.exploration:
             strategy = "priority"

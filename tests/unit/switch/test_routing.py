@@ -101,6 +101,17 @@ def test_channels_not_yet_described_make_the_switch_unavailable_not_routeless():
         Router([chan("a", capabilities=None)]).candidates(REQ)
 
 
+def test_priority_decides_before_strategy_and_weight():
+    # One channel per priority: rates, exploration and weights never reorder them.
+    router = Router(
+        [chan("backup", priority=20, weight=10_000), chan("main", priority=10, weight=1)],
+        routing=routing(strategy="success_rate", exploration=0.5),
+        rates=FakeRates(main=0.05, backup=1.0),
+        rng=random.Random(5),
+    )
+    assert {tuple(names(router.candidates(REQ))) for _ in range(500)} == {("main", "backup")}
+
+
 def test_weights_share_traffic_among_equal_priorities():
     router = Router([chan("heavy", weight=300), chan("light", weight=100)], rng=random.Random(7))
     firsts = Counter(router.candidates(REQ)[0].name for _ in range(4000))

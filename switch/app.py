@@ -17,6 +17,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.sdk.runtime import tune_gc
 from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
@@ -174,6 +175,7 @@ async def serve(
     )
     health_servicer = health.aio.HealthServicer()
     servers, port = await _start_servers(cfg.server, servicer, health_servicer)
+    tune_gc()  # startup is done: see adapters/sdk/runtime.py
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     ready = {name: c.capabilities is not None for name, c in pool.channels.items()}

@@ -34,7 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from adapters.sdk import convert, framing
+from adapters.sdk import convert, framing, runtime
 from adapters.sdk.adapter import ChannelAdapter
 from adapters.sdk.errors import (
     InvalidRequestError,
@@ -577,8 +577,11 @@ async def serve_worker(
     grace_s: float = 5.0,
     stop: asyncio.Event | None = None,
     exchange_listen: str | None = "auto",
+    tune_gc: bool = False,
 ) -> int:
-    """Serve until SIGTERM/SIGINT (or `stop` is set); 0 after a clean stop, 1 if start failed."""
+    """Serve until SIGTERM/SIGINT (or `stop` is set); 0 after a clean stop, 1 if start failed.
+    `tune_gc`: tune the process's garbage collector once started (adapters/sdk/runtime.py),
+    as `run_worker` does for a worker process of its own."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -590,6 +593,8 @@ async def serve_worker(
         except (OSError, RuntimeError, ValueError) as exc:
             log.error("worker failed to start", extra={"listen": listen, "error": str(exc)})
             return 1
+        if tune_gc:
+            runtime.tune_gc()
         await stop.wait()
         log.info("stopping", extra={"grace_s": grace_s})
         await worker.stop()
@@ -608,7 +613,9 @@ def run_worker(
 ) -> int:
     """Serve `adapter` on `listen` on a uvloop event loop until SIGTERM or SIGINT."""
     return uvloop.run(
-        serve_worker(adapter, listen=listen, grace_s=grace_s, exchange_listen=exchange_listen)
+        serve_worker(
+            adapter, listen=listen, grace_s=grace_s, exchange_listen=exchange_listen, tune_gc=True
+        )
     )
 
 

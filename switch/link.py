@@ -53,6 +53,10 @@ def encode_operation(op_id: int, timeout_ms: int, kind: str, request: Any) -> by
     return wire.field(1, body)
 
 
+# Operations time out at the end of a tick of this length (see ExchangeLink.send).
+_TICK_S = 0.01
+
+
 class LinkBroken(Exception):
     """The stream ended before the answer came; `written` says whether the request went out."""
 
@@ -85,6 +89,8 @@ class ExchangeLink:
     _inflight: dict[int, _Op] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Operation ids by the tick their time runs out in: one timer per tick, not per operation.
+    _due: dict[int, list[int]] = field(default_factory=dict)
     # Kept from open(): asyncio.get_running_loop() costs a getpid() system call on 3.11.
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -199,12 +205,24 @@ class ExchangeLink:
             op = _Op(request=message, answer=loop.create_future())
             self._inflight[op_id] = op
             self._queue.put_nowait(op)
-        timer = loop.call_later(timeout_s, _expire, op.answer)
+        # The operation times out at the end of the tick its time runs out in (at most _TICK_S
+        # late): a timer per operation (1.6 us with uvloop, per payment) becomes one per tick.
+        tick = int((loop.time() + timeout_s) / _TICK_S) + 1
+        due = self._due.get(tick)
+        if due is None:
+            due = self._due[tick] = []
+            loop.call_at(tick * _TICK_S, self._expire, tick)
+        due.append(op_id)
         try:
             return await op.answer
         finally:
-            timer.cancel()
             self._inflight.pop(op_id, None)
+
+    def _expire(self, tick: int) -> None:
+        for op_id in self._due.pop(tick, ()):
+            op = self._inflight.get(op_id)
+            if op is not None and not op.answer.done():
+                op.answer.set_exception(TimeoutError())
 
     async def _write(self, call: Any) -> None:
         # Everything queued while the previous write was under way goes out as one message.
@@ -325,8 +343,3 @@ class _SocketConnection(asyncio.Protocol):
             self.greeted.set_exception(ConnectionError("the worker closed the exchange socket"))
             self.greeted.exception()
         self._link._socket_lost(self, str(exc) if exc else "closed by the worker")
-
-
-def _expire(answer: asyncio.Future[ch.ExchangeAnswer]) -> None:
-    if not answer.done():
-        answer.set_exception(TimeoutError())

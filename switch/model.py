@@ -98,6 +98,11 @@ class ChannelResult:
     approved_amount: int | None = None
     latency_us: int | None = None  # how long the channel took to answer, when it did
 
+    def timed(self, latency_us: int) -> ChannelResult:
+        """A copy with the channel call's time (a third of dataclasses.replace's cost)."""
+        copy: ChannelResult = _evolve_result(self, {"latency_us": latency_us})
+        return copy
+
 
 @dataclass(frozen=True, slots=True)
 class MethodSummary:
@@ -226,7 +231,8 @@ def _fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
 
 _evolve_payment = _fast_frozen(Payment)
 # The other records made on every payment get the same __init__.
-for _cls in (Decline, Risk, ChannelResult, MethodSummary, Event, RefundRecord):
+_evolve_result = _fast_frozen(ChannelResult)
+for _cls in (Decline, Risk, MethodSummary, Event, RefundRecord):
     _fast_frozen(_cls)
 _PAYMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
 _PAYMENT_FIELD_SET = frozenset(_PAYMENT_FIELDS)

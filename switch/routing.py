@@ -15,6 +15,7 @@ The order of candidates for a payment, all from memory:
 from __future__ import annotations
 
 import itertools
+import operator
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from switch.pool import Capabilities
 from switch.routeconfig import Fee, RoutingConfig, Rule
 
 NO_FEE = 1 << 62  # sorts after every real fee
+_CAPABILITIES = operator.attrgetter("capabilities")
 
 
 class Candidate(Protocol):
@@ -121,20 +123,20 @@ class Router(Generic[C]):
         self._rates = rates or NoRates()
         self._rng = rng or random.Random()
         self._policy = Policy.of(routing or RoutingConfig())
-        self._takers: dict[tuple[MethodType, str, bool], list[C]] = {}
+        self._takers: dict[tuple[MethodType, str, bool], _Takers[C]] = {}
         self._takers_of: tuple[Capabilities | None, ...] = ()
 
-    def _taking(self, method: MethodType, currency: str, manual: bool) -> list[C]:
+    def _taking(self, method: MethodType, currency: str, manual: bool) -> _Takers[C]:
         """The described channels that take this method, currency and capture mode, whatever the
         amount: worked out once per combination while the channels' capabilities stay the same
         (they change when a channel is first described)."""
-        described = tuple(c.capabilities for c in self._channels)
+        described = tuple(map(_CAPABILITIES, self._channels))
         if described != self._takers_of:
             self._takers, self._takers_of = {}, described
         key = (method, currency, manual)
         takers = self._takers.get(key)
         if takers is None:
-            takers = self._takers[key] = [
+            found = [
                 c
                 for c in self._channels
                 if c.capabilities is not None
@@ -142,6 +144,9 @@ class Router(Generic[C]):
                 and currency in c.capabilities.currencies
                 and (c.capabilities.manual_capture or not manual)
             ]
+            by_priority = sorted(found, key=_priority)
+            distinct = len({c.config.priority for c in found}) == len(found)
+            takers = self._takers[key] = _Takers(found, by_priority if distinct else None)
         return takers
 
     def reconfigure(self, routing: RoutingConfig) -> None:
@@ -157,9 +162,23 @@ class Router(Generic[C]):
         """Matching, available channels in the order to try them; NoRoute or ChannelUnavailable."""
         policy = self._policy
         amount = req.amount
+        takers = self._taking(req.method, req.currency, req.manual_capture)
+        if takers.by_priority is not None and not policy.rules:
+            # One channel per priority and no rules: the order is the priority order, whatever
+            # the strategy and the weights; only amount bounds and availability remain.
+            fast = [
+                c
+                for c in takers.by_priority
+                if c.capabilities is not None
+                and amount >= c.capabilities.min_amount
+                and (c.capabilities.max_amount == 0 or amount <= c.capabilities.max_amount)
+                and c.available()
+            ]
+            if fast:
+                return fast  # none: the general path below says why
         matching = [
             c
-            for c in self._taking(req.method, req.currency, req.manual_capture)
+            for c in takers.found
             if c.capabilities is not None  # set once described; never unset
             and amount >= c.capabilities.min_amount
             and (c.capabilities.max_amount == 0 or amount <= c.capabilities.max_amount)
@@ -281,6 +300,19 @@ class Router(Generic[C]):
             return f"{seen}; {cost} (strategy priority: weight decides among equals)"
         other = cost if policy.strategy == "success_rate" else seen
         return f"{marker} [strategy {policy.strategy}]; {other}"
+
+
+@dataclass(slots=True)
+class _Takers(Generic[C]):
+    """The channels taking one kind of payment, in config order, and in priority order when no
+    two of them share a priority (None otherwise)."""
+
+    found: list[C]
+    by_priority: list[C] | None
+
+
+def _priority(c: Candidate) -> int:
+    return c.config.priority
 
 
 def _rule(policy: Policy, req: RouteRequest) -> Rule | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -31,3 +32,12 @@ def test_tune_gc_freezes_startup_and_raises_the_young_threshold() -> None:
         [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["True", "True", "True", "True"]
+
+
+def test_the_environment_can_set_another_young_threshold() -> None:
+    probe = "import gc, adapters.sdk.runtime as r; r.tune_gc(); print(gc.get_threshold()[0])"
+    env = {**os.environ, "PAYSWITCH_GC_YOUNG_THRESHOLD": "700"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "700"

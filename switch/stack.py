@@ -1,12 +1,14 @@
 """`payswitch up`: the whole stack on this machine (redis, adapters, the switch) in one command.
 
 Every process is a child of this one. Ctrl-C or SIGTERM stops them all, and so does any exit
-of this process; nothing is left behind.
+of this process; nothing is left behind. On Linux a child also gets SIGTERM from the kernel when
+this process dies without stopping it (SIGKILL, or a second signal in the middle of stopping).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import pathlib
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_API_KEY = "psk_dev_local_only"
@@ -111,6 +113,24 @@ def config_toml(
     return "\n".join(lines) + extra
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel for SIGTERM when the parent dies (None off Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request: stop now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 class Processes:
     """Children started by the stack, stopped together in reverse order."""
 
@@ -127,6 +147,9 @@ class Processes:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            # The kernel signals a child when the *thread* that started it ends: the stack
+            # starts its children from its main thread, before any other thread exists.
+            preexec_fn=_parent_death_signal(),
         )
         log.close()
         self.procs.append((name, proc))
@@ -370,6 +393,8 @@ def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_
     stop = {"now": False}
 
     def _on_signal(signum: int, frame: object) -> None:
+        if stop["now"]:
+            return  # already stopping: a second SIGTERM must not cut the stop short
         stop["now"] = True
         raise KeyboardInterrupt
 

@@ -11,6 +11,7 @@ import time
 
 from tests.conftest import REPO, stop_process
 from tests.integration.bench.conftest import start_server
+from tests.support import child_pids, gone_within
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -200,32 +201,11 @@ def test_watching_a_process_that_does_not_exist_is_refused() -> None:
     assert "--watch-pid" in done.stderr
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def _cmdline(pid: int) -> str:
     try:
         return pathlib.Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_generators_stop_when_the_bench_command_is_killed(echo_address: str) -> None:
@@ -243,15 +223,12 @@ def test_generators_stop_when_the_bench_command_is_killed(echo_address: str) -> 
         generators: list[int] = []
         while len(generators) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-            generators = [c for c in _children(run.pid) if "spawn_main" in _cmdline(c)]
+            generators = [c for c in child_pids(run.pid) if "spawn_main" in _cmdline(c)]
         assert len(generators) == 2, "the generators did not start"
         time.sleep(1.0)  # under load
         run.kill()
         run.wait(5)
-        deadline = time.monotonic() + 10
-        while any(_alive(g) for g in generators) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(g) for g in generators), "generators outlived the bench command"
+        assert gone_within(generators, 10) == [], "generators outlived the bench command"
     finally:
         if run.poll() is None:
             run.kill()

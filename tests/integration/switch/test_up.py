@@ -1,0 +1,71 @@
+"""`payswitch up` as an operator stops it: every process it started goes with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import REPO
+from tests.support import child_pids, free_port, gone_within, pid_alive
+
+
+def _start_up() -> tuple[subprocess.Popen[str], list[int]]:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "switch", "up", "--listen", f"127.0.0.1:{free_port()}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert up.stdout is not None
+    deadline = time.monotonic() + 90
+    lines = []
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        lines.append(line)
+        if "payswitch is up" in line or not line:
+            break
+    assert "payswitch is up" in lines[-1], "".join(lines)
+    children = child_pids(up.pid)
+    # Redis, the simulators, the adapter workers and the switch.
+    assert len(children) >= 5, children
+    return up, children
+
+
+def _close(up: subprocess.Popen[str]) -> None:
+    if up.stdout is not None:
+        up.stdout.close()
+
+
+def test_sigterm_stops_every_process_it_started() -> None:
+    up, children = _start_up()
+    try:
+        up.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        up.send_signal(signal.SIGTERM)  # a second one while stopping must not cut it short
+        assert up.wait(60) == 0
+        assert gone_within(children, 10) == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(10)
+        _close(up)
+        for pid in children:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_up_leaves_nothing_running() -> None:
+    up, children = _start_up()
+    try:
+        up.kill()  # no cleanup runs in the process itself
+        up.wait(10)
+        assert gone_within(children, 30) == []
+    finally:
+        _close(up)
+        for pid in children:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)

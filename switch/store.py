@@ -3,7 +3,9 @@
 Keys of one merchant share the hash tag `{m:<id>}`, so every script that touches only one
 merchant's keys is valid on Redis Cluster. Channel rate-limit keys (`ps:{ch:<name>}:rl`) are
 global per channel; the claim scripts touch them beside the merchant's keys, which a single
-Redis (or a cluster where channel limits are disabled) allows.
+Redis (or a cluster where channel limits are disabled) allows. The hot path's scripts run
+batched (switch/pipelined.py), grouped by the hash tag of their first key, so a batch of
+complete.lua calls stays within one merchant's slot too.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ for i = 1, n do
   local ok, res = pcall(one, keys, args)
   if not ok then
     if type(res) == 'table' and res.err then out[i] = res
+    elseif string.match(tostring(res), '^%%u+ ') then out[i] = {err = tostring(res)}
     else out[i] = {err = 'ERR ' .. tostring(res)} end
   elseif res == nil then out[i] = false
   else out[i] = res end
@@ -93,6 +94,9 @@ class _Batch:
         self._settled = True
         if self._lone:
             replies = [replies]
+        elif not isinstance(replies, list) or len(replies) != len(self._callers):
+            wrong = ReplyError(f"a batch of {len(self._callers)} calls got the reply {replies!r}")
+            replies = [wrong] * len(self._callers)
         for caller, reply in zip(self._callers, replies, strict=True):
             if not caller.done():
                 if isinstance(reply, ReplyError):
@@ -263,9 +267,11 @@ class PipelinedRedis:
             self._watchdog = loop.call_later(self._timeout_s, self._watch)
 
     def _flush(self) -> None:
-        if self._batches:
-            self._send_batches()  # before the flag drops: their _send need not schedule a flush
-        self._flush_scheduled = False
+        try:
+            if self._batches:
+                self._send_batches()  # before the flag drops: their _send need not schedule one
+        finally:
+            self._flush_scheduled = False
         if not self._buffer:
             return
         data = b"".join(self._buffer)
@@ -277,39 +283,41 @@ class PipelinedRedis:
 
     def _send_batches(self) -> None:
         """Each batched script's waiting calls as EVALSHAs of its wrapper (a lone call as a plain
-        EVALSHA of the script), MAX_BATCH calls per command at most."""
+        EVALSHA of the script), MAX_BATCH calls per command at most. Calls whose caller is gone
+        (cancelled while queued) are not sent."""
         loop = self._loop
         assert loop is not None
         batches, self._batches = self._batches, {}
-        for (sha, _), calls in batches.items():
+        for (sha, _), queued in batches.items():
+            calls = [call for call in queued if not call[2].done()]
             for start in range(0, len(calls), MAX_BATCH):
                 chunk = calls[start : start + MAX_BATCH]
-                if len(chunk) == 1:
-                    keys, args, waiter = chunk[0]
-                    command: list[Any] = ["EVALSHA", sha, len(keys), *keys, *args]
-                    self._send(
-                        hiredis.pack_command(tuple(command)),
-                        _Batch(self, command, [waiter], lone=True),
-                        loop,
-                    )
-                    continue
-                counts: list[Any] = [len(chunk)]
-                all_keys: list[Any] = []
-                all_args: list[Any] = []
-                for keys, args, _ in chunk:
-                    counts += (len(keys), len(args))
-                    all_keys += keys
-                    all_args += args
-                command = [
-                    "EVALSHA",
-                    self._wrappers[sha],
-                    len(all_keys),
-                    *all_keys,
-                    *counts,
-                    *all_args,
-                ]
-                batch = _Batch(self, command, [waiter for _, _, waiter in chunk])
-                self._send(hiredis.pack_command(tuple(command)), batch, loop)
+                if len(chunk) > 1:
+                    counts: list[Any] = [len(chunk)]
+                    all_keys: list[Any] = []
+                    all_args: list[Any] = []
+                    for keys, args, _ in chunk:
+                        counts += (len(keys), len(args))
+                        all_keys += keys
+                        all_args += args
+                    wrapper = self._wrappers[sha]
+                    command = ["EVALSHA", wrapper, len(all_keys), *all_keys, *counts, *all_args]
+                    try:
+                        packed = hiredis.pack_command(tuple(command))
+                    except (TypeError, ValueError):
+                        pass  # an argument Redis cannot take: each call alone, below
+                    else:
+                        callers = [waiter for _, _, waiter in chunk]
+                        self._send(packed, _Batch(self, command, callers), loop)
+                        continue
+                for keys, args, waiter in chunk:
+                    command = ["EVALSHA", sha, len(keys), *keys, *args]
+                    try:
+                        packed = hiredis.pack_command(tuple(command))
+                    except (TypeError, ValueError) as exc:
+                        waiter.set_exception(exc)  # as an unbatched call fails its own caller
+                        continue
+                    self._send(packed, _Batch(self, command, [waiter], lone=True), loop)
 
     def _watch(self) -> None:
         """Fail the oldest command still waiting past its time, closing the connection (its

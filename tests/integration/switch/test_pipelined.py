@@ -177,3 +177,38 @@ async def test_batched_calls_in_flight_when_redis_goes_away_fail_with_connection
         assert await r.evalsha(sha, ["{m:1}:c"], ["go", ""]) == [b"{m:1}:c", 1, b""]
     finally:
         await r.close()
+
+
+async def test_an_argument_redis_cannot_take_fails_its_caller_alone(redis_server):
+    r = client(redis_server.url)
+    try:
+        sha = r.register(COUNTER, batched=True)
+        outcomes = await asyncio.gather(
+            r.evalsha(sha, ["{m:1}:d"], ["go", "a"]),
+            r.evalsha(sha, ["{m:1}:d"], ["go", None]),
+            r.evalsha(sha, ["{m:1}:d"], ["go", "c"]),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == [b"{m:1}:d", 1, b"a"]
+        assert isinstance(outcomes[1], TypeError)
+        assert outcomes[2] == [b"{m:1}:d", 2, b"c"]
+        # The connection goes on carrying commands.
+        assert await r.execute("PING") == b"PONG"
+        assert await r.evalsha(sha, ["{m:1}:d"], ["go", "e"]) == [b"{m:1}:d", 3, b"e"]
+    finally:
+        await r.close()
+
+
+async def test_a_call_cancelled_before_it_is_sent_does_not_run(redis_server):
+    r = client(redis_server.url)
+    try:
+        sha = r.register(COUNTER, batched=True)
+        assert await r.evalsha(sha, ["{m:1}:e"], ["go", ""])  # connected
+        kept = asyncio.ensure_future(r.evalsha(sha, ["{m:1}:e"], ["go", "kept"]))
+        dropped = asyncio.ensure_future(r.evalsha(sha, ["{m:1}:e"], ["go", "dropped"]))
+        await asyncio.sleep(0)  # both queued for this turn's flush
+        dropped.cancel()
+        assert await kept == [b"{m:1}:e", 2, b"kept"]
+        assert await r.execute("GET", "{m:1}:e") == b"2"  # the cancelled call never ran
+    finally:
+        await r.close()

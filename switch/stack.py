@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ def config_toml(
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -124,9 +126,10 @@ def _parent_death_signal() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before the request: stop now
-            os.kill(os.getpid(), signal.SIGTERM)
+        if prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGTERM)) != 0:
+            return  # not granted: the parent's own stop is the only one
+        if os.getppid() != parent:  # the parent died before the request: end now
+            os._exit(1)
 
     return preexec
 
@@ -156,7 +159,13 @@ class Processes:
         return proc
 
     def stop_all(self, timeout: float = 15.0) -> None:
-        """Stop the newest first (the switch before its adapters, adapters before Redis)."""
+        """Stop the newest first (the switch before its adapters, adapters before Redis).
+
+        From here on (in the main thread) the process ignores Ctrl-C and SIGTERM: it is on its
+        way out, and a second signal must neither cut the stop short nor kill it on the way."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in _STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

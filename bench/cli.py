@@ -248,6 +248,8 @@ def cmd_step(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         warmup_s=ns.warmup,
         refine=ns.refine,
         retries=ns.retries,
+        then_share=ns.then_at,
+        then_runs=ns.then_runs,
     )
     objective = step.Objective(p99_ms=ns.slo_p99_ms, error_ratio=ns.slo_errors)
     base.check()
@@ -266,7 +268,16 @@ def cmd_step(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     rep.update(found)
     rep["calibration"] = calibration
     rep["figures"] = report.spread([{"capacity_rps": float(found["capacity_rps"] or 0.0)}])
+    if "then" in found:
+        rep["figures"].update(
+            report.spread(
+                {f"then.{k}": v for k, v in report.run_figures(r).items()}
+                for r in found["then"]["runs"]
+            )
+        )
     print(table.render_steps(found["steps"], found["capacity_rps"]))
+    if "then" in found:
+        print("\n" + table.render_then(found["then"]))
     if calibration is not None:
         print("\n" + table.render_calibration(calibration))
     _finish(rep, ns, "step")
@@ -336,6 +347,14 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--slo-p99-ms", type=float, required=True, help="every RPC's p99 at most")
     g.add_argument("--slo-errors", type=float, default=0.001, help="unexpected outcomes ratio")
+    g.add_argument(
+        "--then-at",
+        type=float,
+        metavar="SHARE",
+        help="then run open loops at this share of the capacity found (0.5: the figures at "
+        "half capacity, measured in the same minutes as the capacity)",
+    )
+    g.add_argument("--then-runs", type=int, default=3, help="runs at --then-at, a step long each")
 
     cmp_p = sub.add_parser("compare", help="compare two JSON reports")
     cmp_p.add_argument("a")

@@ -60,6 +60,8 @@ class Steps:
     warmup_s: float = 2.0
     refine: int = 0
     retries: int = 0
+    then_share: float | None = None
+    then_runs: int = 3
 
     def check(self) -> None:
         if self.start_rate <= 0 or self.step_rate <= 0:
@@ -72,6 +74,10 @@ class Steps:
             raise ConfigError("--refine: must not be negative")
         if self.retries < 0:
             raise ConfigError("--retries: must not be negative")
+        if self.then_share is not None and not 0 < self.then_share <= 1:
+            raise ConfigError("--then-at: a share of the capacity, more than 0 and at most 1")
+        if self.then_runs < 1:
+            raise ConfigError("--then-runs: at least 1")
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -149,9 +155,40 @@ def search(
                 held_rate = middle
             else:
                 broke_rate = middle
-    return {
+    found: dict[str, Any] = {
         "steps": tried,
         "capacity_rps": held_rate,
         "first_broken_rps": broke_rate,
         "reached_max_rate": broke_rate is None and held_rate is not None,
     }
+    if steps.then_share is not None and held_rate is not None:
+        found["then"] = at_share(base, steps, held_rate, run=run, out=out)
+    return found
+
+
+def at_share(
+    base: RunConfig,
+    steps: Steps,
+    capacity: float,
+    *,
+    run: RunFn,
+    out: TextIO | None = sys.stderr,
+) -> dict[str, Any]:
+    """Open loops at a share of the capacity just found, each a step long.
+
+    A figure "at half capacity" is only worth something against the capacity of the same
+    minutes: a shared machine's speed moves by tens of percent within the hour, and half of
+    an earlier hour's capacity may be most of this one's.
+    """
+    assert steps.then_share is not None
+    rate = round(capacity * steps.then_share)
+    runs = []
+    for i in range(steps.then_runs):
+        if out is not None:
+            print(
+                f"at {steps.then_share:.0%} of capacity: {rate:,} calls/s for {steps.step_s:g} s"
+                f" ({i + 1}/{steps.then_runs})",
+                file=out,
+            )
+        runs.append(run(_at_rate(base, steps, rate), out=out))
+    return {"share": steps.then_share, "rate": rate, "runs": runs}

@@ -202,3 +202,41 @@ def render_steps(steps: Sequence[Mapping[str, Any]], capacity: float | None) -> 
         + "\n"
         + found
     )
+
+
+def render_then(then: Mapping[str, Any]) -> str:
+    """The open loops run at a share of the capacity: latency and the switch's own share."""
+    rows = []
+    for i, result in enumerate(then["runs"], 1):
+        for rpc, r in result["rpcs"].items():
+            lat, over = r["latency_us"], r.get("overhead_us")
+            rows.append(
+                [
+                    str(i),
+                    rpc,
+                    f"{r['rate']:,.1f}",
+                    ms(lat["p50"]),
+                    ms(lat["p99"]),
+                    ms(lat["p99_9"]),
+                    "/".join(ms(over[k]) for k in ("p50", "p99", "p99_9")) if over else "-",
+                    f"{r['errors']:,}",
+                ]
+            )
+    head = f"at {then['share']:.0%} of capacity: {then['rate']:,} calls/s offered"
+    return (
+        head
+        + "\n"
+        + grid(
+            (
+                "run",
+                "",
+                "calls/s",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "switch p50/p99/p99.9 ms",
+                "errors",
+            ),
+            rows,
+        )
+    )

@@ -93,36 +93,44 @@ def test_baseline_command_records_h2load_and_harness(tmp_path: pathlib.Path) -> 
     assert "harness at" in done.stdout
 
 
-def test_step_mode_reports_every_step(echo_address: str, tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "step.json"
-    done = bench(
+def _step(
+    echo_address: str, out: pathlib.Path, slo_p99_ms: str, *more: str
+) -> subprocess.CompletedProcess[str]:
+    """Steps of 100 calls/s up to 200 against the echo server, half a second each."""
+    return bench(
         "step",
         "--target",
         echo_address,
-        "--start-rate",
-        "100",
-        "--step-rate",
-        "100",
-        "--max-rate",
-        "200",
-        "--step-duration",
-        "0.5",
-        "--warmup",
-        "0.2",
-        "--slo-p99-ms",
-        "1000",
-        "--calibrate",
-        "0",
-        "--quiet",
-        "--out",
-        str(out),
+        *("--start-rate", "100", "--step-rate", "100", "--max-rate", "200"),
+        *("--step-duration", "0.5", "--warmup", "0.2", "--slo-p99-ms", slo_p99_ms),
+        *more,
+        *("--calibrate", "0", "--quiet", "--out", str(out)),
     )
+
+
+def test_step_mode_reports_every_step(echo_address: str, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "step.json"
+    done = _step(echo_address, out, "1000")
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     rates = [s["rate"] for s in report["steps"]]
     assert rates[0] == 100
     assert report["capacity_rps"] in (None, *rates)
     assert all(s["result"]["calls"] > 0 for s in report["steps"])
+    assert "then" not in report
+
+
+def test_step_then_runs_at_half_the_capacity(echo_address: str, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "step.json"
+    done = _step(echo_address, out, "5000", "--then-at", "0.5", "--then-runs", "2")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["capacity_rps"] == 200
+    assert report["then"]["rate"] == 100
+    assert [r["offered_rate"] for r in report["then"]["runs"]] == [100, 100]
+    assert all(r["calls"] > 0 for r in report["then"]["runs"])
+    assert report["figures"]["then.rate"]["runs"] == 2
+    assert "at 50% of capacity: 100 calls/s offered" in done.stdout
 
 
 def test_bad_flags_exit_2_with_the_flag_named() -> None:

@@ -158,6 +158,50 @@ def test_nothing_held() -> None:
     assert len(found["steps"]) == 1
 
 
+def test_then_runs_at_a_share_of_the_capacity_just_found() -> None:
+    server = FakeServer(capacity=2500)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1000, step_rate=1000, max_rate=10_000, step_s=2, then_share=0.5),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert server.rates == [1000, 2000, 3000, 1000, 1000, 1000]
+    assert found["then"]["rate"] == 1000
+    assert found["then"]["share"] == 0.5
+    assert len(found["then"]["runs"]) == 3
+
+
+def test_then_runs_send_new_keys_and_stay_a_step_long() -> None:
+    server = IdempotentServer(capacity=2000)
+    found = step.search(
+        BASE,
+        step.Steps(
+            start_rate=1000, step_rate=1000, max_rate=5000, step_s=3, then_share=0.8, then_runs=2
+        ),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert server.rates[-2:] == [1600, 1600]
+    assert len(server.seen) == len(server.rates)
+    assert [r["measure_s"] for r in found["then"]["runs"]] == [3, 3]
+
+
+def test_no_then_runs_when_no_rate_held() -> None:
+    server = FakeServer(capacity=100)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=5000, step_rate=100, max_rate=6000, step_s=1, then_share=0.5),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert "then" not in found
+    assert server.rates == [5000]
+
+
 @pytest.mark.parametrize(
     ("steps", "objective"),
     [
@@ -169,6 +213,15 @@ def test_nothing_held() -> None:
             step.Objective(p99_ms=1, error_ratio=2),
         ),
         (step.Steps(start_rate=1, step_rate=1, max_rate=5, retries=-1), step.Objective(p99_ms=1)),
+        (step.Steps(start_rate=1, step_rate=1, max_rate=5, then_share=0), step.Objective(p99_ms=1)),
+        (
+            step.Steps(start_rate=1, step_rate=1, max_rate=5, then_share=1.5),
+            step.Objective(p99_ms=1),
+        ),
+        (
+            step.Steps(start_rate=1, step_rate=1, max_rate=5, then_share=0.5, then_runs=0),
+            step.Objective(p99_ms=1),
+        ),
     ],
 )
 def test_bad_settings_are_refused(steps: step.Steps, objective: step.Objective) -> None:

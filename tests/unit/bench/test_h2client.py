@@ -350,6 +350,55 @@ async def test_a_broken_header_block_closes_the_connection(
     assert (await reply).code == "UNAVAILABLE"
 
 
+def indexed_literal(name: bytes, value: bytes) -> bytes:
+    """A literal field with incremental indexing (RFC 7541 6.2.1): it enters the table."""
+    return b"\x40" + h2._hpack_int(len(name), 7) + name + h2._hpack_int(len(value), 7) + value
+
+
+async def test_a_repeated_header_block_follows_the_servers_table(
+    pair: tuple[Connection, FakeTransport, Server],
+) -> None:
+    """The same bytes mean what the table says now: the client remembers decoded blocks, and
+    must forget them when a block changes the table."""
+    conn, transport, server = pair
+    replies = [conn.call(HEADERS, b"x") for _ in range(6)]
+    await sent(transport)
+    ends = h2.END_HEADERS | h2.END_STREAM
+    server.send(h2.HEADERS, ends, 1, indexed_literal(b"grpc-status", b"5"))  # table: 62 = 5
+    server.send(h2.HEADERS, ends, 3, b"\xbe")  # index 62
+    server.send(h2.HEADERS, ends, 5, b"\xbe")  # the same block again
+    server.send(h2.HEADERS, ends, 7, indexed_literal(b"grpc-status", b"7"))  # 62 = 7, 63 = 5
+    server.send(h2.HEADERS, ends, 9, b"\xbe")
+    server.send(h2.HEADERS, ends, 11, b"\xbf")
+    codes = [(await r).code for r in replies]
+    assert codes == [
+        "NOT_FOUND",
+        "NOT_FOUND",
+        "NOT_FOUND",
+        "PERMISSION_DENIED",
+        "PERMISSION_DENIED",
+        "NOT_FOUND",
+    ]
+    assert not transport.closed
+
+
+async def test_a_table_size_update_forgets_remembered_blocks(
+    pair: tuple[Connection, FakeTransport, Server],
+) -> None:
+    conn, transport, server = pair
+    replies = [conn.call(HEADERS, b"x") for _ in range(4)]
+    await sent(transport)
+    ends = h2.END_HEADERS | h2.END_STREAM
+    server.send(h2.HEADERS, ends, 1, indexed_literal(b"grpc-status", b"5"))
+    server.send(h2.HEADERS, ends, 3, b"\xbe")
+    server.send(h2.HEADERS, ends, 5, b"\x20\x88")  # table emptied; :status 200 (static)
+    assert [(await r).code for r in replies[:3]] == ["NOT_FOUND", "NOT_FOUND", "UNKNOWN"]
+    server.send(h2.HEADERS, ends, 7, b"\xbe")  # index 62 no longer exists
+    assert transport.closed  # a protocol error, not a stale answer
+    conn.connection_lost(None)
+    assert (await replies[3]).code == "UNAVAILABLE"
+
+
 def test_reply_defaults() -> None:
     reply = Reply("OK", b"m")
     assert (reply.trailers, reply.detail) == ({}, "")

@@ -203,6 +203,7 @@ class Connection(asyncio.Protocol):
         self._flush_due = False
         self._continuing: tuple[int, int, bytearray] | None = None
         self._closed: str | None = None  # why no new call can start, once that is so
+        self._broken = False  # a protocol error: the rest of what arrives is not read
         self.ready: asyncio.Future[None] = self._loop.create_future()
 
     # -- the caller's side -------------------------------------------------------------------
@@ -318,7 +319,7 @@ class Connection(asyncio.Protocol):
         buffer = self._buffer
         buffer += data
         at, end = 0, len(buffer)
-        while end - at >= 9:
+        while end - at >= 9 and not self._broken:
             word = _HEADER.unpack_from(buffer, at)[0]
             length, kind = word >> 8, word & 0xFF
             if end - at - 9 < length:
@@ -420,10 +421,22 @@ class Connection(asyncio.Protocol):
         way for as long as the table stays as it is, so the remembered blocks are dropped the
         moment any block changes it (an insertion, an eviction, a size update).
         """
-        table = self._decoder.header_table.dynamic_entries
-        size, newest = len(table), table[0] if table else None
-        fields = dict(self._decoder.decode(block, raw=True))
-        if len(table) != size or (table[0] if table else None) is not newest:
+        table = self._decoder.header_table
+        entries = table.dynamic_entries
+        # What a block can change: the size limit (a size update), the length (evictions), the
+        # newest entry (an insertion makes a new tuple, even of a header seen before; held
+        # here, so that its identity cannot pass to a new one).
+        limit, length, newest = table.maxsize, len(entries), entries[0] if entries else None
+        try:
+            fields = dict(self._decoder.decode(block, raw=True))
+        except hpack.HPACKError:
+            self._blocks.clear()  # the table may have changed before the error
+            raise
+        if (
+            table.maxsize != limit
+            or len(entries) != length
+            or (entries[0] if entries else None) is not newest
+        ):
             self._blocks.clear()
         else:
             if len(self._blocks) >= MAX_REMEMBERED_BLOCKS:
@@ -464,6 +477,7 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     def _protocol_error(self, why: str) -> None:
+        self._broken = True  # nothing more is read from this connection
         self._closed = f"protocol error: {why}"
         self._write_now(frame(GOAWAY, 0, 0, struct.pack(">II", self._next_id - 2, 1)))
         if self._transport is not None:

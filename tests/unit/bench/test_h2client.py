@@ -399,6 +399,44 @@ async def test_a_table_size_update_forgets_remembered_blocks(
     assert (await replies[3]).code == "UNAVAILABLE"
 
 
+async def test_a_size_update_that_evicts_nothing_still_counts(
+    pair: tuple[Connection, FakeTransport, Server],
+) -> None:
+    """A block whose size update evicts nothing changes the table's limit: a remembered block
+    that skipped its size update would leave the client's limit behind the server's."""
+    conn, transport, server = pair
+    replies = [conn.call(HEADERS, b"x") for _ in range(6)]
+    await sent(transport)
+    ends = h2.END_HEADERS | h2.END_STREAM
+    to_4096 = h2._hpack_int(4096, 5, 0x20) + b"\x88"  # size update, then :status 200
+    to_50 = h2._hpack_int(50, 5, 0x20) + b"\x88"
+    server.send(h2.HEADERS, ends, 1, indexed_literal(b"grpc-status", b"5"))  # 44 bytes
+    server.send(h2.HEADERS, ends, 3, to_4096)  # the limit it already has
+    server.send(h2.HEADERS, ends, 5, to_50)  # the entry still fits: nothing evicted
+    server.send(h2.HEADERS, ends, 7, to_4096)  # back up, as the server's table is
+    server.send(h2.HEADERS, ends, 9, indexed_literal(b"grpc-status", b"7"))  # 62 = 7, 63 = 5
+    server.send(h2.HEADERS, ends, 11, b"\xbf")  # index 63
+    codes = [(await r).code for r in replies]
+    assert codes == ["NOT_FOUND", "UNKNOWN", "UNKNOWN", "UNKNOWN", "PERMISSION_DENIED", "NOT_FOUND"]
+    assert not transport.closed
+
+
+async def test_nothing_after_a_protocol_error_is_read(
+    pair: tuple[Connection, FakeTransport, Server],
+) -> None:
+    conn, transport, server = pair
+    first, second = conn.call(HEADERS, b"a"), conn.call(HEADERS, b"b")
+    await sent(transport)
+    ends = h2.END_HEADERS | h2.END_STREAM
+    conn.data_received(
+        h2.frame(h2.HEADERS, ends, 1, b"\xff\xff\xff\xff\xff")  # undecodable
+        + h2.frame(h2.HEADERS, ends, 3, server.block([("grpc-status", "5")]))
+    )
+    assert transport.closed
+    conn.connection_lost(None)
+    assert [(await first).code, (await second).code] == ["UNAVAILABLE", "UNAVAILABLE"]
+
+
 def test_reply_defaults() -> None:
     reply = Reply("OK", b"m")
     assert (reply.trailers, reply.detail) == ({}, "")

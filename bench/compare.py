@@ -59,6 +59,11 @@ def floor_for(name: str) -> float:
     return 0.10
 
 
+def is_error_ratio(name: str) -> bool:
+    """`error_ratio`, or one under a prefix (`then.error_ratio`): compared in points."""
+    return name.rsplit(".", 1)[-1] == "error_ratio"
+
+
 def higher_is_better(name: str) -> bool:
     last = name.rsplit(".", 1)[-1]
     return any(last == key or last.endswith(key) for key in HIGHER_IS_BETTER)
@@ -73,7 +78,7 @@ def _row(
         b = None if fb is None else float(fb["value"])
         return Row(name, a, b, None, 0.0, "-", only)
     a, b = float(fa["value"]), float(fb["value"])
-    absolute = name == "error_ratio"
+    absolute = is_error_ratio(name)
     stated = floor if floor is not None else (ERROR_RATIO_FLOOR if absolute else floor_for(name))
     if absolute:
         measured = max(fa["max"] - fa["min"], fb["max"] - fb["min"])
@@ -120,7 +125,7 @@ def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
 def _change(name: str, row: Row) -> str:
     if row.change is None:
         return "-"
-    if name == "error_ratio":
+    if is_error_ratio(name):
         return f"{row.change * 100:+.2f} pp"
     if row.change == float("inf"):
         return "new"
@@ -138,7 +143,7 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
             figure_value(row.name, row.a),
             figure_value(row.name, row.b),
             _change(row.name, row),
-            (f"±{row.noise * 100:.2f} pp" if row.name == "error_ratio" else f"±{row.noise:.0%}")
+            (f"±{row.noise * 100:.2f} pp" if is_error_ratio(row.name) else f"±{row.noise:.0%}")
             + f" {row.noise_source}",
             row.verdict,
         ]

@@ -181,12 +181,12 @@ def at_share(
     an earlier hour's capacity may be most of this one's.
     """
     assert steps.then_share is not None
-    rate = round(capacity * steps.then_share)
+    rate = capacity * steps.then_share  # not rounded: a small capacity's share is not 0
     runs = []
     for i in range(steps.then_runs):
         if out is not None:
             print(
-                f"at {steps.then_share:.0%} of capacity: {rate:,} calls/s for {steps.step_s:g} s"
+                f"at {steps.then_share:.0%} of capacity: {rate:,.1f} calls/s for {steps.step_s:g} s"
                 f" ({i + 1}/{steps.then_runs})",
                 file=out,
             )

@@ -29,7 +29,7 @@ def figure_value(name: str, v: float | None) -> str:
     """A report figure as people read it: ratios in %, microseconds as ms, rates with commas."""
     if v is None:
         return "-"
-    if name == "error_ratio" or name.endswith("share") or name.endswith("share_of_echo"):
+    if name.endswith(("error_ratio", "share", "share_of_echo")):
         return f"{v:.2%}"
     if name.endswith("_us"):
         return f"{v / 1000:.2f} ms"
@@ -222,7 +222,7 @@ def render_then(then: Mapping[str, Any]) -> str:
                     f"{r['errors']:,}",
                 ]
             )
-    head = f"at {then['share']:.0%} of capacity: {then['rate']:,} calls/s offered"
+    head = f"at {then['share']:.0%} of capacity: {then['rate']:,.0f} calls/s offered"
     return (
         head
         + "\n"

@@ -64,6 +64,15 @@ def test_error_ratio_is_compared_in_percentage_points() -> None:
     assert verdicts(a, rep({"error_ratio": fig(0.02)})) == {"error_ratio": "worse"}
 
 
+def test_an_error_ratio_under_a_prefix_is_compared_in_points_too() -> None:
+    a = rep({"then.error_ratio": fig(0.0)})
+    b = rep({"then.error_ratio": fig(0.0004)})
+    assert verdicts(a, b) == {"then.error_ratio": "within noise"}
+    rendered = compare.render(a, b, compare.compare(a, b))
+    assert "+0.04 pp" in rendered
+    assert "0.04%" in rendered
+
+
 def test_figures_in_one_report_only_are_named() -> None:
     a = rep({"rate": fig(10), "Capture.rate": fig(5)})
     b = rep({"rate": fig(10), "Refund.rate": fig(5)})

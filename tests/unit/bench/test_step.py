@@ -189,6 +189,20 @@ def test_then_runs_send_new_keys_and_stay_a_step_long() -> None:
     assert [r["measure_s"] for r in found["then"]["runs"]] == [3, 3]
 
 
+def test_a_share_of_a_small_capacity_is_not_rounded_to_nothing() -> None:
+    server = FakeServer(capacity=1)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=1, step_rate=1, max_rate=5, step_s=1, then_share=0.4, then_runs=1),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert found["capacity_rps"] == 1
+    assert found["then"]["rate"] == pytest.approx(0.4)
+    assert server.rates[-1] == pytest.approx(0.4)
+
+
 def test_no_then_runs_when_no_rate_held() -> None:
     server = FakeServer(capacity=100)
     found = step.search(

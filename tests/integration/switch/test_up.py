@@ -6,16 +6,23 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from tests.conftest import REPO
 from tests.support import child_pids, free_port, gone_within, pid_alive
 
 
-def _start_up() -> tuple[subprocess.Popen[str], list[int]]:
+def _start_up(workdir: str) -> tuple[subprocess.Popen[str], list[int]]:
     up = subprocess.Popen(
         [sys.executable, "-m", "switch", "up", "--listen", f"127.0.0.1:{free_port()}"],
         cwd=REPO,
+        # up keeps its directory (the logs) after it stops: this test's goes with the test.
+        # A short path: the directory holds Unix sockets, whose paths must stay under 108 bytes.
+        env={**os.environ, "TMPDIR": workdir},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -40,8 +47,14 @@ def _close(up: subprocess.Popen[str]) -> None:
         up.stdout.close()
 
 
-def test_sigterm_stops_every_process_it_started() -> None:
-    up, children = _start_up()
+@pytest.fixture
+def workdir() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="up-test-") as path:
+        yield path
+
+
+def test_sigterm_stops_every_process_it_started(workdir: str) -> None:
+    up, children = _start_up(workdir)
     try:
         up.send_signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -58,8 +71,8 @@ def test_sigterm_stops_every_process_it_started() -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_a_killed_up_leaves_nothing_running() -> None:
-    up, children = _start_up()
+def test_a_killed_up_leaves_nothing_running(workdir: str) -> None:
+    up, children = _start_up(workdir)
     try:
         up.kill()  # no cleanup runs in the process itself
         up.wait(10)

@@ -15,6 +15,7 @@ waiters) stay objects until they settle.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 from dataclasses import dataclass, field
 
@@ -141,7 +142,10 @@ class Records:
 
     def __init__(self, max_records: int) -> None:
         self._max = max_records
-        self._settled: dict[str, Packed] = {}
+        # Ordered so that forgetting the oldest is O(1). A plain dict's `next(iter(...))` walks
+        # over the slots its earlier deletions left at the front until it next resizes: past the
+        # bound that was ~56 us per put at 500,000 records, half the worker's CPU per payment.
+        self._settled: collections.OrderedDict[str, Packed] = collections.OrderedDict()
         self._live: dict[str, Operation] = {}
 
     def __len__(self) -> int:
@@ -163,7 +167,7 @@ class Records:
         else:
             self._settled[reference] = pack(operation)
             if len(self._settled) + len(self._live) > self._max:
-                del self._settled[next(iter(self._settled))]
+                self._settled.popitem(last=False)
 
     def forget(self, reference: str) -> None:
         self._live.pop(reference, None)

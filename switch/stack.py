@@ -192,10 +192,19 @@ def start_redis(procs: Processes, workdir: pathlib.Path) -> str:
     # one through the loopback TCP stack, and the hot path writes twice per payment. The TCP
     # port stays open for redis-cli and tools.
     sock = workdir / "redis.sock"
+    # Bounded, and never evicting: a payment or idempotency key silently dropped would break
+    # exactly-once. At the bound Redis refuses writes and the switch answers UNAVAILABLE. A
+    # payment keeps 2.5-4 KB for its 30-day TTL, so a long bench run at capacity grows Redis by
+    # gigabytes an hour; half the machine's memory stops that short of the kernel's OOM killer.
+    maxmemory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
     proc = procs.start(
         "redis",
         [
             exe,
+            "--maxmemory",
+            str(maxmemory),
+            "--maxmemory-policy",
+            "noeviction",
             "--port",
             str(port),
             "--bind",

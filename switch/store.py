@@ -23,7 +23,7 @@ import redis.exceptions
 
 from switch.errors import StoreUnavailable
 from switch.model import Payment, Risk, RiskDecision, from_hash, to_hash
-from switch.pipelined import PipelinedRedis
+from switch.pipelined import PipelinedRedis, ReplyError
 
 T = TypeVar("T")
 
@@ -334,6 +334,10 @@ class Store:
             return await self._fast.evalsha(script, keys, args)
         except _DOWN as exc:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
+        except ReplyError as exc:
+            if str(exc).startswith("OOM"):
+                raise StoreUnavailable(_FULL_MESSAGE) from exc
+            raise
 
     async def _guard(self, call: Awaitable[T]) -> T:
         # One timer per command, not redis-py's socket timeout: that one wraps every read in
@@ -343,10 +347,18 @@ class Store:
                 return await call
         except _DOWN as exc:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
+        except redis.exceptions.OutOfMemoryError as exc:
+            raise StoreUnavailable(_FULL_MESSAGE) from exc
 
 
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
 _DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was accepted"
+# Redis at its maxmemory with the noeviction policy refuses writes ("OOM command not allowed").
+# The state is taken when a script starts, so a refused script stops at its first command that
+# adds data: a claim has by then at most dropped expired rate-limit fields (HDEL), an outcome
+# nothing (its first write is the payment's HSET). The caller gets UNAVAILABLE as when Redis is
+# down: a claim forwards nothing, an outcome is retried in the background until it lands.
+_FULL_MESSAGE = "the payment store (Redis) is full (maxmemory reached); nothing was accepted"
 
 
 def _pairs(fields: dict[str, str]) -> bytes:

@@ -7,10 +7,12 @@ import subprocess
 
 import grpc
 import pytest
+import redis
 
 from payswitch.common.v1 import payment_status_pb2 as ps
+from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from tests.integration.switch.conftest import connect
-from tests.integration.switch.helpers import SLOW, authorize, error_info
+from tests.integration.switch.helpers import SLOW, authorize, error_info, key
 
 
 async def test_redis_down_means_unavailable_and_nothing_forwarded_then_recovery(
@@ -40,6 +42,65 @@ async def test_redis_down_means_unavailable_and_nothing_forwarded_then_recovery(
             raise AssertionError("the switch did not recover when Redis came back")
         assert p.status == ps.PAYMENT_STATUS_CAPTURED
         assert len(sb.received("authorize")) == 2
+
+
+def _fill(redis_server, full: bool) -> None:
+    """Redis at its memory limit (every write refused, as in production with noeviction) or not."""
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", 1 if full else 0)
+
+
+async def test_redis_full_means_unavailable_and_nothing_forwarded_then_recovery(
+    sandbox_factory, switch_factory, redis_server
+):
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    async with connect(sw) as c:
+        assert (await c.Authorize(authorize())).payment.status == ps.PAYMENT_STATUS_CAPTURED
+        _fill(redis_server, True)
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await c.Authorize(authorize())
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert error_info(caught.value).reason == "ERROR_REASON_STORE_UNAVAILABLE"
+            assert "full" in (caught.value.details() or "")
+        assert len(sb.received("authorize")) == 1
+
+        _fill(redis_server, False)
+        p = (await c.Authorize(authorize())).payment
+        assert p.status == ps.PAYMENT_STATUS_CAPTURED
+        assert len(sb.received("authorize")) == 2
+
+
+async def test_an_outcome_refused_by_a_full_redis_is_recorded_once_it_has_room(
+    sandbox_factory, switch_factory, redis_server
+):
+    sb = sandbox_factory("sandbox", "--slow-ms", "800")
+    sw = switch_factory([(sb, {})])
+    k = key()
+    async with connect(sw) as c:
+        call = asyncio.ensure_future(c.Authorize(authorize(number=SLOW, idempotency_key=k)))
+        for _ in range(250):
+            if sb.received("authorize"):
+                break
+            await asyncio.sleep(0.02)
+        assert len(sb.received("authorize")) == 1, "the payment reached the channel"
+        _fill(redis_server, True)  # the channel approves while Redis refuses every write
+        answered = (await call).payment
+        assert answered.status == ps.PAYMENT_STATUS_CAPTURED
+        assert "could not record an outcome" in sw.log_text()
+
+        _fill(redis_server, False)
+        for _ in range(100):
+            got = (await c.GetPayment(gw.GetPaymentRequest(payment_id=answered.id))).payment
+            if got.status == ps.PAYMENT_STATUS_CAPTURED:
+                break
+            await asyncio.sleep(0.1)
+        assert got.status == ps.PAYMENT_STATUS_CAPTURED, "the outcome was recorded"
+        replay = (await c.Authorize(authorize(number=SLOW, idempotency_key=k))).payment
+        assert (replay.id, replay.status) == (answered.id, ps.PAYMENT_STATUS_CAPTURED)
+        assert len(sb.received("authorize")) == 1, "charged once"
 
 
 async def test_calls_in_flight_at_sigterm_get_their_answers(sandbox_factory, switch_factory):

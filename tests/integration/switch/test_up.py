@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from tests.conftest import REPO
 from tests.support import child_pids, free_port, gone_within, pid_alive
@@ -56,6 +58,11 @@ def workdir() -> Iterator[str]:
 def test_sigterm_stops_every_process_it_started(workdir: str) -> None:
     up, children = _start_up(workdir)
     try:
+        # Its Redis is bounded and never evicts (an evicted idempotency key is a double charge).
+        (sock,) = pathlib.Path(workdir).glob("payswitch-up-*/redis.sock")
+        with redis.Redis(unix_socket_path=str(sock), decode_responses=True) as r:
+            assert int(r.config_get("maxmemory")["maxmemory"]) > 0
+            assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         up.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         up.send_signal(signal.SIGTERM)  # a second one while stopping must not cut it short

@@ -341,6 +341,9 @@ class RedisJournal:
             TimeoutError,
         ) as exc:
             raise StoreUnavailable("Redis is unavailable to the analytics consumer") from exc
+        except redis.exceptions.OutOfMemoryError as exc:
+            # At its maxmemory (noeviction) Redis refuses writes: wait, as for an outage.
+            raise StoreUnavailable("Redis is full (maxmemory reached)") from exc
         except redis.exceptions.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise

@@ -39,7 +39,13 @@ MAX_NOTE = 256
 MAX_PAGE = 1000
 _CARD_NUMBER = re.compile(r"^\d{12,19}$")
 _ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Down, or full (at its maxmemory with noeviction every write is refused): UNAVAILABLE either way.
+_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    OSError,
+)
 
 
 def _now_ms() -> int:

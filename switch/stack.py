@@ -181,6 +181,16 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def _memory_bytes() -> int:
+    """The machine's memory, or the container's limit (cgroup v2 memory.max) when lower."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
 def start_redis(procs: Processes, workdir: pathlib.Path) -> str:
     exe = shutil.which("redis-server")
     if exe is None:
@@ -196,7 +206,7 @@ def start_redis(procs: Processes, workdir: pathlib.Path) -> str:
     # exactly-once. At the bound Redis refuses writes and the switch answers UNAVAILABLE. A
     # payment keeps 2.5-4 KB for its 30-day TTL, so a long bench run at capacity grows Redis by
     # gigabytes an hour; half the machine's memory stops that short of the kernel's OOM killer.
-    maxmemory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    maxmemory = _memory_bytes() // 2
     proc = procs.start(
         "redis",
         [

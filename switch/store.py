@@ -335,7 +335,7 @@ class Store:
         except _DOWN as exc:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except ReplyError as exc:
-            if str(exc).startswith("OOM"):
+            if "OOM command not allowed" in str(exc):  # a batch's wrapper may prefix it
                 raise StoreUnavailable(_FULL_MESSAGE) from exc
             raise
 
@@ -354,10 +354,11 @@ class Store:
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
 _DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was accepted"
 # Redis at its maxmemory with the noeviction policy refuses writes ("OOM command not allowed").
-# The state is taken when a script starts, so a refused script stops at its first command that
-# adds data: a claim has by then at most dropped expired rate-limit fields (HDEL), an outcome
-# nothing (its first write is the payment's HSET). The caller gets UNAVAILABLE as when Redis is
-# down: a claim forwards nothing, an outcome is retried in the background until it lands.
+# Redis decides when a script starts and refuses it at its first command that adds data,
+# unless a write already ran in that EVAL: every hot script's first write adds data (nothing is
+# half written), but a claim that first drops expired rate-limit fields (HDEL), and every call
+# after it in the same batch, is let through: the bound is soft. A refused claim forwards
+# nothing; a refused outcome is retried in the background until it lands (as when Redis is down).
 _FULL_MESSAGE = "the payment store (Redis) is full (maxmemory reached); nothing was accepted"
 
 

@@ -130,6 +130,24 @@ async def test_the_consumer_rides_out_a_redis_restart_and_a_lost_group(
         await asyncio.wait_for(running, 5)  # raises if the consumer died
 
 
+async def test_the_consumer_waits_out_a_full_redis(r: aioredis.Redis) -> None:
+    await pay(r, [10, 20])
+    await r.config_set("maxmemory-policy", "noeviction")
+    await r.config_set("maxmemory", 1)  # every write refused: "OOM command not allowed"
+    consumer = MerchantConsumer(merchant=M, journal=journal(r), block_ms=50, retry_s=0.05)
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.sleep(0.3)
+        assert not running.done(), "the consumer stopped on a full Redis"
+        await r.config_set("maxmemory", 0)
+        await _until(r, (2, 30))
+    finally:
+        await r.config_set("maxmemory", 0)
+        stop.set()
+        await asyncio.wait_for(running, 5)  # raises if the consumer died
+
+
 async def _until(r: aioredis.Redis, want: tuple[int, int]) -> None:
     got = None
     for _ in range(100):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+import redis
 
 from adapters.sandbox.testdata import wallet_code
 from payswitch.admin.v1 import admin_service_pb2 as pb
@@ -217,3 +218,23 @@ async def test_a_bad_buyer_id_is_refused_naming_the_field(sandbox_factory, switc
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await client.Authorize(_wallet_request(wallet_code("0301"), "buyer\n1"))
         assert "payment_method.alipay.buyer_id" in violations(caught.value)
+
+
+async def test_a_full_redis_refuses_a_new_entry_as_unavailable(
+    sandbox_factory, switch_factory, analytics_factory, redis_server
+):
+    switch = switch_factory([(sandbox_factory(), {})])
+    analytics = analytics_factory(switch.config)
+    request = pb.AddBlockListEntryRequest(kind=CARDS, card_number=APPROVE, note="chargebacks")
+    async with admin(analytics) as adm:
+        with redis.Redis.from_url(redis_server.url) as r:
+            r.config_set("maxmemory-policy", "noeviction")
+            r.config_set("maxmemory", 1)  # every write refused
+            try:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await adm.stub.AddBlockListEntry(request, metadata=adm.metadata, timeout=10)
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                r.config_set("maxmemory", 0)
+        added = await adm.stub.AddBlockListEntry(request, metadata=adm.metadata, timeout=10)
+        assert added.added

@@ -690,12 +690,34 @@ class PaymentService:
         if self._loop is None:
             # Kept: asyncio.create_task looks the loop up, a getpid() system call on 3.11.
             self._loop = asyncio.get_running_loop()
-        task = self._loop.create_task(work)  # not ensure_future: its type checks cost per call
+        # The caller waits on a plain future the work fills in as it ends: one turn of the loop
+        # sooner than awaiting the task through asyncio.shield (the task's end, then the
+        # shield's callback, then the caller's wake-up, each a turn). If the caller is cancelled,
+        # only its future is; the task runs on.
+        answer: asyncio.Future[bytes] = self._loop.create_future()
+        task = self._loop.create_task(_deliver(work, answer))  # not ensure_future: type checks
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return await asyncio.shield(task)
+        return await answer
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for shielded work and pending writes, at most `timeout_s`."""
         if self._background:
             await asyncio.wait(list(self._background), timeout=timeout_s)
+
+
+async def _deliver(work: Coroutine[Any, Any, bytes], answer: asyncio.Future[bytes]) -> None:
+    """Run `work` to its end and hand its result or error to `answer`, if anyone still waits."""
+    try:
+        result = await work
+    except asyncio.CancelledError:  # the task itself was cancelled (shutdown): so is the answer
+        answer.cancel()
+        raise
+    except Exception as exc:
+        if not answer.done():
+            answer.set_exception(exc)
+        elif not isinstance(exc, errors.SwitchError):
+            log.error("unexpected failure after the caller left", exc_info=exc)
+        return
+    if not answer.done():
+        answer.set_result(result)

@@ -124,3 +124,38 @@ async def test_calls_in_flight_at_sigterm_get_their_answers(sandbox_factory, swi
         tail = sw.log_text()[-3000:]
         pytest.fail(f"the switch did not exit after SIGTERM; its log ends:\n{tail}")
     assert code == 0
+
+
+async def test_a_caller_that_hangs_up_midway_still_gets_one_recorded_charge(
+    sandbox_factory, switch_factory
+):
+    sb = sandbox_factory("sandbox", "--slow-ms", "800")
+    sw = switch_factory([(sb, {})])
+    k = key()
+    async with connect(sw) as c:
+        call = c.Authorize(authorize(number=SLOW, idempotency_key=k))
+        for _ in range(250):
+            if sb.received("authorize"):
+                break
+            await asyncio.sleep(0.02)
+        assert len(sb.received("authorize")) == 1, "the payment reached the channel"
+        call.cancel()  # the caller hangs up while the channel works
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        # The switch goes on without the caller: the channel's answer is recorded, and the
+        # caller's retry with the same key gets that payment instead of a second charge.
+        for _ in range(100):
+            try:
+                replay = (await c.Authorize(authorize(number=SLOW, idempotency_key=k))).payment
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.ABORTED, exc  # still in progress
+                await asyncio.sleep(0.1)
+                continue
+            break
+        else:
+            pytest.fail("the payment stayed in progress: nothing recorded the channel's answer")
+        assert replay.status == ps.PAYMENT_STATUS_CAPTURED
+        got = (await c.GetPayment(gw.GetPaymentRequest(payment_id=replay.id))).payment
+        assert got.status == ps.PAYMENT_STATUS_CAPTURED
+    assert len(sb.received("authorize")) == 1, "charged once"
+    assert "unexpected failure" not in sw.log_text()

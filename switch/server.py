@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_status import rpc_status
 
+from adapters.sdk.runtime import IdleCollector
 from payswitch.common.v1 import money_pb2
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
@@ -165,6 +166,7 @@ class GatewayServicer:
         store: Store,
         hub: WatchHub,
         metrics: Metrics,
+        idle: IdleCollector | None = None,
     ) -> None:
         self._by_key_hash = {m.api_key_sha256: m for m in merchants.values()}
         # Keys seen to be valid, so that a known key is not hashed again on every call. Only a
@@ -174,6 +176,8 @@ class GatewayServicer:
         self._store = store
         self._hub = hub
         self._metrics = metrics
+        # Garbage is collected between payments, not during them (see adapters/sdk/runtime.py).
+        self._idle = idle or IdleCollector()
         self._stream_ops: dict[
             str, Callable[[MerchantConfig, Any, float | None, Timing], Awaitable[bytes]]
         ] = {
@@ -210,6 +214,7 @@ class GatewayServicer:
         start = time.perf_counter()
         timing = Timing()
         code = "OK"
+        self._idle.begin()
         try:
             return await body(self._merchant(context), timing)
         except errors.SwitchError as exc:
@@ -233,6 +238,7 @@ class GatewayServicer:
             )
             raise
         finally:
+            self._idle.end()
             elapsed = time.perf_counter() - start
             self._metrics.request_done(rpc, code, elapsed, max(0.0, elapsed - timing.channel_s))
             if code == "OK":
@@ -401,6 +407,7 @@ class GatewayServicer:
             kind = req.WhichOneof("request")
             start = time.perf_counter()
             code = "OK"
+            self._idle.begin()
             try:
                 if kind is None:
                     raise errors.InvalidRequest(
@@ -421,6 +428,7 @@ class GatewayServicer:
                 failure = errors.to_status(errors.SwitchError("internal error in the switch"))
                 answers.put_nowait(_frame(req.id, _STREAM_ERROR_FIELD, failure.SerializeToString()))
             finally:
+                self._idle.end()
                 self._metrics.stream_request_done(kind or "none", code, time.perf_counter() - start)
 
         loop = asyncio.get_running_loop()

@@ -17,10 +17,18 @@ collections at 10,000, 1.8 s at 2,000, 2.2 s at 700 (all with the freeze); the s
 overhead at 850 unary calls/s was 1.5 ms with 10,000 and with 700.
 PAYSWITCH_GC_YOUNG_THRESHOLD in the environment sets another threshold (700 for the
 smallest pauses).
+
+`IdleCollector` moves most of those collections out of the requests: a server tells it when
+each request starts and ends, and when nothing is in flight and 700 objects have built up it
+collects the young generation then (~0.2 ms), between requests. At 900 unary calls/s
+(2026-11-26) that replaced ~12 automatic collections of ~2.8 ms per 25 s, each landing inside the
+payments in flight, with ~180 of ~0.2 ms at idle moments. The raised threshold stays the safety
+net for a server that is never idle. PAYSWITCH_GC_IDLE_AFTER sets the 700 (0 turns it off).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 
@@ -40,3 +48,51 @@ def tune_gc() -> None:
     _, older, oldest = gc.get_threshold()
     young = int(os.environ.get("PAYSWITCH_GC_YOUNG_THRESHOLD") or GC_YOUNG_THRESHOLD)
     gc.set_threshold(young, older, oldest)
+
+
+# An idle moment collects the young generation once this many net new objects have built up.
+GC_IDLE_AFTER = 700
+
+
+class IdleCollector:
+    """Collects garbage when a server has no request in flight, so the pause falls between
+    requests rather than inside them. The server calls `begin()` as each request starts and
+    `end()` as it ends. When the last one ends with GC_IDLE_AFTER (or the environment's
+    PAYSWITCH_GC_IDLE_AFTER; 0 = never) net new objects built up, the young generation is
+    collected at the next turn of the loop (the middle one too, when its own count is due),
+    unless a request has started by then."""
+
+    __slots__ = ("_after", "_inflight", "_loop", "_scheduled")
+
+    def __init__(self, after: int | None = None) -> None:
+        if after is None:
+            after = int(os.environ.get("PAYSWITCH_GC_IDLE_AFTER") or GC_IDLE_AFTER)
+        self._after = after
+        self._inflight = 0
+        self._scheduled = False
+        # Kept: asyncio.get_running_loop() is a getpid() system call per use on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def begin(self) -> None:
+        self._inflight += 1
+
+    def end(self) -> None:
+        self._inflight -= 1
+        if (
+            self._inflight == 0
+            and self._after
+            and not self._scheduled
+            and gc.get_count()[0] >= self._after
+        ):
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._scheduled = True
+            self._loop.call_soon(self._collect)
+
+    def _collect(self) -> None:
+        self._scheduled = False
+        if self._inflight:
+            return
+        young, middle, _ = gc.get_count()
+        if young >= self._after:
+            gc.collect(1 if middle >= gc.get_threshold()[1] else 0)

@@ -18,9 +18,7 @@ loop turn go to Redis as one EVALSHA of a wrapper that runs the script's body on
 order, each call with its own KEYS and ARGV, and answers each call's reply (or error) in an
 array. Redis's fixed cost per script call (looking the script up, building KEYS and ARGV,
 setting up the Lua run) is then paid once per batch, not once per payment. Each call is its own
-atomic unit exactly as before; the batch as a whole is also atomic, as any script is. A call
-made while the connection is idle (no reply awaited) is written at once, alone: at moderate load
-that saves the wait for the end of the turn, and under load the connection is never idle.
+atomic unit exactly as before; the batch as a whole is also atomic, as any script is.
 """
 
 from __future__ import annotations
@@ -238,13 +236,8 @@ class PipelinedRedis:
                 calls = self._batches[group] = []
             calls.append((keys, args, waiter))
             if not self._flush_scheduled:
-                if self._waiters:
-                    self._flush_scheduled = True
-                    loop.call_soon(self._flush)
-                else:
-                    # Nothing in flight: the connection is idle, so nothing would share this
-                    # call's write; send it now rather than a turn of the loop later.
-                    self._flush()
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
             return await waiter
         try:
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)

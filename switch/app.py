@@ -17,7 +17,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from adapters.sdk.runtime import tune_gc
+from adapters.sdk.runtime import IdleCollector, tune_gc
 from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
@@ -143,6 +143,7 @@ async def serve(
     reloader.hooks.append(lambda new: risk.update(new.risk))
     risk_sync = RiskSync(client=client, engine=risk, on_reload=reloader.request)
     await risk_sync.start()
+    idle = IdleCollector()  # garbage is collected between requests (adapters/sdk/runtime.py)
     payments = PaymentService(
         store=store,
         pool=pool,
@@ -156,6 +157,7 @@ async def serve(
         initial_backoff_ms=cfg.reconciler.initial_backoff_ms,
         risk=risk,
         vault=Vault(cfg.fingerprint_key),
+        idle=idle,
     )
     reconciler = Reconciler(
         store=store,
@@ -171,7 +173,7 @@ async def serve(
     route_state.start()
 
     servicer = GatewayServicer(
-        merchants=merchants, payments=payments, store=store, hub=hub, metrics=metrics
+        merchants=merchants, payments=payments, store=store, hub=hub, metrics=metrics, idle=idle
     )
     health_servicer = health.aio.HealthServicer()
     servers, port = await _start_servers(cfg.server, servicer, health_servicer)

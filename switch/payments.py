@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.sdk.runtime import IdleCollector
 from payswitch.channel.v1 import channel_service_pb2 as ch
 from payswitch.common.v1 import payment_method_pb2
 from switch import errors, lifecycle
@@ -89,6 +90,7 @@ class PaymentService:
         risk: RiskEngine,
         vault: Vault,
         record_outcome: Callable[[str, bool], None] | None = None,
+        idle: IdleCollector | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
@@ -106,6 +108,8 @@ class PaymentService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._risk = risk
         self._vault = vault
+        # Work that outlives its caller (a hang-up) still counts as a request in flight.
+        self._idle = idle or IdleCollector()
 
     def _merchant_limit(self, m: MerchantConfig) -> Limit:
         limit = self._merchant_limits.get(m.id)
@@ -697,8 +701,13 @@ class PaymentService:
         answer: asyncio.Future[bytes] = self._loop.create_future()
         task = self._loop.create_task(_deliver(work, answer))  # not ensure_future: type checks
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._idle.begin()
+        task.add_done_callback(self._done)
         return await answer
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        self._idle.end()
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for shielded work and pending writes, at most `timeout_s`."""
@@ -713,11 +722,13 @@ async def _deliver(work: Coroutine[Any, Any, bytes], answer: asyncio.Future[byte
     except asyncio.CancelledError:  # the task itself was cancelled (shutdown): so is the answer
         answer.cancel()
         raise
-    except Exception as exc:
+    except BaseException as exc:  # not swallowed: handed to the caller, who raises it
         if not answer.done():
             answer.set_exception(exc)
         elif not isinstance(exc, errors.SwitchError):
             log.error("unexpected failure after the caller left", exc_info=exc)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt, SystemExit: the process is stopping
         return
     if not answer.done():
         answer.set_result(result)

@@ -46,7 +46,7 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
-    young = int(os.environ.get("PAYSWITCH_GC_YOUNG_THRESHOLD") or GC_YOUNG_THRESHOLD)
+    young = _whole("PAYSWITCH_GC_YOUNG_THRESHOLD", GC_YOUNG_THRESHOLD)
     gc.set_threshold(young, older, oldest)
 
 
@@ -60,13 +60,14 @@ class IdleCollector:
     `end()` as it ends. When the last one ends with GC_IDLE_AFTER (or the environment's
     PAYSWITCH_GC_IDLE_AFTER; 0 = never) net new objects built up, the young generation is
     collected at the next turn of the loop (the middle one too, when its own count is due),
-    unless a request has started by then."""
+    unless a request has started by then; the middle and oldest generations too when their
+    counts are due, as the automatic collector would."""
 
     __slots__ = ("_after", "_inflight", "_loop", "_scheduled")
 
     def __init__(self, after: int | None = None) -> None:
         if after is None:
-            after = int(os.environ.get("PAYSWITCH_GC_IDLE_AFTER") or GC_IDLE_AFTER)
+            after = _whole("PAYSWITCH_GC_IDLE_AFTER", GC_IDLE_AFTER)
         self._after = after
         self._inflight = 0
         self._scheduled = False
@@ -93,6 +94,21 @@ class IdleCollector:
         self._scheduled = False
         if self._inflight:
             return
-        young, middle, _ = gc.get_count()
-        if young >= self._after:
-            gc.collect(1 if middle >= gc.get_threshold()[1] else 0)
+        counts = gc.get_count()
+        if counts[0] < self._after:
+            return
+        # As the automatic collector picks: the oldest generation whose count is due. Idle
+        # collections keep the young count under the raised threshold, so the automatic
+        # collector would otherwise never reach the older generations.
+        thresholds = gc.get_threshold()
+        generation = 2 if counts[2] >= thresholds[2] else 1 if counts[1] >= thresholds[1] else 0
+        gc.collect(generation)
+
+
+def _whole(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a whole number of objects, 0 or more: got {raw!r}")
+    return int(raw)

@@ -66,13 +66,15 @@ def collections() -> Iterator[list[int]]:
             seen.append(info["generation"])
 
     gc.collect()
+    enabled = gc.isenabled()
     gc.disable()
     gc.callbacks.append(record)
     try:
         yield seen
     finally:
         gc.callbacks.remove(record)
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def _garbage(n: int) -> None:
@@ -134,3 +136,31 @@ async def test_the_middle_generation_is_collected_when_its_count_is_due(
         await asyncio.sleep(0)
     assert 1 in collections  # young collections counted up to the middle generation's turn
     assert set(collections) <= {0, 1}
+
+
+async def test_the_oldest_generation_is_collected_when_its_count_is_due(
+    collections: list[int],
+) -> None:
+    idle = IdleCollector(after=100)
+    _, middle, oldest = gc.get_threshold()
+    for _ in range((middle + 1) * (oldest + 1)):
+        idle.begin()
+        _garbage(120)
+        idle.end()
+        await asyncio.sleep(0)
+    assert 2 in collections  # else cycles that outlived two collections would never be freed
+
+
+async def test_the_environment_sets_the_idle_collection_and_a_bad_value_names_itself(
+    monkeypatch: pytest.MonkeyPatch, collections: list[int]
+) -> None:
+    monkeypatch.setenv("PAYSWITCH_GC_IDLE_AFTER", "-5")
+    with pytest.raises(ValueError, match="PAYSWITCH_GC_IDLE_AFTER"):
+        IdleCollector()
+    monkeypatch.setenv("PAYSWITCH_GC_IDLE_AFTER", "0")
+    idle = IdleCollector()
+    idle.begin()
+    _garbage(1000)
+    idle.end()
+    await asyncio.sleep(0)
+    assert collections == []  # 0 turns idle collections off

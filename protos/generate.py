@@ -6,6 +6,7 @@ this again and fails when the result differs from what is committed.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import sys
@@ -34,6 +35,11 @@ def main() -> int:
         f"--mypy_grpc_out={OUT}",
         *sources,
     ]
+    # protoc finds its mypy plugins (protoc-gen-mypy, from mypy-protobuf) on PATH: put this
+    # interpreter's scripts folder first, so `.venv/bin/python protos/generate.py` works
+    # without the virtualenv activated.
+    scripts = str(pathlib.Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
     code = protoc.main(args)
     if code != 0:
         print(f"protoc failed with exit code {code}", file=sys.stderr)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench import compare, plots, report, runner, step, table
+from bench import compare, hostprobe, plots, report, runner, step, table
 from bench.baseline import calibrate, echo_server, h2load
 from bench.config import ConfigError, Load, RunConfig, Target, default_processes
 from bench.scenarios import OPERATIONS, SCENARIOS, parse_mix
@@ -196,7 +196,16 @@ def _calibration(ns: argparse.Namespace, cfg: RunConfig) -> dict[str, Any] | Non
     )
 
 
+def _new_report(kind: str, argv: Sequence[str], config: dict[str, Any]) -> dict[str, Any]:
+    """A report's frame, with the host probed before any load starts."""
+    rep = report.new_report(kind, redact(argv), config)
+    rep["machine"]["probe"] = hostprobe.probe()
+    return rep
+
+
 def _finish(rep: dict[str, Any], ns: argparse.Namespace, kind: str) -> pathlib.Path:
+    report.add_host_figures(rep)
+    print(hostprobe.render(rep["machine"]["probe"]))
     report.finish(rep)
     path = report.write(rep, ns.out or report.default_path(kind))
     print(f"\nreport: {path}")
@@ -207,7 +216,7 @@ def cmd_run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = _run_config(ns)
     cfg.check()
     out = None if ns.quiet else sys.stderr
-    rep = report.new_report("run", redact(argv), cfg.as_dict())
+    rep = _new_report("run", argv, cfg.as_dict())
     calibration = _calibration(ns, cfg)
     runs = []
     for i in range(ns.repeat):
@@ -260,7 +269,7 @@ def cmd_step(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         "steps": steps.as_dict(),
         "objective": dataclasses.asdict(objective),
     }
-    rep = report.new_report("step", redact(argv), config)
+    rep = _new_report("step", argv, config)
     calibration = _calibration(ns, base)
     found = step.search(
         base, steps, objective, run=runner.run, out=None if ns.quiet else sys.stderr
@@ -306,7 +315,7 @@ def cmd_baseline(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     if not h2load.available():
         raise h2load.H2loadError(h2load.INSTALL_HINT)
-    rep = report.new_report("baseline", redact(argv), cfg.as_dict())
+    rep = _new_report("baseline", argv, cfg.as_dict())
     cal = calibrate.calibrate(cfg, out=None if ns.quiet else sys.stderr)
     rep["calibration"] = cal
     rep["figures"] = report.spread(

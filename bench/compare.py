@@ -7,7 +7,8 @@ Noise of a figure is the larger of
   the spread and a single run measures none.
 A change is "within noise" when its size relative to A is at most that noise. Error ratios are
 compared in absolute terms (percentage points), since a relative change of almost nothing means
-nothing.
+nothing. The host probe's figures (`host.*`, bench/hostprobe.py) are called "host faster" or
+"host slower", never better or worse: they say whether the two reports can be compared at all.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from bench.table import figure_value, grid
 
 # Stated floors: the run-to-run spread seen on a shared 2-core machine for each kind of figure.
 FLOORS: tuple[tuple[str, float], ...] = (
+    ("hop_", 0.30),
+    ("work_", 0.30),
+    ("loop_ms", 0.10),
     ("send_lag", 0.50),
     ("share_of_echo", 0.10),
     ("overhead_p99_9", 0.30),
@@ -36,6 +40,7 @@ FLOORS: tuple[tuple[str, float], ...] = (
 )
 ERROR_RATIO_FLOOR = 0.001  # 0.1 percentage point
 HIGHER_IS_BETTER = ("rate", "rps", "share", "share_of_echo")
+HOST_PREFIX = "host."
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,8 @@ def _row(
     source = "measured" if measured > stated else "stated"
     if abs(change) <= noise:
         verdict = "within noise"
+    elif name.startswith(HOST_PREFIX):
+        verdict = "host slower" if change > 0 else "host faster"
     elif (change > 0) == higher_is_better(name):
         verdict = "better"
     else:
@@ -157,4 +164,10 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
     better = sum(r.verdict == "better" for r in rows)
     worse = sum(r.verdict == "worse" for r in rows)
     parts.append(f"{better} better, {worse} worse, the rest within noise or in one report only")
+    host = {r.verdict for r in rows if r.verdict.startswith("host ")}
+    if host:
+        parts.append(
+            f"B's host was {' and '.join(sorted(v.removeprefix('host ') for v in host))} than "
+            "A's (host.* figures): part of any change may be the host's, not the target's"
+        )
     return "\n".join(parts)

@@ -104,6 +104,13 @@ def new_report(kind: str, argv: Sequence[str], config: Mapping[str, Any]) -> dic
     }
 
 
+def add_host_figures(report: dict[str, Any]) -> None:
+    """The host probe's figures among the report's (`host.*`), so compare shows a change of host."""
+    probe = report.get("machine", {}).get("probe") or {}
+    figures = report.setdefault("figures", {})
+    figures.update(spread([{f"host.{k}": float(v) for k, v in probe.items()}]))
+
+
 def finish(report: dict[str, Any]) -> None:
     """Stamp the end: the load average then says whether the machine got busier meanwhile."""
     report["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -56,6 +56,10 @@ def test_run_with_calibration_writes_a_report_that_compares_equal_to_itself(
     assert report["software"]["grpcio"]
     assert report["config"]["load"]["mode"] == "closed"
     assert report["figures"]["rate"]["value"] > 0
+    # The host probed before the load: its figures in the report and a line in the output.
+    assert report["machine"]["probe"]["hop_10ms_us"] > 0
+    assert report["figures"]["host.work_10ms_us"]["value"] > 0
+    assert "host: Python loop" in done.stdout
     # The harness's rate as a share of h2load's against the echo server, measured in this run.
     calibration = report["calibration"]
     assert calibration["h2load_rps"] > 0 and calibration["harness_rps"] > 0

@@ -21,9 +21,12 @@ from bench.table import figure_value, grid
 
 # Stated floors: the run-to-run spread seen on a shared 2-core machine for each kind of figure.
 FLOORS: tuple[tuple[str, float], ...] = (
-    ("hop_", 0.30),
-    ("work_", 0.30),
-    ("loop_ms", 0.10),
+    # The host probe's figures (one sample each, bench/hostprobe.py), judged as a factor either
+    # way (2x slower or faster alike): back-to-back probes on one loaded host moved round trips up
+    # to 2x and the loop 35%, so a change of host must be larger than that to be called.
+    ("hop_", 1.00),
+    ("work_", 0.50),
+    ("loop_ms", 0.40),
     ("send_lag", 0.50),
     ("share_of_echo", 0.10),
     ("overhead_p99_9", 0.30),
@@ -53,7 +56,7 @@ class Row:
     change: float | None  # relative to A; absolute for error ratios
     noise: float
     noise_source: str  # "measured" or "stated"
-    verdict: str  # better, worse, within noise, only in A, only in B
+    verdict: str  # better, worse, within noise, only in A, only in B; host faster / host slower
 
 
 def floor_for(name: str) -> float:
@@ -84,7 +87,10 @@ def _row(
         return Row(name, a, b, None, 0.0, "-", only)
     a, b = float(fa["value"]), float(fb["value"])
     absolute = is_error_ratio(name)
-    stated = floor if floor is not None else (ERROR_RATIO_FLOOR if absolute else floor_for(name))
+    if floor is not None and not name.startswith(HOST_PREFIX):  # --floor is for the target's
+        stated = floor
+    else:
+        stated = ERROR_RATIO_FLOOR if absolute else floor_for(name)
     if absolute:
         measured = max(fa["max"] - fa["min"], fb["max"] - fb["min"])
         change: float = b - a
@@ -93,7 +99,10 @@ def _row(
         change = (b - a) / abs(a) if a else (0.0 if b == 0 else float("inf"))
     noise = max(measured, stated)
     source = "measured" if measured > stated else "stated"
-    if abs(change) <= noise:
+    size = abs(change)
+    if name.startswith(HOST_PREFIX) and a > 0 and b > 0:
+        size = max(a, b) / min(a, b) - 1  # a factor either way: twice as slow or as fast alike
+    if size <= noise:
         verdict = "within noise"
     elif name.startswith(HOST_PREFIX):
         verdict = "host slower" if change > 0 else "host faster"
@@ -163,11 +172,15 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
     parts.append(grid(("figure", "A", "B", "change", "noise", "verdict"), table_rows))
     better = sum(r.verdict == "better" for r in rows)
     worse = sum(r.verdict == "worse" for r in rows)
-    parts.append(f"{better} better, {worse} worse, the rest within noise or in one report only")
-    host = {r.verdict for r in rows if r.verdict.startswith("host ")}
+    parts.append(
+        f"{better} better, {worse} worse, the rest within noise, in one report only or the host's"
+    )
+    host = [
+        f"{r.name} {r.verdict.removeprefix('host ')}" for r in rows if r.verdict.startswith("host ")
+    ]
     if host:
         parts.append(
-            f"B's host was {' and '.join(sorted(v.removeprefix('host ') for v in host))} than "
-            "A's (host.* figures): part of any change may be the host's, not the target's"
+            f"B's host differed from A's ({', '.join(host)}): part of any change may be the "
+            "host's, not the target's"
         )
     return "\n".join(parts)

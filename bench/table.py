@@ -31,6 +31,8 @@ def figure_value(name: str, v: float | None) -> str:
         return "-"
     if name.endswith(("error_ratio", "share", "share_of_echo")):
         return f"{v:.2%}"
+    if name.startswith("host.") and name.endswith("_us"):
+        return f"{v:,.0f} us"  # the host probe's microseconds would all read 0.0x ms
     if name.endswith("_us"):
         return f"{v / 1000:.2f} ms"
     return f"{v:,.1f}"

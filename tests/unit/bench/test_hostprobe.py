@@ -24,6 +24,14 @@ def test_probe_measures_python_work_and_process_round_trips_at_each_gap() -> Non
     assert "us when 0 / 2 ms apart" in line and "a process round trip" in line
 
 
+def test_a_child_that_never_answers_does_not_hold_the_run_up(tmp_path: pathlib.Path) -> None:
+    mute = tmp_path / "mute"
+    mute.write_text("#!/bin/sh\nexec sleep 30\n")
+    mute.chmod(0o755)
+    figures = hostprobe.probe(gaps_ms=(0,), trips=3, python=str(mute))
+    assert set(figures) == {"python_loop_ms", "work_0ms_us"}
+
+
 def test_without_a_child_process_the_round_trips_are_left_out() -> None:
     figures = hostprobe.probe(gaps_ms=(0,), trips=3, python="/nonexistent/python")
     assert set(figures) == {"python_loop_ms", "work_0ms_us"}
@@ -58,4 +66,12 @@ def test_reports_carry_host_figures_and_compare_calls_a_slower_host_not_a_worse_
     assert cli.main(["compare", "--fail-on-worse", a, b]) == 0
     out = capsys.readouterr().out
     assert "0 better, 0 worse" in out
-    assert "B's host was slower than A's" in out
+    assert "B's host differed from A's (host.hop_10ms_us slower)" in out
+    assert "700 us" in out  # the probe's microseconds shown as such, not as 0.70 ms
+
+
+def test_the_floor_flag_leaves_the_host_figures_their_own_floors(tmp_path: pathlib.Path) -> None:
+    a = report.load(_report_with_host(tmp_path, "a", 80.0))
+    b = report.load(_report_with_host(tmp_path, "b", 120.0))
+    rows = {r.name: r.verdict for r in compare.compare(a, b, floor=0.05)}
+    assert rows["host.hop_10ms_us"] == "within noise"  # +50%: one probe's own spread

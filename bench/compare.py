@@ -122,7 +122,8 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any], *, floor: float | None =
 
 
 def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """Settings that differ between the two reports (dotted names), besides the date."""
+    """Settings that differ between the two reports (dotted names), besides the date: the run's
+    own and the software it ran on (`software.grpcio`, `software.grpc_experiments`...)."""
 
     def flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
         if isinstance(value, Mapping):
@@ -135,6 +136,8 @@ def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     cb: dict[str, Any] = {}
     flat("", a.get("config", {}), ca)
     flat("", b.get("config", {}), cb)
+    flat("software", a.get("software", {}), ca)
+    flat("software", b.get("software", {}), cb)
     return sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
 
 

@@ -92,6 +92,16 @@ def test_render_names_differing_settings_and_counts_verdicts() -> None:
     assert "1 better, 0 worse" in text
 
 
+def test_render_names_a_change_of_grpc_settings_or_versions() -> None:
+    a = rep({"rate": fig(1000)})
+    b = rep({"rate": fig(1000)})
+    a["software"] = {"grpcio": "1.85.3", "grpc_experiments": "-event_engine_listener"}
+    b["software"] = {"grpcio": "1.85.3", "grpc_experiments": None}
+    text = compare.render(a, b, compare.compare(a, b))
+    assert "settings differ: software.grpc_experiments" in text
+    assert "software.grpcio" not in text
+
+
 def test_floors_by_kind_of_figure() -> None:
     assert compare.floor_for("Authorize.p99_9_us") == 0.30
     assert compare.floor_for("Authorize.p99_us") == 0.20

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import os
 import pathlib
 import shutil
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -34,6 +37,24 @@ def wait_for_port(
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+async def connect_as_it_stops(port: int, stop: Callable[[], Awaitable[None]], turns: int) -> None:
+    """Connect to 127.0.0.1:port, let `turns` turns of the loop pass, stop the server, and check
+    that the connection ends closed (EOF, or a reset when it was never accepted), not open and
+    waiting. The client is a plain socket, which takes no turn of the loop, so each `turns`
+    stops the server at a different step of its accept. Then collect: a transport left open
+    warns as it is collected, an error under pytest."""
+    loop = asyncio.get_running_loop()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.setblocking(False)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await stop()
+        with contextlib.suppress(ConnectionResetError):
+            async with asyncio.timeout(5):
+                assert await loop.sock_recv(client, 16) == b""  # closed: EOF, not a hang
+    gc.collect()
 
 
 @dataclass

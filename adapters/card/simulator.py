@@ -22,6 +22,7 @@ from adapters.card import framing, spec
 from adapters.card.host import AcquirerHost
 from adapters.card.mapping import FORMAT_ERROR, SIGN_OFF, SIGN_ON
 from adapters.card.spec import Message
+from adapters.sdk.serving import StreamServer
 
 log = logging.getLogger(__name__)
 
@@ -32,30 +33,18 @@ class Simulator:
     def __init__(self, host: AcquirerHost, *, frame_timeout: float = 5.0) -> None:
         self.host = host
         self._frame_timeout = frame_timeout
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._streams = StreamServer(self._serve)
         self.malformed = 0
 
     async def start(self, address: str, port: int) -> int:
         """Listen; returns the port (useful with port 0)."""
-        self._server = await asyncio.start_server(self._serve, address, port)
-        return int(self._server.sockets[0].getsockname()[1])
+        return await self._streams.start(address, port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.wait_closed()
+        """Stops accepting and closes every connection, one being accepted included."""
+        await self._streams.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
         signed_on = False
         late: set[asyncio.Task[None]] = set()
         try:
@@ -96,7 +85,6 @@ class Simulator:
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
-            self._connections.discard(task)
 
     async def _later(self, writer: asyncio.StreamWriter, reply: Message, delay: float) -> None:
         await asyncio.sleep(delay)

@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from adapters.sdk.serving import StreamServer
 from adapters.walletkit.httpclient import HttpProtocolError, parse_content_length, read_headers
 
 log = logging.getLogger(__name__)
@@ -53,67 +54,24 @@ class HttpServer:
         self._host = host
         self._port = port
         self._max_body = max_body
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Every open connection from the moment it is accepted: its task may not have run yet
-        # when close() comes, and Python 3.11's Server.close() leaves accepted connections open.
-        self._transports: set[asyncio.BaseTransport] = set()
-        self._closing = False
+        self._streams = StreamServer(self._serve)
         self.port = port
         self.connections_accepted = 0
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-
-        def connection() -> _TrackedProtocol:
-            # What asyncio.start_server builds, with the transport kept from connection_made on.
-            return _TrackedProtocol(asyncio.StreamReader(loop=loop), self._serve, self)
-
-        self._server = await loop.create_server(connection, self._host, self._port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port = await self._streams.start(self._host, self._port)
 
     async def close(self) -> None:
-        self._closing = True
-        if self._server is not None:
-            # On Python 3.11 a connection accepted in the turn before Server.close() fails to get
-            # its transport (an assertion in Server._attach, logged only in debug mode) and its
-            # socket is left open until collected. So stop accepting first, let the accepts in
-            # flight make their transports (the turn after the accept), then close.
-            loop = asyncio.get_running_loop()
-            for sock in self._server.sockets:
-                loop.remove_reader(sock.fileno())
-            for _ in range(3):
-                await asyncio.sleep(0)
-            self._server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for transport in list(self._transports):
-            transport.close()  # accepted, but its task had not started
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        """Stops accepting and closes every connection, one being accepted included."""
+        await self._streams.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_accepted += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         try:
             while await self._one(reader, writer):
                 pass
         except (HttpProtocolError, asyncio.IncompleteReadError, ConnectionError):
             pass
-        except asyncio.CancelledError:
-            # Only `close()` cancels a connection. The stream machinery asks a finished
-            # connection task for its exception, so end it normally rather than cancelled.
-            if self._server is not None and self._server.is_serving():
-                raise
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-            writer.close()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         line = await reader.readline()
@@ -139,36 +97,6 @@ class HttpServer:
         close = version != "HTTP/1.1" or headers.get("connection", "").lower() == "close"
         await _write(writer, reply, close=close)
         return not close
-
-
-class _TrackedProtocol(asyncio.StreamReaderProtocol):
-    """A stream connection its server knows of from connection_made to connection_lost, and
-    closes at once if it is made after the server began to close (an accept in progress then
-    still completes a few turns of the loop later)."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-        owner: HttpServer,
-    ) -> None:
-        super().__init__(reader, serve)
-        self._owner = owner
-        self._own: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._owner._closing:
-            transport.close()
-            return
-        self._own = transport
-        self._owner._transports.add(transport)
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._own is None:
-            return  # refused in connection_made: nothing was set up
-        self._owner._transports.discard(self._own)
-        super().connection_lost(exc)
 
 
 async def _write(writer: asyncio.StreamWriter, reply: Reply, *, close: bool) -> None:

@@ -15,6 +15,7 @@ from adapters.card.adapter import CardAdapter
 from adapters.card.config import CardConfig
 from adapters.card.host import AcquirerHost, Action, HostRecord, load_state
 from adapters.card.simulator import Simulator
+from adapters.sdk.serving import StreamServer
 from adapters.sdk.types import (
     AuthorizeRequest,
     CaptureRequest,
@@ -201,19 +202,14 @@ class FakeHost:
         self.refuse_sign_ons = 0
         self.answer_echo = True
         self.requests: list[spec.Message] = []
-        self._server: asyncio.Server | None = None
+        self._streams = StreamServer(self._serve)
         self.writers: list[asyncio.StreamWriter] = []
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
+        return await self._streams.start("127.0.0.1", 0)
 
     async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self.writers:
-            writer.close()
-        await self._server.wait_closed()
+        await self._streams.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.append(writer)

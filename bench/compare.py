@@ -123,7 +123,8 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any], *, floor: float | None =
 
 def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Settings that differ between the two reports (dotted names), besides the date: the run's
-    own and the software it ran on (`software.grpcio`, `software.grpc_experiments`...)."""
+    own and the bench's software (`software.grpcio`, `software.grpc_experiments`: the bench's
+    and the echo server's it started; a switch started apart may run with others)."""
 
     def flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
         if isinstance(value, Mapping):

@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
+# How long close() lets cancelled connections end cleanly before it aborts them.
+CLOSE_WAIT_S = 2.0
+
 
 class StreamServer:
     """Runs `serve(reader, writer)` for each connection; the connection is closed when it
@@ -27,12 +30,9 @@ class StreamServer:
         self._transports: set[asyncio.BaseTransport] = set()
         self._closing = False
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (0 picks a free port); returns the port."""
+        self._closing = False
         loop = asyncio.get_running_loop()
 
         def connection() -> _TrackedProtocol:
@@ -48,7 +48,9 @@ class StreamServer:
         if server is not None:
             # Stop watching the listening sockets first, and give an accept already under way
             # the turns it needs to make its transport (the turn after the accept), so that
-            # Server.close() finds no accept in progress.
+            # Server.close() finds no accept in progress. (uvloop ignores remove_reader for its
+            # servers' sockets and has no such race; a connection it makes from here on is
+            # closed in connection_made.)
             loop = asyncio.get_running_loop()
             for sock in server.sockets:
                 loop.remove_reader(sock.fileno())
@@ -58,7 +60,15 @@ class StreamServer:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+            if pending:
+                # A handler that waits for its writes to flush to a peer that reads nothing
+                # would wait forever: drop those connections' unsent bytes.
+                for transport in list(self._transports):
+                    if isinstance(transport, asyncio.WriteTransport):
+                        transport.abort()
+                await asyncio.wait(pending)
         for transport in list(self._transports):
             transport.close()  # accepted, but its task had not started
         if server is not None:

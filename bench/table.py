@@ -141,7 +141,9 @@ def render_calibration(cal: Mapping[str, Any]) -> str:
     share = cal["share"]
     rows.append(
         [
-            "median",
+            # Each column's own median: the share is the rounds' middle share, not the ratio of
+            # the two medians beside it (rounds swing in opposite directions on a shared host).
+            "median of each",
             _rps(cal["h2load_rps"]),
             _rps(cal["harness_rps"]),
             "-" if share is None else f"{share:.1%}",

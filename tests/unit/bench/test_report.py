@@ -26,6 +26,7 @@ def test_report_frame_names_machine_software_commit_and_command() -> None:
     assert rep["machine"]["cpu_count"]
     assert rep["software"]["python"]
     assert "grpcio" in rep["software"]
+    assert "grpc_experiments" in rep["software"]  # they change gRPC's cost per call
     assert set(rep["git"]) == {"commit", "dirty"}
 
 
@@ -71,6 +72,7 @@ def test_tables_show_the_figures(run_of: MakeRun) -> None:
     assert "CAPTURED=4" in text
     cal = table.render_calibration(CALIBRATION)
     assert "75.0%" in cal and "keeps up" in cal
+    assert "median of each" in cal  # the share is not the ratio of the medians beside it
     bottleneck = table.render_calibration({**CALIBRATION, "harness_is_bottleneck": True})
     assert "make it leaner" in bottleneck
     missing = table.render_calibration(

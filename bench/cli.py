@@ -102,11 +102,25 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=1, help="seed of the scenario's draw")
     g.add_argument(
         "--watch-pid",
-        type=int,
+        type=_watched,
         action="append",
         default=[],
-        help="sample this process's resident memory each interval (repeatable), e.g. the switch",
+        metavar="[LABEL=]PID",
+        help="read this process's resident memory and CPU time each interval and report its CPU"
+        " per call (repeatable), e.g. switch=PID redis=PID",
     )
+
+
+def _watched(value: str) -> tuple[str, int]:
+    """`--watch-pid PID` or `--watch-pid LABEL=PID`: the process and its name in the report."""
+    label, _, pid = value.rpartition("=")
+    try:
+        number = int(pid)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a pid: {pid!r} (give PID or LABEL=PID)") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"not a pid: {number}")
+    return (label or str(number), number)
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -155,7 +169,7 @@ def _run_config(ns: argparse.Namespace) -> RunConfig:
         ),
         scenario=parse_mix(ns.scenario),
         seed=ns.seed,
-        watch_pids=tuple(ns.watch_pid),
+        watch=tuple(ns.watch_pid),
     )
 
 

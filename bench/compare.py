@@ -25,6 +25,9 @@ FLOORS: tuple[tuple[str, float], ...] = (
     # way (2x slower or faster alike): back-to-back probes on one loaded host moved round trips up
     # to 2x and the loop 35%, so a change of host must be larger than that to be called.
     ("hop_", 1.00),
+    # CPU per call of a watched process or of the generators: 351-440 us per payment for the
+    # same switch in alternating runs on the slower host (bench/README.md).
+    ("cpu_us_per_call", 0.15),
     ("work_", 0.50),
     ("loop_ms", 0.40),
     ("send_lag", 0.50),

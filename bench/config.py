@@ -135,13 +135,17 @@ class RunConfig:
     scenario: Scenario
     seed: int = 1
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
-    # Processes whose resident memory is sampled each interval (e.g. the switch's pid).
-    watch_pids: tuple[int, ...] = ()
+    # Processes whose resident memory and CPU time are read each interval, as (label, pid): the
+    # switch, Redis, a worker. The label names them in the report; it is the pid unless given.
+    watch: tuple[tuple[str, int], ...] = ()
 
     def check(self) -> None:
         self.target.check()
         self.load.check()
-        for pid in self.watch_pids:
+        labels = [label for label, _ in self.watch]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"--watch-pid: each process needs its own label, got {labels}")
+        for _, pid in self.watch:
             if not os.path.exists(f"/proc/{pid}/status"):
                 raise ConfigError(f"--watch-pid: no process {pid} (or no /proc on this system)")
 
@@ -151,7 +155,7 @@ class RunConfig:
             "load": self.load.as_dict(),
             "scenario": self.scenario.as_dict(),
             "seed": self.seed,
-            "watch_pids": list(self.watch_pids),
+            "watch": dict(self.watch),
         }
 
 

@@ -138,6 +138,9 @@ def run_figures(result: Mapping[str, Any]) -> dict[str, float]:
                 figures[f"{rpc}.overhead_{name}_us"] = float(r["overhead_us"][name])
     if result.get("generator_cpu_us_per_call"):
         figures["generator_cpu_us_per_call"] = float(result["generator_cpu_us_per_call"])
+    for label, m in result.get("processes", {}).items():
+        if "cpu_us_per_call" in m:
+            figures[f"process.{label}.cpu_us_per_call"] = float(m["cpu_us_per_call"])
     lag = result.get("send_lag_us")
     if lag:
         figures["send_lag_p99_us"] = float(lag["p99"])

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from bench import histo, memory, schedule, stats
+from bench import histo, processes, schedule, stats
 from bench.config import RunConfig
 from bench.worker import process_main
 
@@ -88,7 +88,7 @@ def _timeline(
     intervals: dict[int, _Interval],
     interval_s: float,
     warmup_s: float,
-    rss: dict[int, dict[str, int | None]] | None = None,
+    watched: dict[int, dict[str, dict[str, Any]]] | None = None,
 ) -> list[Any]:
     rows: list[dict[str, Any]] = []
     for k in sorted(intervals):
@@ -110,8 +110,8 @@ def _timeline(
             "phase": "warm-up" if start < warmup_s else "measure",
             "rpcs": rpcs,
         }
-        if rss and k in rss:
-            row["rss_kib"] = rss[k]
+        if watched and k in watched:
+            row.update(watched[k])  # rss_kib and cpu_s, by watched process
         rows.append(row)
     return rows
 
@@ -171,7 +171,7 @@ def merge_results(
         # to watch when making the harness leaner; it hardly moves with the machine's load.
         "generator_cpu_us_per_call": round(cpu_s * 1e6 / calls_total, 1) if calls_total else None,
         "timeline": timeline,
-        "memory": memory.summarize(timeline),
+        "processes": processes.summarize(timeline),
         "warnings": warnings,
     }
 
@@ -202,7 +202,7 @@ def run(
         p.start()
     progress = ProgressLine(out, load.interval_s, load.warmup_s)
     intervals: dict[int, _Interval] = defaultdict(_Interval)
-    rss: dict[int, dict[str, int | None]] = {}
+    watched: dict[int, dict[str, dict[str, Any]]] = {}
     reported = [-1] * load.processes
     shown = -1
     results: dict[int, dict[str, Any]] = {}
@@ -231,8 +231,8 @@ def run(
                 reported[index] = max(reported[index], k)
                 while shown < min(reported):
                     shown += 1
-                    if cfg.watch_pids:
-                        rss[shown] = memory.sample(cfg.watch_pids)
+                    if cfg.watch:
+                        watched[shown] = processes.sample(cfg.watch)
                     progress.update(shown, intervals[shown])
                     if on_interval is not None:
                         on_interval(shown, dict(intervals[shown].calls))
@@ -247,5 +247,5 @@ def run(
                 p.join(5)
         events.close()
         events.join_thread()
-    timeline = _timeline(intervals, load.interval_s, load.warmup_s, rss)
+    timeline = _timeline(intervals, load.interval_s, load.warmup_s, watched)
     return merge_results(cfg, [results[i] for i in sorted(results)], timeline)

@@ -107,21 +107,40 @@ def render_run(result: Mapping[str, Any]) -> str:
             f"\nsend lag behind the schedule: p50 {ms(lag['p50'])} ms, p99 {ms(lag['p99'])} ms, "
             f"max {ms(lag['max'])} ms"
         )
-    for pid, m in result.get("memory", {}).items():
-        if "error" in m:
-            parts.append(f"resident memory of pid {pid}: {m['error']}")
-            continue
-        growth = "-" if m["growth_ratio"] is None else f"{m['growth_ratio']:+.1%}"
-        parts.append(
-            f"resident memory of pid {pid}: {m['after_warmup_kib'] / 1024:,.1f} MiB after the "
-            f"warm-up, {m['end_kib'] / 1024:,.1f} MiB at the end ({growth}), "
-            f"peak {m['max_kib'] / 1024:,.1f} MiB"
-        )
+    watched = result.get("processes", {})
+    if watched:
+        parts += ["", render_processes(watched)]
     cpu = result.get("generator_cpu_us_per_call")
     if cpu:
         parts.append(f"generators' own CPU: {cpu:,.0f} us per call")
     parts += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(parts)
+
+
+def render_processes(watched: Mapping[str, Any]) -> str:
+    """The watched processes (--watch-pid) over the measured part: CPU per call and in cores,
+    then resident memory after the warm-up, at the end (with its growth) and at its peak."""
+    rows = []
+    for label, m in watched.items():
+        name = f"pid {label}" if label.isdigit() else label
+        if "error" in m:
+            rows.append([name, m["error"], "", "", "", ""])
+            continue
+        per_call = m.get("cpu_us_per_call")
+        cores = m.get("cpu_cores")
+        growth = "" if m["growth_ratio"] is None else f" ({m['growth_ratio']:+.1%})"
+        rows.append(
+            [
+                name,
+                "-" if per_call is None else f"{per_call:,.0f} us",
+                "-" if cores is None else f"{cores:.2f}",
+                f"{m['after_warmup_kib'] / 1024:,.1f} MiB",
+                f"{m['end_kib'] / 1024:,.1f} MiB{growth}",
+                f"{m['max_kib'] / 1024:,.1f} MiB",
+            ]
+        )
+    headers = ("process", "CPU per call", "cores", "memory after warm-up", "at the end", "peak")
+    return grid(headers, rows)
 
 
 def _rps(value: float | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 from google.rpc import error_details_pb2
@@ -175,13 +175,18 @@ async def tour(target: str, api_key: str) -> None:
                 print(f"  {'  watching it':<44} -> {_status(update.payment)}")
 
 
-def run_demo(*, target: str, api_key: str, seconds: float) -> int:
+def run_demo(
+    *, target: str, api_key: str, seconds: float, watch: Mapping[str, int] | None = None
+) -> int:
+    """The tour, then load from the bench, which reports the CPU per payment of the processes in
+    `watch` (label: pid) beside the echo server's CPU per call."""
     asyncio.run(tour(target, api_key))
     try:
         from bench.cli import main as bench_main
     except ImportError:
         return 0
     print(f"\nLoad for {seconds:.0f} s from the bench harness (payswitch bench run):")
-    return int(
-        bench_main(["run", "--target", target, "--api-key", api_key, "--duration", str(seconds)])
-    )
+    args = ["run", "--target", target, "--api-key", api_key, "--duration", str(seconds)]
+    for label, pid in (watch or {}).items():
+        args += ["--watch-pid", f"{label}={pid}"]
+    return int(bench_main(args))

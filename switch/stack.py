@@ -439,7 +439,10 @@ def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_
             if traffic_s > 0:
                 from switch.demo import run_demo
 
-                return run_demo(target=listen, api_key=key, seconds=traffic_s)
+                # Where the time goes: the switch's, Redis's and the sandbox worker's CPU.
+                labels = {"switch": "switch", "redis": "redis", "adapter-sandbox": "sandbox"}
+                watch = {labels[n]: p.pid for n, p in procs.procs if n in labels}
+                return run_demo(target=listen, api_key=key, seconds=traffic_s, watch=watch)
             print("Ctrl-C stops everything.")
             while not stop["now"]:
                 for name, proc in procs.procs:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO, stop_process
 from tests.integration.bench.conftest import start_server
 from tests.support import child_pids, gone_within
@@ -171,7 +173,7 @@ def test_without_h2load_the_run_still_measures_the_echo_ceiling(
     assert calibration["harness_rps"] > 0
 
 
-def test_watched_process_memory_is_sampled_and_reported(tmp_path: pathlib.Path) -> None:
+def test_watched_process_memory_and_cpu_are_sampled_and_reported(tmp_path: pathlib.Path) -> None:
     proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
     try:
         out = tmp_path / "run.json"
@@ -188,7 +190,9 @@ def test_watched_process_memory_is_sampled_and_reported(tmp_path: pathlib.Path) 
             "--calibrate",
             "0",
             "--watch-pid",
-            str(proc.pid),
+            f"echo={proc.pid}",
+            "--watch-pid",
+            str(os.getpid()),  # this test process: alive, idle, unlabelled
             "--quiet",
             "--out",
             str(out),
@@ -198,19 +202,44 @@ def test_watched_process_memory_is_sampled_and_reported(tmp_path: pathlib.Path) 
         assert proc.stdout is not None
         proc.stdout.close()
     assert done.returncode == 0, done.stderr
-    assert f"resident memory of pid {proc.pid}:" in done.stdout
-    run = json.loads(out.read_text())["runs"][0]
-    mem = run["memory"][str(proc.pid)]
+    report = json.loads(out.read_text())
+    run = report["runs"][0]
+    mem = run["processes"]["echo"]
     # A Python gRPC server holds tens of MiB; each interval carries its reading.
     assert mem["after_warmup_kib"] > 10_000 and mem["end_kib"] > 10_000
     assert mem["max_kib"] >= max(mem["after_warmup_kib"], mem["end_kib"])
-    assert all(str(proc.pid) in row["rss_kib"] for row in run["timeline"])
+    assert all("echo" in row["rss_kib"] and "echo" in row["cpu_s"] for row in run["timeline"])
+    # The server did the work of every call: some CPU per call, and it is in the figures that
+    # compare reads. The idle test process spent next to none per call.
+    assert mem["cpu_us_per_call"] > 0 and mem["cpu_cores"] > 0
+    assert run["processes"][str(os.getpid())]["cpu_us_per_call"] < mem["cpu_us_per_call"]
+    assert report["figures"]["process.echo.cpu_us_per_call"]["value"] == mem["cpu_us_per_call"]
+    # The table: one row per watched process, in the order given.
+    rows = [x.split() for x in done.stdout.splitlines() if x.startswith(("echo ", "pid "))]
+    assert [r[0] for r in rows] == ["echo", "pid"] and rows[1][1] == str(os.getpid())
+    assert rows[0][1:4] == [f"{mem['cpu_us_per_call']:,.0f}", "us", f"{mem['cpu_cores']:.2f}"]
+    assert rows[0][4:6] == [f"{mem['after_warmup_kib'] / 1024:,.1f}", "MiB"]
+    assert report["config"]["watch"] == {"echo": proc.pid, str(os.getpid()): os.getpid()}
 
 
 def test_watching_a_process_that_does_not_exist_is_refused() -> None:
     done = bench("run", "--watch-pid", "999999999", "--calibrate", "0")
     assert done.returncode == 2
     assert "--watch-pid" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--watch-pid", "switch=abc"], "not a pid: 'abc'"),
+        (["--watch-pid", "switch=0"], "not a pid: 0"),
+        (["--watch-pid", f"a={os.getpid()}", "--watch-pid", f"a={os.getppid()}"], "own label"),
+    ],
+)
+def test_a_bad_watch_is_refused_before_any_load(args: list[str], says: str) -> None:
+    done = bench("run", *args, "--calibrate", "0")
+    assert done.returncode == 2
+    assert says in done.stderr
 
 
 def _cmdline(pid: int) -> str:

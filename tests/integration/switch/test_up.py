@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -18,10 +20,12 @@ from tests.conftest import REPO
 from tests.support import child_pids, free_port, gone_within, pid_alive
 
 
-def _start_up(workdir: str) -> tuple[subprocess.Popen[str], list[int]]:
+def _start_up(
+    workdir: str, *args: str, cwd: str | pathlib.Path = REPO
+) -> tuple[subprocess.Popen[str], list[int], list[str]]:
     up = subprocess.Popen(
-        [sys.executable, "-m", "switch", "up", "--listen", f"127.0.0.1:{free_port()}"],
-        cwd=REPO,
+        [sys.executable, "-m", "switch", "up", "--listen", f"127.0.0.1:{free_port()}", *args],
+        cwd=cwd,
         # up keeps its directory (the logs) after it stops: this test's goes with the test.
         # A short path: the directory holds Unix sockets, whose paths must stay under 108 bytes.
         env={**os.environ, "TMPDIR": workdir},
@@ -41,7 +45,7 @@ def _start_up(workdir: str) -> tuple[subprocess.Popen[str], list[int]]:
     children = child_pids(up.pid)
     # Redis, the simulators, the adapter workers and the switch.
     assert len(children) >= 5, children
-    return up, children
+    return up, children, lines
 
 
 def _close(up: subprocess.Popen[str]) -> None:
@@ -56,7 +60,7 @@ def workdir() -> Iterator[str]:
 
 
 def test_sigterm_stops_every_process_it_started(workdir: str) -> None:
-    up, children = _start_up(workdir)
+    up, children, _ = _start_up(workdir)
     try:
         # Its Redis is bounded and never evicts (an evicted idempotency key is a double charge).
         (sock,) = pathlib.Path(workdir).glob("payswitch-up-*/redis.sock")
@@ -79,7 +83,7 @@ def test_sigterm_stops_every_process_it_started(workdir: str) -> None:
 
 
 def test_a_killed_up_leaves_nothing_running(workdir: str) -> None:
-    up, children = _start_up(workdir)
+    up, children, _ = _start_up(workdir)
     try:
         up.kill()  # no cleanup runs in the process itself
         up.wait(10)
@@ -89,3 +93,36 @@ def test_a_killed_up_leaves_nothing_running(workdir: str) -> None:
         for pid in children:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_up_with_traffic_tours_the_flows_then_reports_where_the_time_goes(workdir: str) -> None:
+    # The README's main command (`make up` runs `payswitch up --traffic 15`), shortened: what a
+    # newcomer reads at its end. Run from an empty directory, so the bench report lands there.
+    up, children, lines = _start_up(workdir, "--traffic", "2", cwd=workdir)
+    try:
+        rest, _ = up.communicate(timeout=240)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate(timeout=10)
+    out = "".join(lines) + rest
+    assert up.returncode == 0, out
+    # The tour: an idempotent replay, a reused key, a bad request naming its fields.
+    assert re.search(r"the same capture again \(replayed\)\s+-> CAPTURED", out), out
+    assert re.search(r"same key K, different amount\s+-> FAILED_PRECONDITION", out), out
+    assert "fields=amount.amount_minor,payment_method.card.number" in out, out
+    # The load: every payment captured, none failed.
+    outcome = re.search(r"Authorize/authorize\s+OK=(\d+)\s+CAPTURED=(\d+)\n", out)
+    assert outcome is not None and outcome[1] == outcome[2] and int(outcome[1]) > 0, out
+    assert ", 0 unexpected outcomes" in out, out
+    # Where the time goes: the switch's, Redis's and the sandbox worker's CPU per payment, beside
+    # the echo server's per call, and the switch's rate as a share of the echo ceiling.
+    for process in ("switch", "redis", "sandbox"):
+        row = re.search(rf"^{process}\s+([\d,]+) us\s+(\d+\.\d\d)\s", out, re.MULTILINE)
+        assert row is not None and int(row[1].replace(",", "")) > 0, out
+    assert re.search(r"CPU per call: echo server [\d,]+ us", out), out
+    assert re.search(r"target at \d+\.\d% of the echo ceiling", out), out
+    (report,) = pathlib.Path(workdir).glob("run-*.local.json")
+    assert {"switch", "redis", "sandbox"} <= set(json.loads(report.read_text())["config"]["watch"])
+    # It stops everything it started once the figures are out.
+    assert gone_within(children, 10) == []

@@ -1,13 +1,5 @@
 """The payment switch: the asyncio gRPC Gateway, its guards, routing and records."""
 
-import os
-
-# gRPC's core reads GRPC_EXPERIMENTS once, when the process first imports grpc, so the default is
-# set here, before any module of the switch (or of bench, which imports this package first)
-# imports it. grpcio 1.85 accepts connections through its EventEngine listener; the older iomgr
-# listener it can go back to costs the bare echo server 323-366 us of CPU per unary call
-# against 393-437 us, and takes the switch's unary rate from 911-926 to 1,041-1,051 payments/s
-# on 2 cores (bench/README.md, "gRPC's listener"). An operator's own setting, even an empty one
-# (gRPC's defaults), is left as it is. A grpcio that no longer knows the name logs one line,
-# "Unknown experiment", and runs with its defaults.
-os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_listener")
+# Imported first for its gRPC defaults (see adapters/__init__.py), before any module of the
+# switch imports grpc.
+import adapters  # noqa: F401

@@ -120,7 +120,7 @@ def _watched(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"not a pid: {pid!r} (give PID or LABEL=PID)") from None
     if number <= 0:
         raise argparse.ArgumentTypeError(f"not a pid: {number}")
-    return (label or str(number), number)
+    return (label or f"pid {number}", number)
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:

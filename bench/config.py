@@ -136,7 +136,7 @@ class RunConfig:
     seed: int = 1
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     # Processes whose resident memory and CPU time are read each interval, as (label, pid): the
-    # switch, Redis, a worker. The label names them in the report; it is the pid unless given.
+    # switch, Redis, a worker. The label names them in the report; "pid N" unless given.
     watch: tuple[tuple[str, int], ...] = ()
 
     def check(self) -> None:
@@ -155,7 +155,9 @@ class RunConfig:
             "load": self.load.as_dict(),
             "scenario": self.scenario.as_dict(),
             "seed": self.seed,
-            "watch": dict(self.watch),
+            # Labels only: pids change from run to run and would make every two reports'
+            # settings differ (each run's pids are in its "processes").
+            "watch": [label for label, _ in self.watch],
         }
 
 

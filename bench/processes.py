@@ -9,6 +9,7 @@ in the same unit as the echo server's CPU per call that the calibration reports.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,12 +41,54 @@ def read_cpu_s(pid: int) -> float | None:
         return None
 
 
-def sample(watch: Sequence[tuple[str, int]]) -> dict[str, dict[str, Any]]:
-    """One reading per watched process, by its label: resident KiB and CPU seconds."""
+def read_machine_busy_s() -> float | None:
+    """CPU time the whole machine has spent busy so far, all cores (the first line of
+    /proc/stat: everything but idle and I/O wait); None without /proc."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            head = f.readline().split()
+        # cpu user nice system idle iowait irq softirq steal (guest time is inside user's)
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in head[1:9])
+        return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def sample(watch: Sequence[tuple[str, int]], since: float) -> dict[str, Any]:
+    """One reading: per watched process, by its label, resident KiB and CPU seconds; the
+    machine's busy CPU seconds; and when it was taken, in seconds after `since` (monotonic).
+
+    The time is the reading's own, not its interval's nominal end: the last interval of a run is
+    cut short where the load stops, and CPU over a nominal span would read low."""
     return {
         "rss_kib": {label: read_rss_kib(pid) for label, pid in watch},
         "cpu_s": {label: read_cpu_s(pid) for label, pid in watch},
+        "machine_busy_s": read_machine_busy_s(),
+        "read_s": round(time.monotonic() - since, 4),
     }
+
+
+def machine_cores(timeline: Sequence[Mapping[str, Any]]) -> float | None:
+    """Cores the whole machine kept busy over the measured part (from the last warm-up reading,
+    or the first measured one, to the last): the target, the generators and anything else."""
+    rows = [r for r in timeline if r.get("machine_busy_s") is not None]
+    warm = [r for r in rows if r["phase"] == "warm-up"]
+    measured = [r for r in rows if r["phase"] == "measure"]
+    if not measured:
+        return None
+    base, end = (warm[-1] if warm else measured[0]), measured[-1]
+    seconds = _span(base, end)
+    if seconds is None:
+        return None
+    return round((float(end["machine_busy_s"]) - float(base["machine_busy_s"])) / seconds, 3)
+
+
+def _span(base: Mapping[str, Any], end: Mapping[str, Any]) -> float | None:
+    """Seconds between two readings, by the times they were taken; None if unknown."""
+    if "read_s" not in base or "read_s" not in end:
+        return None
+    seconds = float(end["read_s"]) - float(base["read_s"])
+    return seconds if seconds > 0 else None
 
 
 def _calls(row: Mapping[str, Any]) -> int:
@@ -65,7 +108,11 @@ def summarize(timeline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         warm = [r for r in rows if r["phase"] == "warm-up"]
         measured = [r for r in rows if r["phase"] == "measure"]
         readings = [r["rss_kib"][label] for r in rows if r["rss_kib"][label] is not None]
-        if not measured or not readings:
+        if not readings:
+            out[label] = {"error": "the process was gone before the first reading"}
+            continue
+        if not measured:
+            out[label] = {"error": "no reading in the measured part: shorten --interval"}
             continue
         # The baseline is the last reading of the warm-up, or the first measured one when the
         # run had no warm-up: what the process holds once it has settled under this load.
@@ -85,10 +132,10 @@ def summarize(timeline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         cpu_end = end.get("cpu_s", {}).get(label)
         # The calls of every interval after the baseline's, up to the last one read.
         calls = sum(_calls(r) for r in measured if r is not base)
-        seconds = float(end["t_s"]) - float(base["t_s"]) if "t_s" in base else 0.0
+        seconds = _span(base, end)
         if cpu_start is not None and cpu_end is not None and calls:
             entry["cpu_us_per_call"] = round((cpu_end - cpu_start) * 1e6 / calls, 1)
-        if cpu_start is not None and cpu_end is not None and seconds > 0:
+        if cpu_start is not None and cpu_end is not None and seconds is not None:
             entry["cpu_cores"] = round((cpu_end - cpu_start) / seconds, 3)
         out[label] = entry
     return out

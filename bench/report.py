@@ -61,7 +61,7 @@ def software() -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    # gRPC's experiments change its cost per call (switch/__init__.py sets the default); the
+    # gRPC's experiments change its cost per call (adapters/__init__.py sets the default); the
     # echo server started by this process, the ceiling, runs with these.
     versions["grpc_experiments"] = os.environ.get("GRPC_EXPERIMENTS")
     versions["h2load"] = None

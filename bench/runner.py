@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_module
 import sys
 import time
@@ -111,7 +112,7 @@ def _timeline(
             "rpcs": rpcs,
         }
         if watched and k in watched:
-            row.update(watched[k])  # rss_kib and cpu_s, by watched process
+            row.update(watched[k])  # rss_kib and cpu_s by watched process, machine_busy_s
         rows.append(row)
     return rows
 
@@ -155,6 +156,18 @@ def merge_results(
     lag = histo.merge(r["lag"] for r in results)
     calls_total = sum(r["calls_total"] for r in results)
     cpu_s = sum(r["cpu_s"] for r in results)
+    watched = processes.summarize(timeline)
+    for label, pid in cfg.watch:
+        if label in watched:
+            watched[label]["pid"] = pid
+    machine = _machine(timeline, watched, cpu_s / (load.warmup_s + measure_s))
+    # Without watched processes a local target is itself among "the rest": no warning then.
+    if watched and machine and machine["other_cores"] > OTHER_CORES_WARNING:
+        warnings.append(
+            f"processes neither watched nor generators kept {machine['other_cores']:.2f} cores "
+            "busy during the measured part: unless they belong to the target, they took CPU "
+            "from it and its figures may be low"
+        )
     return {
         "mode": load.mode,
         "offered_rate": load.rate if load.mode == "open" else None,
@@ -171,8 +184,32 @@ def merge_results(
         # to watch when making the harness leaner; it hardly moves with the machine's load.
         "generator_cpu_us_per_call": round(cpu_s * 1e6 / calls_total, 1) if calls_total else None,
         "timeline": timeline,
-        "processes": processes.summarize(timeline),
+        "processes": watched,
+        "machine": machine,
         "warnings": warnings,
+    }
+
+
+# Cores kept busy by processes the run does not account for, above which it warns.
+OTHER_CORES_WARNING = 0.25
+
+
+def _machine(
+    timeline: list[Any], watched: dict[str, Any], generator_cores: float
+) -> dict[str, Any]:
+    """How busy the machine was over the measured part, and by whom: the watched processes,
+    the generators (their CPU over the whole run, warm-up included) and the rest. When the
+    target is not watched, it is in the rest."""
+    busy = processes.machine_cores(timeline)
+    if busy is None:
+        return {}
+    watched_cores = sum(m.get("cpu_cores", 0.0) for m in watched.values())
+    return {
+        "cores": os.cpu_count(),
+        "busy_cores": busy,
+        "watched_cores": round(watched_cores, 3),
+        "generator_cores": round(generator_cores, 3),
+        "other_cores": round(max(0.0, busy - watched_cores - generator_cores), 3),
     }
 
 
@@ -231,8 +268,7 @@ def run(
                 reported[index] = max(reported[index], k)
                 while shown < min(reported):
                     shown += 1
-                    if cfg.watch:
-                        watched[shown] = processes.sample(cfg.watch)
+                    watched[shown] = processes.sample(cfg.watch, start_at.value / 1e9)
                     progress.update(shown, intervals[shown])
                     if on_interval is not None:
                         on_interval(shown, dict(intervals[shown].calls))

@@ -110,6 +110,16 @@ def render_run(result: Mapping[str, Any]) -> str:
     watched = result.get("processes", {})
     if watched:
         parts += ["", render_processes(watched)]
+    machine = result.get("machine")
+    if machine:
+        m = machine
+        split = f"generators {m['generator_cores']:.2f}, the rest {m['other_cores']:.2f}"
+        if watched:
+            split = f"watched {m['watched_cores']:.2f}, " + split
+        parts.append(
+            f"machine: {machine['busy_cores']:.2f} of {machine['cores']} cores busy over the "
+            f"measured part ({split})"
+        )
     cpu = result.get("generator_cpu_us_per_call")
     if cpu:
         parts.append(f"generators' own CPU: {cpu:,.0f} us per call")
@@ -121,8 +131,7 @@ def render_processes(watched: Mapping[str, Any]) -> str:
     """The watched processes (--watch-pid) over the measured part: CPU per call and in cores,
     then resident memory after the warm-up, at the end (with its growth) and at its peak."""
     rows = []
-    for label, m in watched.items():
-        name = f"pid {label}" if label.isdigit() else label
+    for name, m in watched.items():
         if "error" in m:
             rows.append([name, m["error"], "", "", "", ""])
             continue

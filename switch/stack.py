@@ -440,8 +440,9 @@ def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_
                 from switch.demo import run_demo
 
                 # Where the time goes: the switch's, Redis's and the sandbox worker's CPU.
+                started = dict(procs.procs)
                 labels = {"switch": "switch", "redis": "redis", "adapter-sandbox": "sandbox"}
-                watch = {labels[n]: p.pid for n, p in procs.procs if n in labels}
+                watch = {label: started[n].pid for n, label in labels.items() if n in started}
                 return run_demo(target=listen, api_key=key, seconds=traffic_s, watch=watch)
             print("Ctrl-C stops everything.")
             while not stop["now"]:

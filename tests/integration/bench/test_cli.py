@@ -212,14 +212,46 @@ def test_watched_process_memory_and_cpu_are_sampled_and_reported(tmp_path: pathl
     # The server did the work of every call: some CPU per call, and it is in the figures that
     # compare reads. The idle test process spent next to none per call.
     assert mem["cpu_us_per_call"] > 0 and mem["cpu_cores"] > 0
-    assert run["processes"][str(os.getpid())]["cpu_us_per_call"] < mem["cpu_us_per_call"]
+    assert run["processes"][f"pid {os.getpid()}"]["cpu_us_per_call"] < mem["cpu_us_per_call"]
     assert report["figures"]["process.echo.cpu_us_per_call"]["value"] == mem["cpu_us_per_call"]
     # The table: one row per watched process, in the order given.
     rows = [x.split() for x in done.stdout.splitlines() if x.startswith(("echo ", "pid "))]
     assert [r[0] for r in rows] == ["echo", "pid"] and rows[1][1] == str(os.getpid())
     assert rows[0][1:4] == [f"{mem['cpu_us_per_call']:,.0f}", "us", f"{mem['cpu_cores']:.2f}"]
     assert rows[0][4:6] == [f"{mem['after_warmup_kib'] / 1024:,.1f}", "MiB"]
-    assert report["config"]["watch"] == {"echo": proc.pid, str(os.getpid()): os.getpid()}
+    assert report["config"]["watch"] == ["echo", f"pid {os.getpid()}"]
+    assert mem["pid"] == proc.pid
+    # The machine as a whole: at least what the server and the generators spent.
+    machine = run["machine"]
+    assert machine["busy_cores"] >= mem["cpu_cores"] and machine["generator_cores"] > 0
+    assert machine["watched_cores"] >= mem["cpu_cores"]
+    assert f"machine: {machine['busy_cores']:.2f} of {os.cpu_count()} cores busy" in done.stdout
+
+
+def test_cpu_taken_by_an_unwatched_process_is_called_out(tmp_path: pathlib.Path) -> None:
+    # Another process spinning through the run takes CPU the target then lacks: the report
+    # says so, rather than leaving a low rate unexplained.
+    proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        out = tmp_path / "run.json"
+        done = bench(
+            "run",
+            *("--target", address, "--duration", "2", "--warmup", "1", "--interval", "0.5"),
+            *("--calibrate", "0", "--watch-pid", f"echo={proc.pid}", "--quiet"),
+            *("--out", str(out)),
+        )
+    finally:
+        spin.kill()
+        spin.wait()
+        stop_process(proc)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert done.returncode == 0, done.stderr
+    run = json.loads(out.read_text())["runs"][0]
+    # The spinner alone keeps most of a core busy (it shares 2 cores with the run).
+    assert run["machine"]["other_cores"] > 0.25, run["machine"]
+    assert "warning: processes neither watched nor generators kept" in done.stdout
 
 
 def test_watching_a_process_that_does_not_exist_is_refused() -> None:

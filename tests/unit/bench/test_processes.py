@@ -18,7 +18,7 @@ def row(phase: str, **rss: int | None) -> dict[str, object]:
 def timed(t_s: float, phase: str, calls: int, cpu_s: float | None) -> dict[str, object]:
     """An interval's row as the runner writes it: its end, its calls, one watched process."""
     return {
-        "t_s": t_s,
+        "read_s": t_s,
         "phase": phase,
         "rpcs": {"Authorize": {"calls": calls}},
         "rss_kib": {"switch": 60_000},
@@ -59,6 +59,23 @@ def test_without_warmup_the_first_measured_reading_is_the_baseline() -> None:
 def test_a_process_that_died_is_reported_not_hidden() -> None:
     m = processes.summarize([row("warm-up", p=100), row("measure", p=None)])["p"]
     assert "gone" in m["error"]
+    # Gone before it was ever read, or never read while measuring: said, not left out.
+    m = processes.summarize([row("warm-up", p=None), row("measure", p=None)])["p"]
+    assert m["error"] == "the process was gone before the first reading"
+    m = processes.summarize([row("warm-up", p=100)])["p"]
+    assert "no reading in the measured part" in m["error"]
+
+
+def test_cores_are_over_the_time_between_the_readings_not_the_intervals() -> None:
+    # The run's last interval is cut short where the load stops: its reading comes 0.2 s after
+    # the one before, though the interval is nominally 1 s long.
+    timeline = [
+        {**timed(1.0, "warm-up", 100, 1.0), "t_s": 1.0},
+        {**timed(2.0, "measure", 100, 2.0), "t_s": 2.0},
+        {**timed(2.2, "measure", 10, 2.2), "t_s": 3.0},
+    ]
+    m = processes.summarize(timeline)["switch"]
+    assert m["cpu_cores"] == 1.0  # 1.2 s of CPU in 1.2 s, not in a nominal 2 s
 
 
 def test_unwatched_runs_have_no_memory_figures() -> None:
@@ -127,3 +144,24 @@ def test_no_cpu_figure_when_a_reading_is_missing() -> None:
     m = processes.summarize(timeline)["switch"]
     assert "cpu_us_per_call" not in m and "cpu_cores" not in m
     assert m["end_kib"] == 60_000
+
+
+def test_the_machine_reads_busier_while_this_process_spins() -> None:
+    before = processes.read_machine_busy_s()
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    after = processes.read_machine_busy_s()
+    assert before is not None and after is not None and after - before >= 0.03
+
+
+def test_machine_cores_over_the_measured_part() -> None:
+    def at(t_s: float, phase: str, busy_s: float | None) -> dict[str, object]:
+        return {"read_s": t_s, "phase": phase, "machine_busy_s": busy_s}
+
+    timeline = [at(1.0, "warm-up", 3.0), at(2.0, "warm-up", 4.0), at(4.0, "measure", 7.5)]
+    assert processes.machine_cores(timeline) == 1.75
+    assert processes.machine_cores([at(1.0, "measure", 1.0), at(3.0, "measure", 2.0)]) == 0.5
+    # Readings missing (no /proc) or nothing measured: no figure rather than a wrong one.
+    assert processes.machine_cores([at(1.0, "warm-up", None), at(2.0, "measure", None)]) is None
+    assert processes.machine_cores([at(1.0, "warm-up", 1.0)]) is None

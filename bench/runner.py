@@ -220,7 +220,7 @@ def run(
     on_interval: Callable[[int, dict[str, int]], None] | None = None,
 ) -> dict[str, Any]:
     """Run one measurement and return its merged figures (see `merge_results`)."""
-    cfg.check()
+    cfg.check(processes=False)  # checked as the command started
     load = cfg.load
     ctx = multiprocessing.get_context("spawn")
     events: Any = ctx.Queue()

@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -252,6 +253,33 @@ def test_cpu_taken_by_an_unwatched_process_is_called_out(tmp_path: pathlib.Path)
     # The spinner alone keeps most of a core busy (it shares 2 cores with the run).
     assert run["machine"]["other_cores"] > 0.25, run["machine"]
     assert "warning: processes neither watched nor generators kept" in done.stdout
+
+
+def test_a_watched_process_that_exits_midway_does_not_end_the_series(
+    echo_address: str, tmp_path: pathlib.Path
+) -> None:
+    # It lives through part of the first run only (read 0.25 s after the generators start, which
+    # takes under 2 s; the run ends 4 s after that): that run and the next say it is gone, and
+    # the report of both runs is still written.
+    brief = subprocess.Popen(["sleep", "4"])
+    # Reaped the moment it exits, so that it is gone rather than a zombie /proc still lists.
+    reaper = threading.Thread(target=brief.wait, daemon=True)
+    reaper.start()
+    try:
+        out = tmp_path / "run.json"
+        done = bench(
+            "run",
+            *("--target", echo_address, "--duration", "3", "--warmup", "1"),
+            *("--interval", "0.25", "--repeat", "2", "--calibrate", "0", "--quiet"),
+            *("--watch-pid", f"brief={brief.pid}", "--out", str(out)),
+        )
+    finally:
+        brief.kill()
+        reaper.join(5)
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(out.read_text())["runs"]
+    assert first["processes"]["brief"]["error"] == "the process was gone before the end of the run"
+    assert second["processes"]["brief"]["error"] == "the process was gone before the first reading"
 
 
 def test_watching_a_process_that_does_not_exist_is_refused() -> None:

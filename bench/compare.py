@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bench.processes import OTHER_CORES_WARNING
 from bench.table import figure_value, grid
 
 # Stated floors: the run-to-run spread seen on a shared 2-core machine for each kind of figure.
@@ -146,6 +147,26 @@ def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
 
 
+def busiest_other_cores(report: Mapping[str, Any]) -> float | None:
+    """The most cores that processes neither watched nor generators kept busy in any of the
+    report's runs that watched processes (run, step and its half-capacity runs alike)."""
+    found: list[float] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            machine = value.get("machine")
+            if value.get("processes") and isinstance(machine, Mapping) and machine:
+                found.append(float(machine["other_cores"]))
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk({k: v for k, v in report.items() if k != "machine"})  # the report's own is the host's
+    return max(found) if found else None
+
+
 def _change(name: str, row: Row) -> str:
     if row.change is None:
         return "-"
@@ -191,4 +212,11 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
             f"B's host differed from A's ({', '.join(host)}): part of any change may be the "
             "host's, not the target's"
         )
+    for tag, r in (("A", a), ("B", b)):
+        other = busiest_other_cores(r)
+        if other is not None and other > OTHER_CORES_WARNING:
+            parts.append(
+                f"{tag}: processes neither watched nor generators kept up to {other:.2f} cores "
+                "busy during its runs: unless they belong to the target, its figures may be low"
+            )
     return "\n".join(parts)

@@ -15,6 +15,10 @@ from typing import Any
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
+# Cores kept busy by processes a run does not account for (neither watched nor generators),
+# above which the run, and bench compare, say the target may have lacked CPU.
+OTHER_CORES_WARNING = 0.25
+
 
 def read_rss_kib(pid: int) -> int | None:
     """The process's resident set in KiB (VmRSS of /proc/PID/status); None when it is gone."""

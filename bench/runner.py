@@ -162,7 +162,7 @@ def merge_results(
             watched[label]["pid"] = pid
     machine = _machine(timeline, watched, cpu_s / (load.warmup_s + measure_s))
     # Without watched processes a local target is itself among "the rest": no warning then.
-    if watched and machine and machine["other_cores"] > OTHER_CORES_WARNING:
+    if watched and machine and machine["other_cores"] > processes.OTHER_CORES_WARNING:
         warnings.append(
             f"processes neither watched nor generators kept {machine['other_cores']:.2f} cores "
             "busy during the measured part: unless they belong to the target, they took CPU "
@@ -188,10 +188,6 @@ def merge_results(
         "machine": machine,
         "warnings": warnings,
     }
-
-
-# Cores kept busy by processes the run does not account for, above which it warns.
-OTHER_CORES_WARNING = 0.25
 
 
 def _machine(

@@ -110,3 +110,21 @@ def test_floors_by_kind_of_figure() -> None:
     assert compare.higher_is_better("calibration.h2load_rps")
     assert compare.higher_is_better("share_of_echo")
     assert not compare.higher_is_better("Authorize.max_us")
+
+
+def test_render_says_which_report_shared_its_machine_with_other_work() -> None:
+    def run(other: float) -> dict[str, Any]:
+        machine = {"busy_cores": 1.9, "watched_cores": 1.0, "other_cores": other}
+        return {"processes": {"switch": {"cpu_us_per_call": 900.0}}, "machine": machine}
+
+    a = rep({"rate": fig(1000)})
+    b = rep({"rate": fig(800)})
+    a["runs"] = [run(0.02), run(0.04)]
+    # B is a step report: its half-capacity runs sit under "then".
+    b["then"] = {"runs": [run(0.03), run(0.61)]}
+    text = compare.render(a, b, compare.compare(a, b))
+    assert "B: processes neither watched nor generators kept up to 0.61 cores busy" in text
+    assert "A: processes" not in text
+    # Runs that watched nothing count the target itself among the rest: no note then.
+    b["then"] = {"runs": [{"processes": {}, "machine": {"other_cores": 1.2}}]}
+    assert "B: processes" not in compare.render(a, b, compare.compare(a, b))

@@ -7,9 +7,16 @@ instead of being parsed and copied into a new message object.
 
 from __future__ import annotations
 
+# Every one-byte varint, made once: tags and most lengths are one byte.
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
 
 def varint(n: int) -> bytes:
     """An unsigned integer as a protobuf varint."""
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)

@@ -13,7 +13,9 @@ from switch.link import encode_operation
 def test_varints_and_fields_match_protobuf() -> None:
     rng = random.Random(7)
     for _ in range(500):
-        n = rng.choice([0, 1, 127, 128, 300, 2**32 - 1, 2**63 + 5, rng.getrandbits(40)])
+        n = rng.choice(
+            [0, 1, 127, 128, 300, 16383, 16384, 2**32 - 1, 2**63 + 5, rng.getrandbits(40)]
+        )
         ours = wire.uint_field(1, n) + wire.field(2, b"x" * rng.randrange(300))
         theirs = ch.ExchangeAnswer(id=n).SerializeToString()
         assert ours.startswith(theirs)

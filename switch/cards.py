@@ -10,18 +10,9 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from adapters.sdk.convert import luhn_valid
 
-def luhn_valid(number: str) -> bool:
-    """Whether an all-digit string passes the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+__all__ = ["Fingerprinter", "luhn_valid"]
 
 
 class Fingerprinter:

@@ -15,6 +15,7 @@ from typing import Any
 
 from adapters.card import mapping, testcards
 from adapters.card.spec import Message, is_request, response_mti
+from adapters.sdk.convert import luhn_valid
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class AcquirerHost:
         pan = doc["2"]
         behaviour, code = testcards.behaviour(pan)
         now = self._clock()
-        if not mapping.luhn_valid(pan) or not 12 <= len(pan) <= 19:
+        if not luhn_valid(pan) or not 12 <= len(pan) <= 19:
             code = "14"
         elif doc["14"] < now.strftime("%y%m"):
             code = "54"

@@ -66,19 +66,6 @@ SIGN_OFF = "002"
 ECHO = "301"
 
 
-def luhn_valid(number: str) -> bool:
-    """Whether a digit string passes the Luhn check."""
-    if not number.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
 def mask_pan(pan: str) -> str:
     """The PAN as it may be logged: first six and last four digits."""
     if len(pan) < 12:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 
-from adapters.card.mapping import luhn_valid
+from adapters.sdk.convert import luhn_valid
 
 
 def with_check_digit(body: str) -> str:

@@ -51,15 +51,20 @@ _MAX_HOLDER_NAME = 64
 _E = TypeVar("_E", OperationType, OperationStatus, DeclineCode, PaymentMethodType)
 
 
+# A digit doubled, as Luhn counts it: the sum of the doubled value's digits.
+_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def luhn_valid(number: str) -> bool:
-    """Whether a string of digits passes the Luhn check."""
-    total = 0
-    for i, ch_ in enumerate(reversed(number)):
-        d = ord(ch_) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    """Whether a string of ASCII digits passes the Luhn check; False for anything else.
+
+    Every step is one call into C (slices, a translation, sums over bytes): a Python loop over
+    the digits was about 8,000 instructions a card, on every authorization."""
+    if not (number.isascii() and number.isdigit()):
+        return False
+    kept = number[-1::-2]  # from the last digit, every other one, as it is
+    doubled = number[-2::-2].translate(_DOUBLED)
+    return (sum(kept.encode()) + sum(doubled.encode()) - 48 * len(number)) % 10 == 0
 
 
 class _Violations:

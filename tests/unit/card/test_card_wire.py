@@ -12,6 +12,7 @@ from adapters.card import mapping, saf, spec, testcards
 from adapters.card.journal import Journal, JournalError
 from adapters.card.ledger import OpRecord
 from adapters.card.spec import Message
+from adapters.sdk.convert import luhn_valid
 from adapters.sdk.errors import (
     InvalidResponseError,
     UpstreamTimeoutError,
@@ -96,11 +97,11 @@ def test_decline_table_covers_the_required_codes() -> None:
 
 
 def test_luhn_masking_and_test_cards() -> None:
-    assert mapping.luhn_valid("4242424242424242") and not mapping.luhn_valid("4242424242424241")
+    assert luhn_valid("4242424242424242") and not luhn_valid("4242424242424241")
     assert mapping.mask_pan("4000000000000002") == "400000******0002"
     cards = [testcards.APPROVE, testcards.SLOW, testcards.NO_ANSWER, testcards.BLACKHOLE]
     cards += list(testcards.DECLINES.values())
-    assert all(mapping.luhn_valid(c) for c in cards) and len(set(cards)) == len(cards)
+    assert all(luhn_valid(c) for c in cards) and len(set(cards)) == len(cards)
     assert testcards.behaviour(testcards.DECLINES["05"]) == (testcards.Behaviour.ANSWER, "05")
     assert testcards.behaviour("4242424242424242") == (testcards.Behaviour.ANSWER, "00")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
@@ -245,3 +246,24 @@ def test_event_round_trip() -> None:
 )
 def test_luhn(number: str, valid: bool) -> None:
     assert convert.luhn_valid(number) is valid
+
+
+def _luhn_by_the_book(number: str) -> bool:
+    # ISO/IEC 7812-1 Annex B, step by step: double every second digit from the right.
+    total = 0
+    for i, digit in enumerate(reversed(number)):
+        d = int(digit) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def test_luhn_agrees_with_the_standard_on_every_length_and_refuses_non_digits() -> None:
+    rng = random.Random(3)
+    for _ in range(3000):
+        number = "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 20)))
+        assert convert.luhn_valid(number) is _luhn_by_the_book(number), number
+    assert convert.luhn_valid("4242424242424242") and convert.luhn_valid("79927398713")
+    assert not convert.luhn_valid("4242424242424241")
+    # Not ASCII digits: never valid, even where the digit arithmetic would add up.
+    for bad in ("", "4242 4242 4242 4242", "424242424242424\uff12", "٤٢٤٢", "0" * 15 + "x"):
+        assert not convert.luhn_valid(bad), bad

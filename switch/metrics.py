@@ -1,4 +1,11 @@
-"""Prometheus metrics of the switch, in a registry of their own, served over HTTP if configured."""
+"""Prometheus metrics of the switch, in a registry of their own, served over HTTP if configured.
+
+The figures counted on every payment (requests, their latency and overhead, channel calls and
+answers) are plain numbers the event loop's thread adds to, and a collector turns them into
+metric families when /metrics is read. prometheus_client's own metrics take a lock and go
+through four or five Python calls per update: five updates a payment were about 4% of the
+switch's instructions per payment (callgrind, 2026-11-27), against under 1% this way.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,14 @@ import asyncio
 import gc
 import logging
 import time
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from switch.model import Operation, Outcome
 
@@ -34,49 +46,100 @@ _LATENCY_BUCKETS = (
 )
 
 
+_STREAM_RPCS = {
+    k: f"StreamPayments/{k.title()}" for k in ("authorize", "capture", "void", "refund")
+}
+
+
+class LoopHistogram:
+    """One histogram's counts, added to on the event loop's thread only: no lock. A reader on
+    another thread (the /metrics server) copies the list, one step under the GIL."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one: above every bound
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # The first bucket whose bound is >= value, as Prometheus's `le` means.
+        self.counts[bisect_left(_LATENCY_BUCKETS, value)] += 1
+        self.total += value
+
+
+# The `le` labels as prometheus_client writes them, so dashboards see the same series.
+_BOUNDS = [floatToGoString(b) for b in _LATENCY_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+
+
+def _histogram(
+    name: str, doc: str, labels: list[str], children: dict[Any, LoopHistogram]
+) -> Metric:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, h in list(children.items()):
+        counts, running, buckets = list(h.counts), 0, []
+        for bound, n in zip(_BOUNDS, counts, strict=True):
+            running += n
+            buckets.append((bound, running))
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], buckets, h.total)
+    return family
+
+
+class LoopCounts:
+    """The per-payment figures, as plain numbers; a collector in the metrics registry."""
+
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.latency: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
+        self.overhead: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
+        self.channel_latency: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
+        self.channel_outcomes: defaultdict[tuple[str, Operation, Outcome], int] = defaultdict(int)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "payswitch_requests",
+            "Gateway requests by RPC and gRPC status code.",
+            labels=["rpc", "code"],
+        )
+        for (rpc, code), n in list(self.requests.items()):
+            requests.add_metric([rpc, code], n)
+        yield requests
+        yield _histogram(
+            "payswitch_request_seconds", "Gateway request latency by RPC.", ["rpc"], self.latency
+        )
+        yield _histogram(
+            "payswitch_overhead_seconds",
+            "The switch's own time per request, channel calls excluded.",
+            ["rpc"],
+            self.overhead,
+        )
+        outcomes = CounterMetricFamily(
+            "payswitch_channel_outcomes",
+            "Channel answers by channel, operation and outcome.",
+            labels=["channel", "operation", "outcome"],
+        )
+        for (channel, op, outcome), n in list(self.channel_outcomes.items()):
+            outcomes.add_metric([channel, op._name_, outcome._name_], n)
+        yield outcomes
+        yield _histogram(
+            "payswitch_channel_seconds",
+            "Channel call latency by channel.",
+            ["channel"],
+            self.channel_latency,
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        # The names, for the registry's check that no two collectors export the same one.
+        return self.collect()
+
+
 class Metrics:
     """Every metric the switch exports; one instance, passed to whoever counts."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-        self._stream_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._channel_latency: dict[str, Any] = {}
-        self._channel_outcomes: dict[tuple[str, Operation, Outcome], Any] = {}
         r = self.registry
-        self.requests = Counter(
-            "payswitch_requests",
-            "Gateway requests by RPC and gRPC status code.",
-            ["rpc", "code"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "payswitch_request_seconds",
-            "Gateway request latency by RPC.",
-            ["rpc"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.overhead = Histogram(
-            "payswitch_overhead_seconds",
-            "The switch's own time per request, channel calls excluded.",
-            ["rpc"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.channel_outcomes = Counter(
-            "payswitch_channel_outcomes",
-            "Channel answers by channel, operation and outcome.",
-            ["channel", "operation", "outcome"],
-            registry=r,
-        )
-        self.channel_latency = Histogram(
-            "payswitch_channel_seconds",
-            "Channel call latency by channel.",
-            ["channel"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+        self._counts = LoopCounts()
+        r.register(self._counts)
         self.replays = Counter(
             "payswitch_idempotent_replays",
             "Requests answered from a stored idempotent response.",
@@ -143,50 +206,30 @@ class Metrics:
         )
 
     def request_done(self, rpc: str, code: str, elapsed_s: float, overhead_s: float) -> None:
-        """Count one finished Gateway request (children cached: this runs on every request)."""
-        key = (rpc, code)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(rpc, code),
-                self.latency.labels(rpc),
-                self.overhead.labels(rpc),
-            )
-        count, latency, overhead = children
-        count.inc()
-        latency.observe(elapsed_s)
-        overhead.observe(overhead_s)
+        """Count one finished Gateway request (on the event loop's thread: every request)."""
+        c = self._counts
+        c.requests[rpc, code] += 1
+        c.latency[rpc].observe(elapsed_s)
+        c.overhead[rpc].observe(overhead_s)
+
+    def count_request(self, rpc: str, code: str) -> None:
+        """Count one finished Gateway request whose latency is not measured (a watch)."""
+        self._counts.requests[rpc, code] += 1
 
     def stream_request_done(self, kind: str, code: str, elapsed_s: float) -> None:
-        """Count one finished request of a payments stream (children cached, as above)."""
-        key = (kind, code)
-        children = self._stream_children.get(key)
-        if children is None:
-            rpc = f"StreamPayments/{kind.title()}"
-            children = self._stream_children[key] = (
-                self.requests.labels(rpc, code),
-                self.latency.labels(rpc),
-            )
-        count, latency = children
-        count.inc()
-        latency.observe(elapsed_s)
+        """Count one finished request of a payments stream."""
+        rpc = _STREAM_RPCS.get(kind) or f"StreamPayments/{kind.title()}"
+        c = self._counts
+        c.requests[rpc, code] += 1
+        c.latency[rpc].observe(elapsed_s)
 
     def channel_call_done(self, channel: str, elapsed_s: float) -> None:
-        """Time one call to a channel, answered or not (child cached: once per payment)."""
-        child = self._channel_latency.get(channel)
-        if child is None:
-            child = self._channel_latency[channel] = self.channel_latency.labels(channel)
-        child.observe(elapsed_s)
+        """Time one call to a channel, answered or not."""
+        self._counts.channel_latency[channel].observe(elapsed_s)
 
     def channel_answered(self, channel: str, op: Operation, outcome: Outcome) -> None:
-        """Count one answer of a channel (child cached, as above)."""
-        key = (channel, op, outcome)
-        child = self._channel_outcomes.get(key)
-        if child is None:
-            child = self._channel_outcomes[key] = self.channel_outcomes.labels(
-                channel, op.name, outcome.name
-            )
-        child.inc()
+        """Count one answer of a channel."""
+        self._counts.channel_outcomes[channel, op, outcome] += 1
 
     def breaker_moved(self, channel: str, endpoint: str, state: str, value: int) -> None:
         self.breaker_transitions.labels(channel, endpoint, state).inc()

@@ -505,10 +505,10 @@ class GatewayServicer:
                         last = p.version
                         yield gw.WatchPaymentResponse(payment=payment_proto(p))
         except errors.SwitchError as exc:
-            self._metrics.requests.labels("WatchPayment", exc.code.name).inc()
+            self._metrics.count_request("WatchPayment", exc.code.name)
             await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
             return
-        self._metrics.requests.labels("WatchPayment", "OK").inc()
+        self._metrics.count_request("WatchPayment", "OK")
 
 
 def _canonical(request: Any) -> bytes:

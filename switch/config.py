@@ -21,10 +21,10 @@ from switch.riskconfig import RiskConfig, parse_risk
 
 T = TypeVar("T")
 
-MERCHANT_ID = re.compile(r"^[a-z0-9_]{1,24}$")
-CHANNEL_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-ADDRESS = re.compile(r"^(unix:.+|\[?[A-Za-z0-9.:-]+\]?:\d{1,5})$")
+MERCHANT_ID = re.compile(r"^[a-z0-9_]{1,24}\Z")
+CHANNEL_NAME = re.compile(r"^[a-z0-9_]{1,32}\Z")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
+ADDRESS = re.compile(r"^(unix:.+|\[?[A-Za-z0-9.:-]+\]?:[0-9]{1,5})\Z")
 
 
 class ConfigError(ValueError):

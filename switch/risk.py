@@ -23,8 +23,8 @@ BLOCKED_CARD = "blocked_card"
 BLOCKED_BIN = "blocked_bin"
 BLOCKED_BUYER = "blocked_buyer"
 
-_BIN_RANGE = re.compile(r"^(\d{6,8})(?:-(\d{6,8}))?$")
-FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+_BIN_RANGE = re.compile(r"^([0-9]{6,8})(?:-([0-9]{6,8}))?\Z")
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def parse_bin_range(text: str) -> tuple[str, str]:

@@ -37,8 +37,8 @@ KINDS = {
 }
 MAX_NOTE = 256
 MAX_PAGE = 1000
-_CARD_NUMBER = re.compile(r"^\d{12,19}$")
-_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_CARD_NUMBER = re.compile(r"^[0-9]{12,19}\Z")
+_ID = re.compile(r"^[A-Za-z0-9_]{1,64}\Z")
 # Down, or full (at its maxmemory with noeviction every write is refused): UNAVAILABLE either way.
 _ERRORS = (
     redis.exceptions.ConnectionError,

@@ -13,7 +13,7 @@ from typing import Any
 
 from switch.currency import exponent
 
-RULE_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+RULE_NAME = re.compile(r"^[a-z0-9_]{1,32}\Z")
 ACTIONS = ("reject", "review")
 SCOPES = ("card", "merchant", "buyer")
 MAX_WINDOW_S = 30 * 86_400

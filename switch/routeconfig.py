@@ -28,8 +28,8 @@ from switch.config import (
 
 STRATEGIES = ("priority", "success_rate", "least_cost")
 MODES = ("only", "prefer")
-CURRENCY = re.compile(r"^[A-Z]{3}$")
-BIN_SPEC = re.compile(r"^(\d{1,8})(?:-(\d{1,8}))?$")
+CURRENCY = re.compile(r"^[A-Z]{3}\Z")
+BIN_SPEC = re.compile(r"^([0-9]{1,8})(?:-([0-9]{1,8}))?\Z")
 
 
 @dataclass(frozen=True, slots=True)

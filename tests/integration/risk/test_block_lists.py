@@ -113,6 +113,8 @@ async def test_block_list_rpcs_refuse_bad_entries_naming_the_field(
     analytics = analytics_factory(switch.config)
     bad = [
         (pb.AddBlockListEntryRequest(kind=CARDS, card_number="4242424242424241"), "card_number"),
+        # A newline would have blocked a fingerprint no card ever has.
+        (pb.AddBlockListEntryRequest(kind=CARDS, card_number=APPROVE + "\n"), "card_number"),
         (pb.AddBlockListEntryRequest(kind=CARDS, value="not-a-fingerprint"), "value"),
         (pb.AddBlockListEntryRequest(kind=pb.BLOCK_LIST_KIND_BIN_RANGE, value="41-42"), "value"),
         (pb.AddBlockListEntryRequest(value="4" * 64), "kind"),

@@ -96,7 +96,23 @@ AUTHORIZE_CASES = [
         _auth(payment_method__card__expiry_year=31),
         ["payment_method.card.expiry_year"],
     ),
+    (
+        "card number with a trailing newline",
+        _auth(payment_method__card__number="4242424242424242\n"),
+        ["payment_method.card.number"],
+    ),
+    (
+        "card number in Arabic-Indic digits",
+        _auth(payment_method__card__number="\u0664\u0662" * 8),
+        ["payment_method.card.number"],
+    ),
     ("no CVC", _auth(payment_method__card__cvc=""), ["payment_method.card.cvc"]),
+    # `^[0-9]+$` let this through once: `$` also matches before a final newline.
+    (
+        "CVC with a trailing newline",
+        _auth(payment_method__card__cvc="123\n"),
+        ["payment_method.card.cvc"],
+    ),
     ("five-digit CVC", _auth(payment_method__card__cvc="12345"), ["payment_method.card.cvc"]),
     ("CVC with letters", _auth(payment_method__card__cvc="12a"), ["payment_method.card.cvc"]),
     (
@@ -113,6 +129,11 @@ AUTHORIZE_CASES = [
     ("merchant reference too long", _auth(merchant_reference="r" * 65), ["merchant_reference"]),
     ("description with a control character", _auth(description="bad\x00text"), ["description"]),
     ("alipay code too short", _wallet("alipay", "1234"), ["payment_method.alipay.auth_code"]),
+    (
+        "alipay code with a trailing newline",
+        _wallet("alipay", "2888" * 4 + "\n"),
+        ["payment_method.alipay.auth_code"],
+    ),
     (
         "wechat code with letters",
         _wallet("wechat", "13abcdef12345678"),
@@ -146,6 +167,12 @@ FOLLOW_UP_CASES = [
         "capture of a malformed id",
         "Capture",
         gw.CaptureRequest(idempotency_key="k1", payment_id="nope"),
+        ["payment_id"],
+    ),
+    (
+        "capture of an id with a trailing newline",
+        "Capture",
+        gw.CaptureRequest(idempotency_key="k1", payment_id=PID + "\n"),
         ["payment_id"],
     ),
     (

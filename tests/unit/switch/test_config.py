@@ -55,6 +55,12 @@ def test_a_good_file_parses_with_defaults():
         ),
         (("timeout_ms = 2000", 'timeout_ms = "fast"'), "channels[0].timeout_ms: must be int"),
         (('id = "m_one"', 'id = "M One"'), "merchants[0].id: must be 1-24 characters of [a-z0-9_]"),
+        # `$` in a pattern also matches before a final newline; the patterns end in \Z.
+        (('id = "m_one"', 'id = "m_one\\n"'), "merchants[0].id: must be 1-24 characters"),
+        (
+            ('listen = "127.0.0.1:50051"', 'listen = "127.0.0.1:50051\\n"'),
+            "server.listen: must be 'host:port'",
+        ),
         (
             ('api_key_sha256 = "', 'api_key_sha256 = "zz'),
             "merchants[0].api_key_sha256: must be 64 lower-case hex digits",

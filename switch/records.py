@@ -155,13 +155,14 @@ def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter)
     which = pm.WhichOneof("method")
     if which == "card":
         c = pm.card
+        number = c.number  # each read of a protobuf field makes a new string: read once
         return MethodSummary(
             type=MethodType.CARD,
-            card_bin=c.number[:6],
-            card_last4=c.number[-4:],
+            card_bin=number[:6],
+            card_last4=number[-4:],
             expiry_month=c.expiry_month,
             expiry_year=c.expiry_year,
-            fingerprint=fingerprints.instrument(c.number),
+            fingerprint=fingerprints.instrument(number),
         )
     wallet = pm.alipay if which == "alipay" else pm.wechat_pay
     return MethodSummary(

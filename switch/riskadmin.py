@@ -27,7 +27,7 @@ from switch.records import journal_entry, review_rejected
 from switch.risk import FINGERPRINT, parse_bin_range
 from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, BLOCKS_CHANGED, EVENTS_CHANNEL, RELOAD
 from switch.server import payment_proto
-from switch.store import Store
+from switch.store import Store, fields_json
 from switch.validation import MAX_BUYER_ID, printable
 
 KINDS = {
@@ -50,10 +50,6 @@ _ERRORS = (
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _pairs(fields: dict[str, str]) -> str:
-    return json.dumps([x for kv in fields.items() for x in kv], separators=(",", ":"))
 
 
 class RiskDesk:
@@ -206,14 +202,14 @@ class RiskDesk:
             after, pending_at, journal = self._decided(p, verdict)
             keys = [key, Store.review_key(merchant), Store.pending_key(merchant)]
             keys.append(Store.journal_key(merchant))
-            args: list[Any] = [str(p.version), _pairs(to_hash(after)), pending_at, journal]
+            args: list[Any] = [str(p.version), fields_json(to_hash(after)), pending_at, journal]
             args += [self._journal_max, p.id]
             if int(await self._guard(self._decide(keys=keys, args=args))):
                 return after, True
         raise errors.PaymentBusy(f"payment {payment_id} keeps changing; retry")
 
     @staticmethod
-    def _decided(p: Payment, verdict: ReviewState) -> tuple[Payment, int, str]:
+    def _decided(p: Payment, verdict: ReviewState) -> tuple[Payment, int, bytes]:
         """The payment after the decision, when it is due for sending (-1: never), and the
         journal entry (JSON, '' for none: an approval is journaled with the send's outcome)."""
         assert p.risk is not None
@@ -226,9 +222,9 @@ class RiskDesk:
                 update_ms=t,
                 status_message="approved after risk review; a switch is sending it",
             )
-            return after, 0, ""
+            return after, 0, b""
         after = review_rejected(p, why="rejected after risk review", t=t)
-        return after, -1, _pairs(journal_entry(after, Operation.AUTHORIZE))
+        return after, -1, fields_json(journal_entry(after, Operation.AUTHORIZE))
 
     def _merchant_problems(self, merchant: str, *, required: bool) -> list[tuple[str, str]]:
         if merchant and merchant not in self._merchants:

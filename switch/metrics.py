@@ -16,10 +16,11 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from switch.model import Operation, Outcome
@@ -46,20 +47,33 @@ _LATENCY_BUCKETS = (
 )
 
 
+T = TypeVar("T")
+
 _STREAM_RPCS = {
     k: f"StreamPayments/{k.title()}" for k in ("authorize", "capture", "void", "refund")
 }
+
+
+class LoopCounter:
+    """One counter, added to on the event loop's thread only: no lock."""
+
+    __slots__ = ("count", "created")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.created = time.time()  # exported as _created, as prometheus_client does
 
 
 class LoopHistogram:
     """One histogram's counts, added to on the event loop's thread only: no lock. A reader on
     another thread (the /metrics server) copies the list, one step under the GIL."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "created", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one: above every bound
         self.total = 0.0
+        self.created = time.time()
 
     def observe(self, value: float) -> None:
         # The first bucket whose bound is >= value, as Prometheus's `le` means.
@@ -75,24 +89,37 @@ def _histogram(
     name: str, doc: str, labels: list[str], children: dict[Any, LoopHistogram]
 ) -> Metric:
     family = HistogramMetricFamily(name, doc, labels=labels)
-    for key, h in list(children.items()):
+    for key, h in _snapshot(children):
         counts, running, buckets = list(h.counts), 0, []
         for bound, n in zip(_BOUNDS, counts, strict=True):
             running += n
             buckets.append((bound, running))
-        family.add_metric(list(key) if isinstance(key, tuple) else [key], buckets, h.total)
+        values = list(key) if isinstance(key, tuple) else [key]
+        family.add_metric(values, buckets, h.total)
+        # HistogramMetricFamily takes no creation time; prometheus_client's Histogram writes one.
+        labelled = dict(zip(labels, values, strict=True))
+        family.samples.append(Sample(f"{name}_created", labelled, h.created))
     return family
+
+
+def _snapshot(children: dict[Any, T]) -> list[tuple[Any, T]]:
+    """The children as they are now. dict.copy() copies in one step under the GIL, where
+    iterating the live dict could meet a key the loop's thread adds meanwhile (a collection
+    can run Python code, gc.callbacks, between two items and hand the GIL over)."""
+    return list(children.copy().items())
 
 
 class LoopCounts:
     """The per-payment figures, as plain numbers; a collector in the metrics registry."""
 
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.requests: defaultdict[tuple[str, str], LoopCounter] = defaultdict(LoopCounter)
         self.latency: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
         self.overhead: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
         self.channel_latency: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
-        self.channel_outcomes: defaultdict[tuple[str, Operation, Outcome], int] = defaultdict(int)
+        self.channel_outcomes: defaultdict[tuple[str, Operation, Outcome], LoopCounter] = (
+            defaultdict(LoopCounter)
+        )
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -100,8 +127,8 @@ class LoopCounts:
             "Gateway requests by RPC and gRPC status code.",
             labels=["rpc", "code"],
         )
-        for (rpc, code), n in list(self.requests.items()):
-            requests.add_metric([rpc, code], n)
+        for (rpc, code), c in _snapshot(self.requests):
+            requests.add_metric([rpc, code], c.count, created=c.created)
         yield requests
         yield _histogram(
             "payswitch_request_seconds", "Gateway request latency by RPC.", ["rpc"], self.latency
@@ -117,8 +144,8 @@ class LoopCounts:
             "Channel answers by channel, operation and outcome.",
             labels=["channel", "operation", "outcome"],
         )
-        for (channel, op, outcome), n in list(self.channel_outcomes.items()):
-            outcomes.add_metric([channel, op._name_, outcome._name_], n)
+        for (channel, op, outcome), c in _snapshot(self.channel_outcomes):
+            outcomes.add_metric([channel, op._name_, outcome._name_], c.count, created=c.created)
         yield outcomes
         yield _histogram(
             "payswitch_channel_seconds",
@@ -208,19 +235,19 @@ class Metrics:
     def request_done(self, rpc: str, code: str, elapsed_s: float, overhead_s: float) -> None:
         """Count one finished Gateway request (on the event loop's thread: every request)."""
         c = self._counts
-        c.requests[rpc, code] += 1
+        c.requests[rpc, code].count += 1
         c.latency[rpc].observe(elapsed_s)
         c.overhead[rpc].observe(overhead_s)
 
     def count_request(self, rpc: str, code: str) -> None:
         """Count one finished Gateway request whose latency is not measured (a watch)."""
-        self._counts.requests[rpc, code] += 1
+        self._counts.requests[rpc, code].count += 1
 
     def stream_request_done(self, kind: str, code: str, elapsed_s: float) -> None:
         """Count one finished request of a payments stream."""
         rpc = _STREAM_RPCS.get(kind) or f"StreamPayments/{kind.title()}"
         c = self._counts
-        c.requests[rpc, code] += 1
+        c.requests[rpc, code].count += 1
         c.latency[rpc].observe(elapsed_s)
 
     def channel_call_done(self, channel: str, elapsed_s: float) -> None:
@@ -229,7 +256,7 @@ class Metrics:
 
     def channel_answered(self, channel: str, op: Operation, outcome: Outcome) -> None:
         """Count one answer of a channel."""
-        self._counts.channel_outcomes[channel, op, outcome] += 1
+        self._counts.channel_outcomes[channel, op, outcome].count += 1
 
     def breaker_moved(self, channel: str, endpoint: str, state: str, value: int) -> None:
         self.breaker_transitions.labels(channel, endpoint, state).inc()

@@ -13,7 +13,7 @@ _ONE_BYTE = [bytes((n,)) for n in range(0x80)]
 
 def varint(n: int) -> bytes:
     """An unsigned integer as a protobuf varint."""
-    if n < 0x80:
+    if 0 <= n < 0x80:  # a negative n falls through to the loop, which refuses it
         return _ONE_BYTE[n]
     if n < 0x4000:
         return bytes(((n & 0x7F) | 0x80, n >> 7))

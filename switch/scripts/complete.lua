@@ -9,7 +9,7 @@
 -- ARGV[6] pending score ms (-1 = remove from pending)   ARGV[7] payment id
 -- ARGV[8] the payment's fields, ARGV[9] the journal entry's fields: each a JSON object of
 -- name: value (all strings), so a call is nine arguments, not sixty. An empty
--- journal array writes no journal entry.
+-- journal object writes no journal entry.
 -- A JSON object of name: value strings as HSET's or XADD's name, value, name, value... (the
 -- switch sends objects: flattening them here costs Redis less than it cost the switch).
 local function flat(json)

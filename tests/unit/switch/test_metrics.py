@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import generate_latest
 
 from switch.metrics import Metrics
@@ -15,6 +17,7 @@ def _series(metrics: Metrics) -> dict[str, float]:
 
 
 def test_requests_latency_and_overhead_are_prometheus_counters_and_histograms() -> None:
+    started = time.time()
     metrics = Metrics()
     metrics.request_done("Authorize", "OK", 0.0015, 0.0004)
     metrics.request_done("Authorize", "OK", 0.002, 0.0005)  # on a bound: counted at or below it
@@ -34,6 +37,14 @@ def test_requests_latency_and_overhead_are_prometheus_counters_and_histograms() 
     assert s['payswitch_request_seconds_count{rpc="Authorize"}'] == 4
     assert abs(s['payswitch_request_seconds_sum{rpc="Authorize"}'] - 30.0036) < 1e-9
     assert s['payswitch_overhead_seconds_bucket{le="0.0005",rpc="Authorize"}'] == 3
+    # Each series also has its creation time, as prometheus_client's own metrics write it.
+    for created in (
+        'payswitch_requests_created{code="OK",rpc="Authorize"}',
+        'payswitch_requests_created{code="OK",rpc="WatchPayment"}',
+        'payswitch_request_seconds_created{rpc="Authorize"}',
+        'payswitch_overhead_seconds_created{rpc="Authorize"}',
+    ):
+        assert started <= s[created] <= time.time(), created
 
 
 def test_streams_and_channels_are_counted_under_their_own_labels() -> None:
@@ -51,3 +62,6 @@ def test_streams_and_channels_are_counted_under_their_own_labels() -> None:
     assert s['payswitch_channel_seconds_bucket{channel="sandbox",le="0.005"}'] == 1
     outcomes = 'payswitch_channel_outcomes_total{channel="sandbox",operation="AUTHORIZE",%s}'
     assert s[outcomes % 'outcome="APPROVED"'] == 2
+    created = 'payswitch_channel_outcomes_created{channel="sandbox",operation="AUTHORIZE",%s}'
+    assert s[created % 'outcome="APPROVED"'] > 0
+    assert s['payswitch_channel_seconds_created{channel="sandbox"}'] > 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
 from switch import logs
 from switch.cards import Fingerprinter, Vault
+from switch.listen import ListenError, check_listen
 from switch.metrics import GcWatch, LoopLagWatch, Metrics
 from switch.payments import PaymentService
 from switch.pipelined import PipelinedRedis
@@ -83,7 +83,7 @@ async def serve(
     cfg: config_mod.Config, *, stop: asyncio.Event | None = None, config_path: str | None = None
 ) -> None:
     """Run the switch until `stop` is set (or a signal arrives), then shut down gracefully."""
-    _check_listen(cfg.server.listen)  # before anything starts: a taken port is refused cleanly
+    check_listen(cfg.server.listen)  # before anything starts: a taken port is refused cleanly
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -239,7 +239,7 @@ async def _start_servers(
 ) -> tuple[list[grpc.aio.Server], int]:
     """`cfg.accept_loops` gRPC servers on one port, each taking new calls on its own.
 
-    They share the port with SO_REUSEPORT; `_check_listen` has made sure no other process holds
+    They share the port with SO_REUSEPORT; `check_listen` has made sure no other process holds
     it (one that set SO_REUSEPORT too could otherwise share it silently)."""
     unix = cfg.listen.startswith("unix:")
     loops = 1 if unix else cfg.accept_loops  # a Unix socket path cannot be shared
@@ -262,27 +262,6 @@ async def _start_servers(
     for server in servers:
         await server.start()
     return servers, port
-
-
-class ListenError(Exception):
-    """The switch's address cannot be listened on."""
-
-
-def _check_listen(listen: str) -> None:
-    """Bind the address once without SO_REUSEPORT: ListenError when another process holds it."""
-    host, _, port_text = listen.rpartition(":")
-    if listen.startswith("unix:") or int(port_text) == 0:
-        return
-    port = int(port_text)
-    bare = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
-    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As gRPC binds: a port left with connections in TIME_WAIT is free, a listener is not.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((bare, port))
-        except OSError as exc:
-            raise ListenError(f"cannot listen on {listen}: {exc.strerror}") from exc
 
 
 def serve_main(path: str) -> int:

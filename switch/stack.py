@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from switch.listen import ListenError, check_listen
+
 DEFAULT_API_KEY = "psk_dev_local_only"
 DEFAULT_MERCHANT = "m_dev"
 
@@ -370,7 +372,10 @@ class Stack:
 def running_stack(
     *, listen: str, api_key: str, redis_url: str | None, channels: list[ChannelSpec] | None = None
 ) -> Iterator[Stack]:
-    """Start redis (unless given), the channels' workers and the switch; stop all on exit."""
+    """Start redis (unless given), the channels' workers and the switch; stop all on exit.
+    ListenError, before anything starts, when another process holds `listen`: the switch would
+    refuse it too, but a check for the port opening would then find the other one."""
+    check_listen(listen)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="payswitch-up-"))
     procs = Processes(workdir)
     try:
@@ -456,4 +461,11 @@ def up_main(*, listen: str, api_key: str | None, redis_url: str | None, traffic_
                 time.sleep(0.5)
     except KeyboardInterrupt:
         print("stopping...")
+    except ListenError as exc:
+        print(
+            f"payswitch up: {exc}. Is another payswitch up running? Stop it, or give this one "
+            "another address with --listen HOST:PORT.",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -127,3 +128,26 @@ def test_up_with_traffic_tours_the_flows_then_reports_where_the_time_goes(workdi
     assert json.loads(report.read_text())["config"]["watch"] == ["switch", "redis", "sandbox"]
     # It stops everything it started once the figures are out.
     assert gone_within(children, 10) == []
+
+
+def test_a_second_up_on_a_taken_address_refuses_and_starts_nothing(workdir: str) -> None:
+    # Another process (here a plain listener; in practice an earlier `payswitch up`) holds the
+    # address. A second up used to start everything, see its switch refuse the port, find the
+    # port open anyway and send its traffic to the other one.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        up = subprocess.run(
+            [sys.executable, "-m", "switch", "up", "--listen", address, "--traffic", "1"],
+            cwd=REPO,
+            env={**os.environ, "TMPDIR": workdir},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert f"cannot listen on {address}" in up.stderr
+    assert "another payswitch up" in up.stderr
+    assert "payswitch is up" not in up.stdout
+    assert list(pathlib.Path(workdir).glob("payswitch-up-*")) == []  # nothing was started

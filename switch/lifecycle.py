@@ -8,7 +8,30 @@ The same checks run atomically in Redis (scripts/claim_followup.lua) before anyt
 
 from __future__ import annotations
 
-from switch.model import ChannelResult, Event, Operation, Outcome, Payment, RefundRecord, Status
+from switch.model import (
+    OP_AUTHORIZE,
+    OP_CAPTURE,
+    OP_REFUND,
+    OP_VOID,
+    OUTCOME_APPROVED,
+    OUTCOME_DECLINED,
+    OUTCOME_NOT_FOUND,
+    OUTCOME_PENDING,
+    STATUS_AUTHORIZED,
+    STATUS_CAPTURED,
+    STATUS_DECLINED,
+    STATUS_FAILED,
+    STATUS_PARTIALLY_REFUNDED,
+    STATUS_PENDING,
+    STATUS_REFUNDED,
+    STATUS_VOIDED,
+    ChannelResult,
+    Event,
+    Operation,
+    Payment,
+    RefundRecord,
+    Status,
+)
 
 FINAL_UNKNOWN_MESSAGE = "the outcome is not known yet; the switch is asking the channel"
 
@@ -24,19 +47,19 @@ class IllegalOperation(Exception):
 
 def check(p: Payment, op: Operation, amount: int | None) -> int:
     """The amount the operation is for, or IllegalOperation."""
-    if p.busy or p.status is Status.PENDING:
+    if p.busy or p.status is STATUS_PENDING:
         raise IllegalOperation("busy", f"payment {p.id} has an operation in flight")
-    if op is Operation.CAPTURE or op is Operation.VOID:
-        if p.status is not Status.AUTHORIZED:
+    if op is OP_CAPTURE or op is OP_VOID:
+        if p.status is not STATUS_AUTHORIZED:
             raise IllegalOperation(
                 "state", f"cannot {op.name.lower()} a payment that is {p.status.name}"
             )
-        value = p.authorized if amount is None or op is Operation.VOID else amount
+        value = p.authorized if amount is None or op is OP_VOID else amount
         if value > p.authorized:
             raise IllegalOperation("amount", f"{value} is more than the authorized {p.authorized}")
         return value
-    if op is Operation.REFUND:
-        if p.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED):
+    if op is OP_REFUND:
+        if p.status not in (STATUS_CAPTURED, STATUS_PARTIALLY_REFUNDED):
             raise IllegalOperation("state", f"cannot refund a payment that is {p.status.name}")
         left = p.captured - p.refunded
         value = left if amount is None else amount
@@ -57,14 +80,14 @@ def settle(
     reason: str = "",
 ) -> Payment:
     """The payment after the channel answered `op` (sent under `reference`) with `result`."""
-    base = p.prior_status if p.status is Status.PENDING and p.prior_status else p.status
+    base = p.prior_status if p.status is STATUS_PENDING and p.prior_status else p.status
     event_status: Status
     changes: dict[str, object] = {"update_ms": now_ms, "version": p.version + 1}
-    if result.outcome is Outcome.PENDING:
-        event_status = Status.PENDING
+    if result.outcome is OUTCOME_PENDING:
+        event_status = STATUS_PENDING
         changes.update(
-            status=Status.PENDING,
-            prior_status=None if op is Operation.AUTHORIZE else base,
+            status=STATUS_PENDING,
+            prior_status=None if op is OP_AUTHORIZE else base,
             pending_op=op,
             pending_ref=reference,
             pending_amount=amount,
@@ -83,16 +106,16 @@ def settle(
             busy="",
             status_message=_message(op, result),
         )
-        if result.outcome is Outcome.APPROVED:
+        if result.outcome is OUTCOME_APPROVED:
             changes.update(_approved_amounts(p, op, amount, result))
-            if op is Operation.AUTHORIZE:
+            if op is OP_AUTHORIZE:
                 changes.update(
                     upstream_reference=result.upstream_reference,
                     authorization_code=result.authorization_code,
                 )
-        elif op is Operation.AUTHORIZE and result.outcome is Outcome.DECLINED:
+        elif op is OP_AUTHORIZE and result.outcome is OUTCOME_DECLINED:
             changes.update(decline=result.decline, upstream_reference=result.upstream_reference)
-    if op is Operation.REFUND:
+    if op is OP_REFUND:
         changes["refunds"] = _refunds(p, reference, amount, reason, result, now_ms)
     event = Event(
         operation=op,
@@ -100,7 +123,7 @@ def settle(
         amount=amount,
         reference=reference,
         time_ms=now_ms,
-        decline=result.decline if result.outcome is Outcome.DECLINED else None,
+        decline=result.decline if result.outcome is OUTCOME_DECLINED else None,
     )
     changes["events"] = (*p.events, event)
     return p.evolve(**changes)
@@ -112,16 +135,16 @@ def cascade(
     """A retryable decline of the authorization sent under `ref`: the payment as declined (for
     the journal), and as handed to channel `to` under a new reference, PENDING again."""
     declined = settle(
-        p, op=Operation.AUTHORIZE, reference=ref, amount=p.amount, result=result, now_ms=now_ms
+        p, op=OP_AUTHORIZE, reference=ref, amount=p.amount, result=result, now_ms=now_ms
     )
-    tries = sum(1 for e in declined.events if e.operation is Operation.AUTHORIZE)
+    tries = sum(1 for e in declined.events if e.operation is OP_AUTHORIZE)
     new_ref = f"{p.merchant_id}-{p.id}-a{tries + 1}"
     moved = declined.evolve(
-        status=Status.PENDING,
+        status=STATUS_PENDING,
         decline=None,
         upstream_reference="",
         channel=to,
-        pending_op=Operation.AUTHORIZE,
+        pending_op=OP_AUTHORIZE,
         pending_ref=new_ref,
         pending_amount=p.amount,
         busy=new_ref,
@@ -138,14 +161,14 @@ def unreachable_after_cascade(
     the journal), and as it ends, DECLINED with the decline of channel `declined_on`."""
     unsent = settle(
         p,
-        op=Operation.AUTHORIZE,
+        op=OP_AUTHORIZE,
         reference=ref,
         amount=p.amount,
-        result=ChannelResult(outcome=Outcome.NOT_FOUND),
+        result=ChannelResult(outcome=OUTCOME_NOT_FOUND),
         now_ms=now_ms,
     )
     final = unsent.evolve(
-        status=Status.DECLINED,
+        status=STATUS_DECLINED,
         channel=declined_on,
         decline=result.decline,
         status_message=f"{result.message or 'declined'}; no other channel could be reached",
@@ -154,38 +177,38 @@ def unreachable_after_cascade(
 
 
 def _final_status(p: Payment, base: Status, op: Operation, amount: int, r: ChannelResult) -> Status:
-    if r.outcome is Outcome.APPROVED:
-        if op is Operation.AUTHORIZE:
-            return Status.CAPTURED if p.auto_capture else Status.AUTHORIZED
-        if op is Operation.CAPTURE:
-            return Status.CAPTURED
-        if op is Operation.VOID:
-            return Status.VOIDED
+    if r.outcome is OUTCOME_APPROVED:
+        if op is OP_AUTHORIZE:
+            return STATUS_CAPTURED if p.auto_capture else STATUS_AUTHORIZED
+        if op is OP_CAPTURE:
+            return STATUS_CAPTURED
+        if op is OP_VOID:
+            return STATUS_VOIDED
         refunded = p.refunded + amount
-        return Status.REFUNDED if refunded >= p.captured else Status.PARTIALLY_REFUNDED
-    if op is Operation.AUTHORIZE:
+        return STATUS_REFUNDED if refunded >= p.captured else STATUS_PARTIALLY_REFUNDED
+    if op is OP_AUTHORIZE:
         # NOT_FOUND: the channel never received it, so nothing was charged.
-        return Status.DECLINED if r.outcome is Outcome.DECLINED else Status.FAILED
+        return STATUS_DECLINED if r.outcome is OUTCOME_DECLINED else STATUS_FAILED
     return base
 
 
 def _approved_amounts(
     p: Payment, op: Operation, amount: int, r: ChannelResult
 ) -> dict[str, object]:
-    if op is Operation.AUTHORIZE:
+    if op is OP_AUTHORIZE:
         value = r.approved_amount if r.approved_amount is not None else amount
         return {"authorized": value, "captured": value if p.auto_capture else 0}
-    if op is Operation.CAPTURE:
+    if op is OP_CAPTURE:
         return {"captured": amount}
-    if op is Operation.REFUND:
+    if op is OP_REFUND:
         return {"refunded": p.refunded + amount}
     return {}
 
 
 def _message(op: Operation, r: ChannelResult) -> str:
-    if r.outcome is Outcome.NOT_FOUND:
+    if r.outcome is OUTCOME_NOT_FOUND:
         return f"the channel has no record of the {op.name.lower()}; nothing was done"
-    if r.outcome is Outcome.DECLINED:
+    if r.outcome is OUTCOME_DECLINED:
         return r.message or f"the channel declined the {op.name.lower()}"
     return ""
 
@@ -194,10 +217,10 @@ def _refunds(
     p: Payment, reference: str, amount: int, reason: str, r: ChannelResult, now_ms: int
 ) -> tuple[RefundRecord, ...]:
     status = {
-        Outcome.APPROVED: Status.REFUNDED,
-        Outcome.PENDING: Status.PENDING,
-        Outcome.DECLINED: Status.DECLINED,
-        Outcome.NOT_FOUND: Status.FAILED,
+        OUTCOME_APPROVED: STATUS_REFUNDED,
+        OUTCOME_PENDING: STATUS_PENDING,
+        OUTCOME_DECLINED: STATUS_DECLINED,
+        OUTCOME_NOT_FOUND: STATUS_FAILED,
     }[r.outcome]
     kept = [x for x in p.refunds if x.id != reference]
     earlier = next((x for x in p.refunds if x.id == reference), None)

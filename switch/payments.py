@@ -25,15 +25,23 @@ from switch.cards import Fingerprinter, Vault
 from switch.config import ChannelConfig, MerchantConfig
 from switch.metrics import Metrics
 from switch.model import (
+    METHOD_CARD,
+    OP_AUTHORIZE,
+    OP_CAPTURE,
+    OP_REFUND,
+    OP_VOID,
+    OUTCOME_APPROVED,
+    OUTCOME_DECLINED,
+    OUTCOME_NOT_FOUND,
+    REVIEW_FORWARDED,
+    REVIEW_HELD,
+    RISK_ALLOW,
+    RISK_REJECT,
+    STATUS_PENDING,
     ChannelResult,
-    MethodType,
     Operation,
-    Outcome,
     Payment,
-    ReviewState,
     Risk,
-    RiskDecision,
-    Status,
 )
 from switch.pool import NotSent, Pool, jitter, money
 from switch.records import (
@@ -149,15 +157,15 @@ class PaymentService:
             amount=amount,
             currency=currency,
             method=summary,
-            card_prefix=method.card.number[:8] if summary.type is MethodType.CARD else "",
+            card_prefix=method.card.number[:8] if summary.type is METHOD_CARD else "",
         )
         pid = new_payment_id()
         t = now_ms()
-        ref = reference(merchant.id, pid, Operation.AUTHORIZE)
+        ref = reference(merchant.id, pid, OP_AUTHORIZE)
         payment = Payment(
             id=pid,
             merchant_id=merchant.id,
-            status=Status.PENDING,
+            status=STATUS_PENDING,
             currency=currency,
             amount=amount,
             auto_capture=auto_capture,
@@ -167,7 +175,7 @@ class PaymentService:
             update_ms=t,
             merchant_reference=merchant_reference,
             description=description,
-            pending_op=Operation.AUTHORIZE,
+            pending_op=OP_AUTHORIZE,
             pending_ref=ref,
             pending_amount=amount,
             busy=ref,
@@ -195,7 +203,7 @@ class PaymentService:
         if claimed.risk is not None:
             if claimed.risk != payment.risk:
                 payment = payment.evolve(risk=claimed.risk)
-            if claimed.risk.decision is not RiskDecision.ALLOW:
+            if claimed.risk.decision is not RISK_ALLOW:
                 return await self._shielded(self._hold_or_reject(payment, method), timing)
         request = ch.AuthorizeRequest(
             reference=ref,
@@ -229,7 +237,7 @@ class PaymentService:
         for i, name in enumerate(names):
             left = None if deadline_s is None else deadline_s - (time.monotonic() - started)
             try:
-                result = await self._send(name, Operation.AUTHORIZE, request, left, timing)
+                result = await self._send(name, OP_AUTHORIZE, request, left, timing)
             except NotSent as exc:
                 last = exc
                 log.warning(
@@ -239,7 +247,7 @@ class PaymentService:
                 if i + 1 < len(names):
                     payment = await self._hand_over(payment, names[i + 1], name)
                 continue
-            self.learn(name, Operation.AUTHORIZE, result)
+            self.learn(name, OP_AUTHORIZE, result)
             current = payment if payment.channel == name else payment.evolve(channel=name)
             if (
                 i + 1 < len(names)
@@ -253,7 +261,7 @@ class PaymentService:
                     request = with_reference(request, moved.pending_ref)
                     continue
             return await self._record(
-                current, Operation.AUTHORIZE, request.reference, payment.amount, result
+                current, OP_AUTHORIZE, request.reference, payment.amount, result
             )
         if declined is not None:
             return await self._declined_then_unreachable(payment, request.reference, *declined)
@@ -261,10 +269,10 @@ class PaymentService:
         # so the caller may retry with it.
         failed = lifecycle.settle(
             payment,
-            op=Operation.AUTHORIZE,
+            op=OP_AUTHORIZE,
             reference=request.reference,
             amount=payment.amount,
-            result=ChannelResult(outcome=Outcome.NOT_FOUND),
+            result=ChannelResult(outcome=OUTCOME_NOT_FOUND),
             now_ms=now_ms(),
         ).evolve(status_message="every channel was unreachable; nothing was sent or charged")
         await self._store.complete(
@@ -272,7 +280,7 @@ class PaymentService:
             after=failed,
             idempotency="release",
             idem_key=payment.pending_idem,
-            journal=journal_entry(failed, Operation.AUTHORIZE),
+            journal=journal_entry(failed, OP_AUTHORIZE),
         )
         raise errors.ChannelUnavailable(
             f"no channel could be reached ({last}); nothing was charged "
@@ -287,13 +295,13 @@ class PaymentService:
         risk = payment.risk
         assert risk is not None
         t = now_ms()
-        if risk.decision is RiskDecision.REJECT:
+        if risk.decision is RISK_REJECT:
             after = risk_declined(
                 payment, rule=risk.rule, message=f"rejected by the risk rule {risk.rule}", t=t
             ).evolve(channel="")
         else:
             after = payment.evolve(
-                risk=dataclasses.replace(risk, review=ReviewState.HELD),
+                risk=dataclasses.replace(risk, review=REVIEW_HELD),
                 vault=self._vault.seal(without_cvc(method), held_binding(payment)),
                 version=payment.version + 1,
                 update_ms=t,
@@ -304,31 +312,31 @@ class PaymentService:
             "risk rules stopped a payment",
             extra={"pid": payment.id, "decision": risk.decision.name, "rule": risk.rule},
         )
-        response = await self.persist(payment, after, Operation.AUTHORIZE, None)
+        response = await self.persist(payment, after, OP_AUTHORIZE, None)
         if response is None:
             current = await self._store.get(payment.merchant_id, payment.id)
-            return self._render(Operation.AUTHORIZE, current or after)
+            return self._render(OP_AUTHORIZE, current or after)
         return response
 
     async def forward_held(self, p: Payment) -> bool:
         """Send the authorization of a held payment an operator approved, and record its outcome.
         False when no channel could take it now (the caller tries again later)."""
         assert p.risk is not None
-        sent = p.evolve(risk=dataclasses.replace(p.risk, review=ReviewState.FORWARDED), vault="")
+        sent = p.evolve(risk=dataclasses.replace(p.risk, review=REVIEW_FORWARDED), vault="")
         plain = self._vault.open(p.vault, held_binding(p))
         if plain is None or p.channel not in self._timeouts:
             failed = lifecycle.settle(
                 sent,
-                op=Operation.AUTHORIZE,
+                op=OP_AUTHORIZE,
                 reference=p.pending_ref,
                 amount=p.amount,
-                result=ChannelResult(outcome=Outcome.NOT_FOUND),
+                result=ChannelResult(outcome=OUTCOME_NOT_FOUND),
                 now_ms=now_ms(),
             ).evolve(
                 status_message="the approved payment could not be sent (its instrument or "
                 "channel is gone); nothing was charged"
             )
-            await self.persist(sent, failed, Operation.AUTHORIZE, None)
+            await self.persist(sent, failed, OP_AUTHORIZE, None)
             return True
         request = ch.AuthorizeRequest(
             reference=p.pending_ref,
@@ -339,10 +347,10 @@ class PaymentService:
             description=p.description,
         )
         try:
-            result = await self._send(p.channel, Operation.AUTHORIZE, request, None, Timing())
+            result = await self._send(p.channel, OP_AUTHORIZE, request, None, Timing())
         except NotSent:
             return False
-        await self._record(sent, Operation.AUTHORIZE, p.pending_ref, p.amount, result)
+        await self._record(sent, OP_AUTHORIZE, p.pending_ref, p.amount, result)
         return True
 
     async def _hand_over(self, p: Payment, to: str, unreachable: str) -> Payment:
@@ -383,7 +391,7 @@ class PaymentService:
                 after=moved,
                 idempotency="none",
                 pending_at_ms=t + self._store.in_flight_grace_ms,
-                journal=journal_entry(declined, Operation.AUTHORIZE, result.latency_us),
+                journal=journal_entry(declined, OP_AUTHORIZE, result.latency_us),
             )
         except errors.StoreUnavailable:
             return None
@@ -405,21 +413,21 @@ class PaymentService:
             p, ref=ref, declined_on=declined_on.channel, result=result, now_ms=now_ms()
         )
         response = await self.persist(
-            p, final, Operation.AUTHORIZE, None, journal=journal_entry(unsent, Operation.AUTHORIZE)
+            p, final, OP_AUTHORIZE, None, journal=journal_entry(unsent, OP_AUTHORIZE)
         )
         if response is None:
             current = await self._store.get(p.merchant_id, p.id)
-            return self._render(Operation.AUTHORIZE, current or final)
+            return self._render(OP_AUTHORIZE, current or final)
         return response
 
     def learn(self, channel: str, op: Operation, result: ChannelResult) -> None:
         """Count a channel's known answer to an authorization toward its approval rate."""
         if (
-            op is Operation.AUTHORIZE
+            op is OP_AUTHORIZE
             and self._record_outcome is not None
-            and result.outcome in (Outcome.APPROVED, Outcome.DECLINED)
+            and result.outcome in (OUTCOME_APPROVED, OUTCOME_DECLINED)
         ):
-            self._record_outcome(channel, result.outcome is Outcome.APPROVED)
+            self._record_outcome(channel, result.outcome is OUTCOME_APPROVED)
 
     # --- capture, void, refund ------------------------------------------------------------
 
@@ -478,14 +486,14 @@ class PaymentService:
         caps = client.capabilities if client else None
         if caps is None:
             return ""
-        if op is Operation.CAPTURE and value < p.authorized and not caps.partial_capture:
+        if op is OP_CAPTURE and value < p.authorized and not caps.partial_capture:
             return f"channel {p.channel} does not support partial capture"
-        if op is Operation.VOID and not caps.void:
+        if op is OP_VOID and not caps.void:
             return f"channel {p.channel} does not support voids"
-        if op is Operation.REFUND and not caps.refund:
+        if op is OP_REFUND and not caps.refund:
             return f"channel {p.channel} does not support refunds"
         if (
-            op is Operation.REFUND
+            op is OP_REFUND
             and (value < p.captured - p.refunded or p.refunded)
             and not caps.partial_refund
         ):
@@ -502,9 +510,9 @@ class PaymentService:
             "upstream_reference": p.upstream_reference,
             "amount": money(value, p.currency),
         }
-        if op is Operation.CAPTURE:
+        if op is OP_CAPTURE:
             return ch.CaptureRequest(**common, authorized_amount=money(p.authorized, p.currency))
-        if op is Operation.VOID:
+        if op is OP_VOID:
             return ch.VoidRequest(**common)
         return ch.RefundRequest(
             **common, captured_amount=money(p.captured, p.currency), reason=reason
@@ -620,7 +628,7 @@ class PaymentService:
             now_ms=now_ms(),
             reason=reason,
         )
-        pending_at = after.update_ms + self._backoff_ms if after.status is Status.PENDING else None
+        pending_at = after.update_ms + self._backoff_ms if after.status is STATUS_PENDING else None
         response = await self.persist(payment, after, op, pending_at, result.latency_us)
         if response is None:
             # A resolver recorded an outcome first (an event or the reconciler): that one stands.

@@ -31,7 +31,19 @@ from switch.breaker import Breaker, BreakerState
 from switch.config import ChannelConfig
 from switch.link import ExchangeLink, LinkBroken
 from switch.metrics import Metrics
-from switch.model import ChannelResult, Decline, MethodType, Operation, Outcome
+from switch.model import (
+    OP_AUTHORIZE,
+    OP_CAPTURE,
+    OP_REFUND,
+    OP_VOID,
+    OUTCOME_DECLINED,
+    OUTCOME_PENDING,
+    ChannelResult,
+    Decline,
+    MethodType,
+    Operation,
+    Outcome,
+)
 from switch.routeconfig import BreakerConfig
 
 log = logging.getLogger("payswitch.pool")
@@ -360,18 +372,18 @@ class Pool:
 
 
 _METHODS: dict[Operation, Callable[[ch_grpc.ChannelServiceStub], Any]] = {
-    Operation.AUTHORIZE: lambda s: s.Authorize,
-    Operation.CAPTURE: lambda s: s.Capture,
-    Operation.VOID: lambda s: s.Void,
-    Operation.REFUND: lambda s: s.Refund,
+    OP_AUTHORIZE: lambda s: s.Authorize,
+    OP_CAPTURE: lambda s: s.Capture,
+    OP_VOID: lambda s: s.Void,
+    OP_REFUND: lambda s: s.Refund,
 }
 
 
 _KINDS = {
-    Operation.AUTHORIZE: "authorize",
-    Operation.CAPTURE: "capture",
-    Operation.VOID: "void",
-    Operation.REFUND: "refund",
+    OP_AUTHORIZE: "authorize",
+    OP_CAPTURE: "capture",
+    OP_VOID: "void",
+    OP_REFUND: "refund",
 }
 
 
@@ -392,7 +404,7 @@ def _socket_target(advertised: str, endpoint: str) -> str:
 
 def _unknown(ep: Endpoint, message: str) -> ChannelResult:
     ep.breaker.failure()
-    return ChannelResult(outcome=Outcome.PENDING, message=message)
+    return ChannelResult(outcome=OUTCOME_PENDING, message=message)
 
 
 def _never_sent(exc: grpc.aio.AioRpcError) -> str:
@@ -434,11 +446,11 @@ _OUTCOMES = {o.value: o for o in Outcome}
 
 
 def result_from_proto(r: ch.OperationResult) -> ChannelResult:
-    outcome = _OUTCOMES.get(r.status, Outcome.PENDING)
+    outcome = _OUTCOMES.get(r.status, OUTCOME_PENDING)
     return ChannelResult(
         outcome=outcome,
         decline=Decline(code=r.decline_code, raw_code=r.raw_code, message=r.message)
-        if outcome is Outcome.DECLINED
+        if outcome is OUTCOME_DECLINED
         else None,
         message=r.message,
         upstream_reference=r.upstream_reference,

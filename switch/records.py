@@ -14,15 +14,18 @@ from payswitch.common.v1 import decline_code_pb2, payment_method_pb2
 from switch import lifecycle
 from switch.cards import Fingerprinter
 from switch.model import (
+    METHOD_ALIPAY,
+    METHOD_CARD,
+    METHOD_WECHAT_PAY,
+    OP_AUTHORIZE,
+    OUTCOME_DECLINED,
+    REVIEW_REJECTED,
+    STATUS_DECLINED,
     ChannelResult,
     Decline,
     MethodSummary,
-    MethodType,
     Operation,
-    Outcome,
     Payment,
-    ReviewState,
-    Status,
 )
 
 # Payment ids must be unique, not secret (every read is checked against the caller's merchant),
@@ -45,7 +48,7 @@ def new_payment_id() -> str:
 
 def reference(merchant: str, payment_id: str, op: Operation) -> str:
     """The channel reference of an operation: merchant and payment recoverable from it."""
-    if op is Operation.AUTHORIZE:
+    if op is OP_AUTHORIZE:
         return f"{merchant}-{payment_id}"
     return f"{merchant}-{payment_id}-{op.name[0].lower()}{secrets.token_hex(4)}"
 
@@ -53,9 +56,9 @@ def reference(merchant: str, payment_id: str, op: Operation) -> str:
 def authorize_reference(p: Payment) -> str:
     """The reference the payment's authorization went under (a cascade gives it a new one)."""
     for e in reversed(p.events):
-        if e.operation is Operation.AUTHORIZE:
+        if e.operation is OP_AUTHORIZE:
             return e.reference
-    return reference(p.merchant_id, p.id, Operation.AUTHORIZE)
+    return reference(p.merchant_id, p.id, OP_AUTHORIZE)
 
 
 def with_reference(request: ch.AuthorizeRequest, ref: str) -> ch.AuthorizeRequest:
@@ -93,7 +96,7 @@ def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> d
         "ver": str(p.version),
         "t": str(p.update_ms),
     }
-    if p.decline is not None and p.status is Status.DECLINED:
+    if p.decline is not None and p.status is STATUS_DECLINED:
         entry["decline"] = str(p.decline.code)
     if latency_us is not None:
         entry["lat_us"] = str(latency_us)  # the channel call's time, for per-channel latency
@@ -113,7 +116,7 @@ def review_rejected(p: Payment, *, why: str, t: int) -> Payment:
     """A payment held for risk review, rejected (by an operator, or because nobody decided in
     time): DECLINED RISK_REJECTED under the rule that held it, its sealed instrument dropped."""
     assert p.risk is not None
-    risk = dataclasses.replace(p.risk, review=ReviewState.REJECTED)
+    risk = dataclasses.replace(p.risk, review=REVIEW_REJECTED)
     message = f"{why} (held by the rule {p.risk.rule})"
     return risk_declined(p, rule=p.risk.rule, message=message, t=t).evolve(risk=risk, channel="")
 
@@ -142,10 +145,10 @@ def risk_declined(p: Payment, *, rule: str, message: str, t: int) -> Payment:
     )
     return lifecycle.settle(
         p,
-        op=Operation.AUTHORIZE,
-        reference=p.pending_ref or reference(p.merchant_id, p.id, Operation.AUTHORIZE),
+        op=OP_AUTHORIZE,
+        reference=p.pending_ref or reference(p.merchant_id, p.id, OP_AUTHORIZE),
         amount=p.amount,
-        result=ChannelResult(outcome=Outcome.DECLINED, decline=decline, message=message),
+        result=ChannelResult(outcome=OUTCOME_DECLINED, decline=decline, message=message),
         now_ms=t,
     ).evolve(status_message=message, vault="")
 
@@ -157,7 +160,7 @@ def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter)
         c = pm.card
         number = c.number  # each read of a protobuf field makes a new string: read once
         return MethodSummary(
-            type=MethodType.CARD,
+            type=METHOD_CARD,
             card_bin=number[:6],
             card_last4=number[-4:],
             expiry_month=c.expiry_month,
@@ -166,6 +169,6 @@ def summarize(pm: payment_method_pb2.PaymentMethod, fingerprints: Fingerprinter)
         )
     wallet = pm.alipay if which == "alipay" else pm.wechat_pay
     return MethodSummary(
-        type=MethodType.ALIPAY if which == "alipay" else MethodType.WECHAT_PAY,
+        type=METHOD_ALIPAY if which == "alipay" else METHOD_WECHAT_PAY,
         fingerprint=fingerprints.wallet_buyer(auth_code=wallet.auth_code, buyer_id=wallet.buyer_id),
     )

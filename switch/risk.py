@@ -15,7 +15,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from switch.model import MethodSummary, MethodType, RiskDecision
+from switch.model import (
+    METHOD_CARD,
+    RISK_ALLOW,
+    RISK_REJECT,
+    MethodSummary,
+    RiskDecision,
+)
 from switch.riskconfig import VELOCITY_BUCKETS, RiskConfig
 
 # The rule names a block-list hit is recorded under.
@@ -90,7 +96,7 @@ class Check:
     keys: tuple[str, ...] = ()
 
 
-ALLOW = Check(RiskDecision.ALLOW)
+ALLOW = Check(RISK_ALLOW)
 
 
 def velocity_key(merchant: str, rule: str, identity: str) -> str:
@@ -129,17 +135,17 @@ class RiskEngine:
     ) -> Check:
         """The verdict from memory and the counting the claim script is to do."""
         cfg, blocks = self._cfg, self.blocks
-        card = method.type is MethodType.CARD
+        card = method.type is METHOD_CARD
         fp = method.fingerprint
         if card and fp in blocks.cards:
-            return Check(RiskDecision.REJECT, BLOCKED_CARD, _spec(amount, "REJECT", BLOCKED_CARD))
+            return Check(RISK_REJECT, BLOCKED_CARD, _spec(amount, "REJECT", BLOCKED_CARD))
         if card and blocks.bins.by_length and blocks.bins.blocked(card_prefix):
-            return Check(RiskDecision.REJECT, BLOCKED_BIN, _spec(amount, "REJECT", BLOCKED_BIN))
+            return Check(RISK_REJECT, BLOCKED_BIN, _spec(amount, "REJECT", BLOCKED_BIN))
         if not card and fp in blocks.buyers:
-            return Check(RiskDecision.REJECT, BLOCKED_BUYER, _spec(amount, "REJECT", BLOCKED_BUYER))
+            return Check(RISK_REJECT, BLOCKED_BUYER, _spec(amount, "REJECT", BLOCKED_BUYER))
         if cfg.empty:
             return ALLOW
-        decision, rule = RiskDecision.ALLOW, ""
+        decision, rule = RISK_ALLOW, ""
         for lim in cfg.amount_limits:
             if (
                 amount > lim.max_amount_minor
@@ -149,7 +155,7 @@ class RiskEngine:
                 found = RiskDecision[lim.action.upper()]
                 if found.value > decision.value:
                     decision, rule = found, lim.name
-        if decision is RiskDecision.REJECT:
+        if decision is RISK_REJECT:
             return Check(decision, rule, _spec(amount, "REJECT", rule))
         keys: list[str] = []
         windows: list[list[object]] = []

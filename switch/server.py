@@ -25,7 +25,18 @@ from payswitch.gateway.v1 import payment_pb2
 from switch import errors, validation, wire
 from switch.config import MerchantConfig
 from switch.metrics import Metrics
-from switch.model import Decline, Operation, Payment, ReviewState, Status
+from switch.model import (
+    OP_AUTHORIZE,
+    OP_CAPTURE,
+    OP_REFUND,
+    OP_VOID,
+    REVIEW_APPROVED,
+    REVIEW_HELD,
+    STATUS_PENDING,
+    Decline,
+    Operation,
+    Payment,
+)
 from switch.payments import PaymentService, Timing
 from switch.store import Store
 from switch.watch import WatchHub
@@ -85,7 +96,7 @@ def _payment_fields(p: Payment) -> Fields:
         "authorization_code": p.authorization_code,
         "decline": _decline(p.decline),
         "pending_operation": p.pending_op._value_
-        if p.status is Status.PENDING and p.pending_op
+        if p.status is STATUS_PENDING and p.pending_op
         else 0,
         "create_time": _ts(p.create_ms),
         "update_time": _ts(p.update_ms),
@@ -101,8 +112,8 @@ def _payment_fields(p: Payment) -> Fields:
         if risk.review is not None:
             assessment["review"] = risk.review._value_
         fields["risk"] = assessment
-    if p.status is Status.PENDING:
-        held = p.risk is not None and p.risk.review in (ReviewState.HELD, ReviewState.APPROVED)
+    if p.status is STATUS_PENDING:
+        held = p.risk is not None and p.risk.review in (REVIEW_HELD, REVIEW_APPROVED)
         fields["pending_reason"] = (
             payment_pb2.PENDING_REASON_RISK_REVIEW
             if held
@@ -142,11 +153,11 @@ def payment_proto(p: Payment) -> payment_pb2.Payment:
 def render(op: Operation, p: Payment) -> bytes:
     """The serialized response of the RPC that `op` came from, as idempotent replays send it."""
     payment = _payment_fields(p)
-    if op is Operation.AUTHORIZE:
+    if op is OP_AUTHORIZE:
         return gw.AuthorizeResponse(payment=payment).SerializeToString()  # type: ignore[arg-type]
-    if op is Operation.CAPTURE:
+    if op is OP_CAPTURE:
         return gw.CaptureResponse(payment=payment).SerializeToString()  # type: ignore[arg-type]
-    if op is Operation.VOID:
+    if op is OP_VOID:
         return gw.VoidResponse(payment=payment).SerializeToString()  # type: ignore[arg-type]
     # The refund this response is about is the one the payment's latest event recorded.
     latest = p.events[-1].reference if p.events else ""
@@ -287,15 +298,13 @@ class GatewayServicer:
     ) -> bytes:
         validation.capture(request, max_amount_minor=m.max_amount_minor)
         amount = request.amount if request.HasField("amount") else None
-        return await self._follow_up(Operation.CAPTURE, m, request, amount, "", deadline_s, timing)
+        return await self._follow_up(OP_CAPTURE, m, request, amount, "", deadline_s, timing)
 
     async def _void(
         self, m: MerchantConfig, request: gw.VoidRequest, deadline_s: float | None, timing: Timing
     ) -> bytes:
         validation.void(request)
-        return await self._follow_up(
-            Operation.VOID, m, request, None, request.reason, deadline_s, timing
-        )
+        return await self._follow_up(OP_VOID, m, request, None, request.reason, deadline_s, timing)
 
     async def _refund(
         self, m: MerchantConfig, request: gw.RefundRequest, deadline_s: float | None, timing: Timing
@@ -303,7 +312,7 @@ class GatewayServicer:
         validation.refund(request, max_amount_minor=m.max_amount_minor)
         amount = request.amount if request.HasField("amount") else None
         return await self._follow_up(
-            Operation.REFUND, m, request, amount, request.reason, deadline_s, timing
+            OP_REFUND, m, request, amount, request.reason, deadline_s, timing
         )
 
     async def _follow_up(
@@ -496,7 +505,7 @@ class GatewayServicer:
                 p = await self._get(m, request.payment_id)
                 yield gw.WatchPaymentResponse(payment=payment_proto(p))
                 last = p.version
-                while p.status is Status.PENDING or p.busy:
+                while p.status is STATUS_PENDING or p.busy:
                     # A timeout is a safety net: look again even without a signal.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.get(), _WATCH_POLL_S)

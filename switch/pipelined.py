@@ -30,6 +30,7 @@ import urllib.parse
 from typing import Any, Protocol
 
 import hiredis
+import orjson
 
 
 class ReplyError(Exception):
@@ -40,18 +41,19 @@ class ReplyError(Exception):
 # anyone else, so a batch is kept short (a payment's claim runs ~30-40 us inside Redis).
 MAX_BATCH = 32
 
-# The wrapper around a batched script's body. ARGV[1] is the number of calls n, ARGV[2..2n+1]
-# each call's number of keys and of arguments, then every call's arguments in order; KEYS is
-# every call's keys in order. A call that raises gives an error reply in its place only.
+# The wrapper around a batched script's body. ARGV[1] is a JSON array of each call's number of
+# keys and of arguments, in pairs (one argument, where two per call cost hiredis a formatted
+# length each), then every call's arguments in order; KEYS is every call's keys in order. A
+# call that raises gives an error reply in its place only.
 _BATCH_WRAPPER = """\
 local function one(KEYS, ARGV)
 %s
 end
-local n = tonumber(ARGV[1])
+local counts = cjson.decode(ARGV[1])
 local out = {}
-local k, a = 0, 1 + 2 * n
-for i = 1, n do
-  local nk, na = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+local k, a = 0, 1
+for i = 1, #counts / 2 do
+  local nk, na = counts[2 * i - 1], counts[2 * i]
   local keys, args = {}, {}
   for j = 1, nk do keys[j] = KEYS[k + j] end
   for j = 1, na do args[j] = ARGV[a + j] end
@@ -293,7 +295,7 @@ class PipelinedRedis:
             for start in range(0, len(calls), MAX_BATCH):
                 chunk = calls[start : start + MAX_BATCH]
                 if len(chunk) > 1:
-                    counts: list[Any] = [len(chunk)]
+                    counts: list[int] = []
                     all_keys: list[Any] = []
                     all_args: list[Any] = []
                     for keys, args, _ in chunk:
@@ -301,7 +303,14 @@ class PipelinedRedis:
                         all_keys += keys
                         all_args += args
                     wrapper = self._wrappers[sha]
-                    command = ["EVALSHA", wrapper, len(all_keys), *all_keys, *counts, *all_args]
+                    command = [
+                        "EVALSHA",
+                        wrapper,
+                        len(all_keys),
+                        *all_keys,
+                        orjson.dumps(counts),
+                        *all_args,
+                    ]
                     try:
                         packed = hiredis.pack_command(tuple(command))
                     except (TypeError, ValueError):

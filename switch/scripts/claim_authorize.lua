@@ -6,37 +6,37 @@
 -- KEYS[4] merchant GCRA key  KEYS[5..4+n] one GCRA key per candidate channel, in route order
 -- KEYS[5+n] the merchant's risk review zset, then the risk spec's keys: one hash per velocity
 -- window, then (with the anomaly rule) the instrument's and the merchant's average hashes
--- ARGV[1] request fingerprint   ARGV[2] idempotency TTL s   ARGV[3] payment TTL s
--- ARGV[4] in-flight grace ms    ARGV[5] merchant emission interval us   ARGV[6] merchant tau us
--- ARGV[7] payment id   ARGV[8] candidate count n, then n triples (name, emission interval us,
--- tau us; 0 = no limit)
--- then the payment's hash fields as one JSON object of name: value (all strings),
--- then the risk spec (JSON, '' = no rules; see switch/risk.py): amount 'amt', the in-memory
--- decision 'd' and rule 'r', velocity windows 'v' (window ms, bucket ms, max count, max amount,
--- action, rule), the anomaly rule 'a' (threshold in thousandths, min history, alpha, action,
--- memory s, rule).
+-- ARGV[1] one JSON array of the arguments (see switch/store.py): [1] request fingerprint
+-- [2] idempotency TTL s   [3] payment TTL s   [4] in-flight grace ms   [5] merchant emission
+-- interval us   [6] merchant tau us   [7] payment id   [8] candidate count n, then n triples
+-- (name, emission interval us, tau us; 0 = no limit), then the payment's hash fields as an
+-- object of name: value (all strings), then the risk spec (an object, or '' = no rules; see
+-- switch/risk.py): amount 'amt', the in-memory decision 'd' and rule 'r', velocity windows 'v'
+-- (window ms, bucket ms, max count, max amount, action, rule), the anomaly rule 'a' (threshold
+-- in thousandths, min history, alpha, action, memory s, rule).
 -- Returns {'new', index, decision, rule, score in thousandths}, {'replay', response},
 -- {'in_progress', payment id}, {'reused'}, or {'limited', scope, retry after us, channel name}.
 -- A REJECT decision counts nothing; REVIEW counts the velocity windows but leaves the averages
 -- alone (a held amount is no pattern yet), and holds the payment in the review zset instead of
 -- the pending zset.
--- A JSON object of name: value strings as HSET's or XADD's name, value, name, value... (the
+-- An object of name: value strings as HSET's or XADD's name, value, name, value... (the
 -- switch sends objects: flattening them here costs Redis less than it cost the switch).
-local function flat(json)
+local function flat(object)
   local out = {}
-  for k, v in pairs(cjson.decode(json)) do
+  for k, v in pairs(object) do
     out[#out + 1] = k
     out[#out + 1] = v
   end
   return out
 end
 
+local A = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local idem = redis.call('HMGET', KEYS[1], 'fp', 'state', 'resp', 'pid')
 if idem[1] then
-  if idem[1] ~= ARGV[1] then return {'reused'} end
+  if idem[1] ~= A[1] then return {'reused'} end
   if idem[2] == 'done' then return {'replay', idem[3]} end
   return {'in_progress', idem[4]}
 end
@@ -50,28 +50,27 @@ local function gcra(key, interval, tau)
   return new_tat, 0
 end
 
-local m_tat, m_wait = gcra(KEYS[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
+local m_tat, m_wait = gcra(KEYS[4], tonumber(A[5]), tonumber(A[6]))
 if not m_tat then return {'limited', 'merchant', m_wait, ''} end
 
-local n = tonumber(ARGV[8])
+local n = tonumber(A[8])
 local chosen, c_tat, best_wait = nil, nil, nil
 for i = 1, n do
   local base = 8 + (i - 1) * 3
-  local interval = tonumber(ARGV[base + 2])
+  local interval = tonumber(A[base + 2])
   if interval == 0 then chosen = i break end
-  local tat, wait = gcra(KEYS[4 + i], interval, tonumber(ARGV[base + 3]))
+  local tat, wait = gcra(KEYS[4 + i], interval, tonumber(A[base + 3]))
   if tat then chosen, c_tat = i, tat break end
   if not best_wait or wait < best_wait then best_wait = wait end
 end
-if not chosen then return {'limited', 'channel', best_wait, ARGV[9]} end
+if not chosen then return {'limited', 'channel', best_wait, A[9]} end
 
 local now_ms = math.floor(now / 1000)
 local rank = {ALLOW = 1, REVIEW = 2, REJECT = 3}
 local decision, rule, score = 'ALLOW', '', 0
-local spec_text = ARGV[10 + n * 3]
+local spec = A[10 + n * 3]
 local windows, averages = {}, {}
-if spec_text and spec_text ~= '' then
-  local spec = cjson.decode(spec_text)
+if type(spec) == 'table' then
   decision, rule = spec.d, spec.r
   local function worse(d, r)
     if rank[d] > rank[decision] then decision, rule = d, r end
@@ -143,20 +142,21 @@ redis.call('SET', KEYS[4], m_tat, 'PX', math.floor((m_tat - now) / 1000) + 1000)
 if c_tat and decision ~= 'REJECT' then
   redis.call('SET', KEYS[4 + chosen], c_tat, 'PX', math.floor((c_tat - now) / 1000) + 1000)
 end
-local pid = ARGV[7]
-local fields = flat(ARGV[9 + n * 3])
-fields[#fields + 1] = 'channel'
-fields[#fields + 1] = ARGV[6 + chosen * 3]
+local pid = A[7]
+local fields = flat(A[9 + n * 3])
+-- The chosen channel and the final risk verdict: HSET's later pairs win over the earlier ones.
+for _, v in ipairs({'channel', A[6 + chosen * 3], 'rdec', decision, 'rrule', rule, 'rscore', score}) do
+  fields[#fields + 1] = v
+end
 redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('HSET', KEYS[2], 'rdec', decision, 'rrule', rule, 'rscore', score)
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'running', 'pid', pid, 't', now_ms)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[2], tonumber(A[3]))
+redis.call('HSET', KEYS[1], 'fp', A[1], 'state', 'running', 'pid', pid, 't', now_ms)
+redis.call('EXPIRE', KEYS[1], tonumber(A[2]))
 if decision == 'REVIEW' then
   -- Held, not sent: no reconciler looks at it until an operator approves it.
   redis.call('HSET', KEYS[2], 'rrev', 'HELD')
   redis.call('ZADD', KEYS[5 + n], now_ms, pid)
 else
-  redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[4]), pid)
+  redis.call('ZADD', KEYS[3], now_ms + tonumber(A[4]), pid)
 end
 return {'new', chosen, decision, rule, score}

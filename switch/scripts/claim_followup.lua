@@ -4,23 +4,24 @@
 --
 -- KEYS[1] idempotency hash   KEYS[2] payment hash   KEYS[3] pending zset
 -- KEYS[4] merchant GCRA key
--- ARGV[1] fingerprint   ARGV[2] idempotency TTL s   ARGV[3] in-flight grace ms
--- ARGV[4] merchant emission interval us   ARGV[5] merchant tau us
--- ARGV[6] channel-limit count n, ARGV[7] unused
--- ARGV[8] operation (CAPTURE, VOID, REFUND)   ARGV[9] amount ('' = default)
--- ARGV[10] currency ('' = not given)   ARGV[11] operation reference   ARGV[12] payment id
--- ARGV[13..] n triples (channel name, emission interval us, tau us) of the channels with limits.
+-- ARGV[1] one JSON array of the arguments (see switch/store.py): [1] fingerprint
+-- [2] idempotency TTL s   [3] in-flight grace ms   [4] merchant emission interval us
+-- [5] merchant tau us   [6] channel-limit count n   [7] unused   [8] operation (CAPTURE, VOID,
+-- REFUND)   [9] amount ('' = default)   [10] currency ('' = not given)   [11] operation
+-- reference   [12] payment id   [13..] n triples (channel name, emission interval us, tau us)
+-- of the channels with limits.
 -- The payment's channel is known only here, so its limit key ('ps:{ch:NAME}:rl') is built here;
 -- like every channel-limit key it lives outside the merchant's slot (see switch/store.py).
 -- Returns {'new', amount, payment fields...}, {'replay', response}, {'in_progress', id},
 -- {'reused'}, {'not_found'}, {'currency', currency}, {'busy'}, {'state', status},
 -- {'amount', limit}, or {'limited', scope, retry after us, channel}.
+local A = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local idem = redis.call('HMGET', KEYS[1], 'fp', 'state', 'resp', 'pid')
 if idem[1] then
-  if idem[1] ~= ARGV[1] then return {'reused'} end
+  if idem[1] ~= A[1] then return {'reused'} end
   if idem[2] == 'done' then return {'replay', idem[3]} end
   return {'in_progress', idem[4]}
 end
@@ -28,22 +29,22 @@ end
 local p = redis.call('HMGET', KEYS[2], 'status', 'cur', 'authorized', 'captured', 'refunded', 'busy', 'channel')
 local status = p[1]
 if not status then return {'not_found'} end
-if ARGV[10] ~= '' and ARGV[10] ~= p[2] then return {'currency', p[2]} end
+if A[10] ~= '' and A[10] ~= p[2] then return {'currency', p[2]} end
 if (p[6] and p[6] ~= '') or status == 'PENDING' then return {'busy'} end
 
-local op = ARGV[8]
+local op = A[8]
 local amount
 if op == 'CAPTURE' or op == 'VOID' then
   if status ~= 'AUTHORIZED' then return {'state', status} end
   local authorized = tonumber(p[3])
   amount = authorized
-  if op == 'CAPTURE' and ARGV[9] ~= '' then amount = tonumber(ARGV[9]) end
+  if op == 'CAPTURE' and A[9] ~= '' then amount = tonumber(A[9]) end
   if amount > authorized then return {'amount', authorized} end
 else
   if status ~= 'CAPTURED' and status ~= 'PARTIALLY_REFUNDED' then return {'state', status} end
   local left = tonumber(p[4]) - tonumber(p[5])
   amount = left
-  if ARGV[9] ~= '' then amount = tonumber(ARGV[9]) end
+  if A[9] ~= '' then amount = tonumber(A[9]) end
   if amount > left then return {'amount', left} end
 end
 
@@ -56,15 +57,15 @@ local function gcra(key, interval, tau)
   return new_tat, 0
 end
 
-local m_tat, m_wait = gcra(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
+local m_tat, m_wait = gcra(KEYS[4], tonumber(A[4]), tonumber(A[5]))
 if not m_tat then return {'limited', 'merchant', m_wait, ''} end
 local c_tat, c_key = nil, nil
-for i = 0, tonumber(ARGV[6]) - 1 do
+for i = 0, tonumber(A[6]) - 1 do
   local base = 13 + i * 3
-  if ARGV[base] == p[7] then
+  if A[base] == p[7] then
     local wait
     c_key = 'ps:{ch:' .. p[7] .. '}:rl'
-    c_tat, wait = gcra(c_key, tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]))
+    c_tat, wait = gcra(c_key, tonumber(A[base + 1]), tonumber(A[base + 2]))
     if not c_tat then return {'limited', 'channel', wait, p[7]} end
   end
 end
@@ -72,10 +73,10 @@ redis.call('SET', KEYS[4], m_tat, 'PX', math.floor((m_tat - now) / 1000) + 1000)
 if c_tat then redis.call('SET', c_key, c_tat, 'PX', math.floor((c_tat - now) / 1000) + 1000) end
 
 local now_ms = math.floor(now / 1000)
-redis.call('HSET', KEYS[2], 'busy', ARGV[11], 'pop', op, 'pref', ARGV[11], 'pamt', amount, 'pidem', KEYS[1])
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'running', 'pid', ARGV[12], 't', now_ms)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[3]), ARGV[12])
+redis.call('HSET', KEYS[2], 'busy', A[11], 'pop', op, 'pref', A[11], 'pamt', amount, 'pidem', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', A[1], 'state', 'running', 'pid', A[12], 't', now_ms)
+redis.call('EXPIRE', KEYS[1], tonumber(A[2]))
+redis.call('ZADD', KEYS[3], now_ms + tonumber(A[3]), A[12])
 local out = {'new', amount}
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all do out[#out + 1] = all[i] end

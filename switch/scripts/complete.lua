@@ -4,46 +4,47 @@
 --
 -- KEYS[1] payment hash   KEYS[2] idempotency hash (or the payment key when there is none)
 -- KEYS[3] journal stream   KEYS[4] pending zset
--- ARGV[1] expected version   ARGV[2] idempotency action: 'done', 'release' or 'none'
--- ARGV[3] stored response   ARGV[4] payment TTL s   ARGV[5] journal max length
--- ARGV[6] pending score ms (-1 = remove from pending)   ARGV[7] payment id
--- ARGV[8] the payment's fields, ARGV[9] the journal entry's fields: each a JSON object of
--- name: value (all strings), so a call is nine arguments, not sixty. An empty
--- journal object writes no journal entry.
--- A JSON object of name: value strings as HSET's or XADD's name, value, name, value... (the
+-- ARGV[1] one JSON array of the arguments (see switch/store.py): [1] expected version
+-- [2] idempotency action: 'done', 'release' or 'none'   [3] payment TTL s   [4] journal max
+-- length   [5] pending score ms (-1 = remove from pending)   [6] payment id   [7] the payment's
+-- fields and [8] the journal entry's fields, each an object of name: value (all strings). An
+-- empty journal object writes no journal entry.
+-- ARGV[2] the stored response (bytes, so not in the JSON).
+-- An object of name: value strings as HSET's or XADD's name, value, name, value... (the
 -- switch sends objects: flattening them here costs Redis less than it cost the switch).
-local function flat(json)
+local function flat(object)
   local out = {}
-  for k, v in pairs(cjson.decode(json)) do
+  for k, v in pairs(object) do
     out[#out + 1] = k
     out[#out + 1] = v
   end
   return out
 end
 
+local A = cjson.decode(ARGV[1])
 local ver = redis.call('HGET', KEYS[1], 'ver')
-if ver ~= ARGV[1] then return {0, ver or ''} end
+if ver ~= A[1] then return {0, ver or ''} end
 
-redis.call('HSET', KEYS[1], unpack(flat(ARGV[8])))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], unpack(flat(A[7])))
+redis.call('EXPIRE', KEYS[1], tonumber(A[3]))
 
-if ARGV[2] == 'done' then
+if A[2] == 'done' then
   -- Only a running key takes the response: a key already done keeps its first response.
   if redis.call('HGET', KEYS[2], 'state') == 'running' then
-    redis.call('HSET', KEYS[2], 'state', 'done', 'resp', ARGV[3])
+    redis.call('HSET', KEYS[2], 'state', 'done', 'resp', ARGV[2])
   end
-elseif ARGV[2] == 'release' then
+elseif A[2] == 'release' then
   redis.call('DEL', KEYS[2])
 end
 
-if tonumber(ARGV[6]) < 0 then
-  redis.call('ZREM', KEYS[4], ARGV[7])
+if tonumber(A[5]) < 0 then
+  redis.call('ZREM', KEYS[4], A[6])
 else
-  redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[7])
+  redis.call('ZADD', KEYS[4], tonumber(A[5]), A[6])
 end
 
-local entry = flat(ARGV[9])
+local entry = flat(A[8])
 if #entry > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', unpack(entry))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(A[4]), '*', unpack(entry))
 end
 return {1, ''}

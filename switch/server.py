@@ -8,6 +8,7 @@ spent on the request excluding channel calls, so load tests can separate the two
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -408,9 +409,12 @@ class GatewayServicer:
         except errors.SwitchError as exc:
             await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
             return
-        answers: asyncio.Queue[bytes | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        outbox = _Outbox(loop)
         running: set[asyncio.Task[None]] = set()
         refused: list[errors.SwitchError] = []
+        # Answers of StreamPaymentBatches go out as field 1 of a batch response each.
+        outer = batched
 
         async def one(req: gw.StreamPaymentsRequest) -> None:
             kind = req.WhichOneof("request")
@@ -425,22 +429,19 @@ class GatewayServicer:
                 operate = self._stream_ops[kind]
                 # This task is the request's own and no caller cancels it: no shield needed.
                 body = await operate(m, getattr(req, kind), None, Timing(cancellable=False))
-                answers.put_nowait(_frame(req.id, _STREAM_FIELDS[kind], body))
+                outbox.put(_frame(req.id, _STREAM_FIELDS[kind], body, outer))
             except errors.SwitchError as exc:
                 code = exc.code.name
-                answers.put_nowait(
-                    _frame(req.id, _STREAM_ERROR_FIELD, errors.to_status(exc).SerializeToString())
-                )
+                status = errors.to_status(exc).SerializeToString()
+                outbox.put(_frame(req.id, _STREAM_ERROR_FIELD, status, outer))
             except Exception:
                 code = "INTERNAL"
                 log.exception("unexpected failure", extra={"rpc": "StreamPayments"})
                 failure = errors.to_status(errors.SwitchError("internal error in the switch"))
-                answers.put_nowait(_frame(req.id, _STREAM_ERROR_FIELD, failure.SerializeToString()))
+                outbox.put(_frame(req.id, _STREAM_ERROR_FIELD, failure.SerializeToString(), outer))
             finally:
                 self._idle.end()
                 self._metrics.stream_request_done(kind or "none", code, time.perf_counter() - start)
-
-        loop = asyncio.get_running_loop()
 
         async def read() -> None:
             try:
@@ -454,23 +455,17 @@ class GatewayServicer:
             finally:
                 if running:
                     await asyncio.wait(list(running))
-                answers.put_nowait(None)
+                outbox.close()
 
         reader = asyncio.create_task(read())
         try:
-            while (answer := await answers.get()) is not None:
-                if not batched:
-                    yield answer
-                    continue
-                # Every answer ready now goes out in one message.
-                group = [answer]
-                while len(group) < MAX_STREAM_BATCH and not answers.empty():
-                    more = answers.get_nowait()
-                    if more is None:
-                        answers.put_nowait(None)
-                        break
-                    group.append(more)
-                yield b"".join(wire.field(1, a) for a in group)
+            # Every answer ready now goes out: in one message when batched.
+            while group := await outbox.take(MAX_STREAM_BATCH):
+                if batched:
+                    yield b"".join(group)
+                else:
+                    for answer in group:
+                        yield answer
         finally:
             reader.cancel()
             # Operations already claimed finish and are recorded even if the caller left.
@@ -540,15 +535,76 @@ _STREAM_ERROR_FIELD = 6
 MAX_STREAM_BATCH = 1000
 
 
-def _frame(request_id: int, field: int, payload: bytes) -> bytes:
-    """A serialized StreamPaymentsResponse around an already serialized answer.
+# Tags of StreamPaymentsResponse's fields, and of a batch response's field 1.
+_TAGS = {
+    number: wire.varint(number << 3 | 2)
+    for number in (1, *_STREAM_FIELDS.values(), _STREAM_ERROR_FIELD)
+}
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
+def _frame(request_id: int, field: int, payload: bytes, outer: bool) -> bytes:
+    """A serialized StreamPaymentsResponse around an already serialized answer; with `outer`,
+    as field 1 of a StreamPaymentBatchesResponse, ready to be joined with the others.
 
     Protobuf's wire format makes a message field its tag, its length and its bytes, so the
     stored answer is wrapped as it is rather than parsed into a message and serialized again.
-    A StreamPaymentBatchesResponse is the same again: each framed answer as its field 1.
+    Written out here, not with wire.field: this runs for every answer of a stream.
     """
-    head = wire.uint_field(1, request_id)
-    return head + wire.field(field, payload)
+    n = len(payload)
+    body = (
+        (b"\x08" + wire.varint(request_id) if request_id else b"")
+        + _TAGS[field]
+        + (_ONE_BYTE[n] if n < 0x80 else wire.varint(n))
+        + payload
+    )
+    if not outer:
+        return body
+    n = len(body)
+    return _TAGS[1] + (_ONE_BYTE[n] if n < 0x80 else wire.varint(n)) + body
+
+
+class _Outbox:
+    """The answers of a payments stream waiting to be written: a deque and one waiter. (An
+    asyncio.Queue does the same through several Python calls per answer, on both sides.)"""
+
+    __slots__ = ("_closed", "_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._items: collections.deque[bytes] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._loop = loop
+
+    def put(self, answer: bytes) -> None:
+        self._items.append(answer)
+        self._wake()
+
+    def close(self) -> None:
+        """No more answers: `take` returns what is left, then nothing."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def take(self, most: int) -> list[bytes]:
+        """Up to `most` answers, waiting for the first; empty once closed and drained."""
+        items = self._items
+        while not items:
+            if self._closed:
+                return []
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        if len(items) <= most:
+            group = list(items)
+            items.clear()
+            return group
+        return [items.popleft() for _ in range(most)]
 
 
 def _serialize(message: Any) -> bytes:

@@ -223,23 +223,32 @@ class Payment:
 
 
 def _fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
-    """Give a frozen, slotted dataclass an __init__ that sets its slots through their
-    descriptors, and return a function that copies an instance with changes the same way.
+    """Give a frozen, slotted dataclass a faster __init__, and return a function that copies an
+    instance with changes the same way.
 
     A frozen dataclass's generated __init__ sets each field with object.__setattr__, the
-    general path that looks the attribute up on the type every time: 5.4 us for the 33 fields
-    of a Payment, against 1.3 us for an unfrozen class. Calling each slot's own descriptor
-    setter skips the lookup (about 2.4 us per copy, 6.1 us before), and the instances stay as
-    frozen as they were: assignment still raises. Defaults must be plain values (no factories).
+    general path that looks the attribute up on the type every time (5.4 us for the 33 fields
+    of a Payment, against 1.3 us for an unfrozen class). Here an instance is built as a "twin":
+    a plain class with the very same slots, whose attributes the interpreter stores directly,
+    and then becomes the frozen class by assigning `__class__` (CPython allows it between two
+    classes of the same layout and slots). The instances stay as frozen as they were:
+    assignment still raises. Calling each slot descriptor's setter instead, as before, cost
+    32,000 instructions per Payment and 31,700 per copy, against 17,000 and 15,000 this way.
+    Defaults must be plain values (no factories).
     """
     fields = dataclasses.fields(cls)
     names = [f.name for f in fields]
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__slots__})
+    scope: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": cls,
+        "_twin": twin,
+        "_set": object.__setattr__,
+    }
     params = []
     for f in fields:
         if f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: a default factory is not supported here")
-        scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
         if f.default is dataclasses.MISSING:
             params.append(f.name)
         else:
@@ -247,12 +256,14 @@ def _fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
             params.append(f"{f.name}=_default_{f.name}")
     source = (
         f"def __init__(self, {', '.join(params)}):\n"
-        + "".join(f"    _set_{n}(self, {n})\n" for n in names)
-        + "def _evolve(self, changes):\n    new = _new(_cls)\n"
+        "    _set(self, '__class__', _twin)\n"
+        + "".join(f"    self.{n} = {n}\n" for n in names)
+        + "    self.__class__ = _cls\n"
+        + "def _evolve(self, changes):\n    new = _new(_twin)\n"
         + "".join(
-            f"    _set_{n}(new, changes[{n!r}] if {n!r} in changes else self.{n})\n" for n in names
+            f"    new.{n} = changes[{n!r}] if {n!r} in changes else self.{n}\n" for n in names
         )
-        + "    return new\n"
+        + "    new.__class__ = _cls\n    return new\n"
     )
     exec(source, scope)  # the source is built above from the class's own field names
     init = scope["__init__"]

@@ -45,6 +45,19 @@ def test_records_stay_frozen() -> None:
         p.status = Status.CAPTURED  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         ChannelResult(Outcome.APPROVED).outcome = Outcome.DECLINED  # type: ignore[misc]
+    # Copies and results are built as a plain twin class and then become the frozen one.
+    copied = p.evolve(version=4)
+    timed = ChannelResult(Outcome.APPROVED).timed(5)
+    assert (type(copied), type(timed), type(Event(Operation.VOID, Status.VOIDED, 1, "r", 2))) == (
+        Payment,
+        ChannelResult,
+        Event,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copied.version = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        timed.latency_us = 6  # type: ignore[misc]
+    assert hash(Decline(51, "51", "no")) == hash(Decline(51, "51", "no"))
 
 
 def test_defaults_and_required_fields_are_those_declared() -> None:

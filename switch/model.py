@@ -222,7 +222,7 @@ class Payment:
         return copy
 
 
-def _fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
+def fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
     """Give a frozen, slotted dataclass a faster __init__, and return a function that copies an
     instance with changes the same way.
 
@@ -272,11 +272,11 @@ def _fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
     return cast(Callable[[Any, dict[str, object]], Any], scope["_evolve"])
 
 
-_evolve_payment = _fast_frozen(Payment)
+_evolve_payment = fast_frozen(Payment)
 # The other records made on every payment get the same __init__.
-_evolve_result = _fast_frozen(ChannelResult)
+_evolve_result = fast_frozen(ChannelResult)
 for _cls in (Decline, Risk, MethodSummary, Event, RefundRecord):
-    _fast_frozen(_cls)
+    fast_frozen(_cls)
 _PAYMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
 _PAYMENT_FIELD_SET = frozenset(_PAYMENT_FIELDS)
 

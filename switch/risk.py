@@ -21,6 +21,7 @@ from switch.model import (
     RISK_REJECT,
     MethodSummary,
     RiskDecision,
+    fast_frozen,
 )
 from switch.riskconfig import VELOCITY_BUCKETS, RiskConfig
 
@@ -96,6 +97,7 @@ class Check:
     keys: tuple[str, ...] = ()
 
 
+fast_frozen(Check)  # one per payment under rules: built the way Payment is (see switch/model.py)
 ALLOW = Check(RISK_ALLOW)
 
 

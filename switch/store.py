@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from switch.errors import StoreUnavailable
-from switch.model import Payment, Risk, RiskDecision, from_hash, to_hash
+from switch.model import Payment, Risk, RiskDecision, fast_frozen, from_hash, to_hash
 from switch.pipelined import PipelinedRedis, ReplyError
 
 T = TypeVar("T")
@@ -62,6 +62,9 @@ class Claimed:
     channel: str = ""
     retry_after_ms: int = 0
     risk: Risk | None = None
+
+
+fast_frozen(Claimed)  # one per request: built the way Payment is (see switch/model.py)
 
 
 class Store:

@@ -269,6 +269,12 @@ def fast_frozen(cls: type[Any]) -> Callable[[Any, dict[str, object]], Any]:
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = init
+
+    def refuse_subclass(sub: type[Any], /, **kwargs: object) -> None:
+        # The built instance is given `cls` itself: a subclass's would silently lose its class.
+        raise TypeError(f"{cls.__name__} is built by fast_frozen and cannot be subclassed")
+
+    cls.__init_subclass__ = classmethod(refuse_subclass)  # type: ignore[assignment]
     return cast(Callable[[Any, dict[str, object]], Any], scope["_evolve"])
 
 

@@ -58,6 +58,9 @@ def test_records_stay_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         timed.latency_us = 6  # type: ignore[misc]
     assert hash(Decline(51, "51", "no")) == hash(Decline(51, "51", "no"))
+    # A subclass would be built as the base class: refused where it is declared.
+    with pytest.raises(TypeError, match="cannot be subclassed"):
+        type("Special", (Event,), {"__slots__": ()})
 
 
 def test_defaults_and_required_fields_are_those_declared() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from typing import Final
 
 from switch.routeconfig import BreakerConfig
 
@@ -21,6 +22,12 @@ class BreakerState(enum.Enum):
     HALF_OPEN = 1
     OPEN = 2
 
+
+# Module constants for the checks made on every call (ready, acquire, success): reading a
+# member from its class goes through EnumType.__getattr__ on Python 3.11 (see switch/model.py).
+CLOSED: Final = BreakerState.CLOSED
+HALF_OPEN: Final = BreakerState.HALF_OPEN
+OPEN: Final = BreakerState.OPEN
 
 OnChange = Callable[[BreakerState, BreakerState], None]
 
@@ -40,7 +47,7 @@ class Breaker:
         self._cfg = config
         self._clock = clock
         self._on_change = on_change
-        self.state = BreakerState.CLOSED
+        self.state = CLOSED
         self._failures = 0
         self._opened_at = 0.0
         self._trials = 0
@@ -51,20 +58,20 @@ class Breaker:
 
     def ready(self) -> bool:
         """Whether a call could go now (changes nothing)."""
-        if self.state is BreakerState.CLOSED:
+        if self.state is CLOSED:
             return True
-        if self.state is BreakerState.OPEN:
+        if self.state is OPEN:
             return self._cooled()
         return self._trials < self._cfg.half_open_trials
 
     def acquire(self) -> bool:
         """Take the right to make one call now; a half-open breaker hands out its trials."""
-        if self.state is BreakerState.CLOSED:
+        if self.state is CLOSED:
             return True
-        if self.state is BreakerState.OPEN:
+        if self.state is OPEN:
             if not self._cooled():
                 return False
-            self._move(BreakerState.HALF_OPEN)
+            self._move(HALF_OPEN)
         if self._trials >= self._cfg.half_open_trials:
             return False
         self._trials += 1
@@ -73,26 +80,22 @@ class Breaker:
     def success(self) -> None:
         """A call completed (approved, declined or an honest PENDING): the endpoint works."""
         self._failures = 0
-        if self.state is not BreakerState.CLOSED:
+        if self.state is not CLOSED:
             self._trials = 0
-            self._move(BreakerState.CLOSED)
+            self._move(CLOSED)
 
     def failure(self) -> None:
         """A call was not sent or its answer never came."""
-        if self.state is BreakerState.HALF_OPEN:
+        if self.state is HALF_OPEN:
             self._open()
             return
         self._failures += 1
-        if (
-            self.state is BreakerState.CLOSED
-            and self._cfg.failures
-            and self._failures >= self._cfg.failures
-        ):
+        if self.state is CLOSED and self._cfg.failures and self._failures >= self._cfg.failures:
             self._open()
 
     def remaining_s(self) -> float:
         """Seconds left of the cool-down of an open breaker (0 otherwise)."""
-        if self.state is not BreakerState.OPEN:
+        if self.state is not OPEN:
             return 0.0
         return max(0.0, self._opened_at + self._cfg.cooldown_ms / 1000 - self._clock())
 
@@ -103,7 +106,7 @@ class Breaker:
         self._opened_at = self._clock()
         self._trials = 0
         self._failures = 0
-        self._move(BreakerState.OPEN)
+        self._move(OPEN)
 
     def _move(self, to: BreakerState) -> None:
         was, self.state = self.state, to

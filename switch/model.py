@@ -336,16 +336,16 @@ def to_hash(p: Payment) -> dict[str, str]:
     fields = {
         "status": p.status._name_,
         "cur": p.currency,
-        "authorized": str(p.authorized),
-        "captured": str(p.captured),
-        "refunded": str(p.refunded),
+        "authorized": f"{p.authorized}",
+        "captured": f"{p.captured}",
+        "refunded": f"{p.refunded}",
         "channel": p.channel,
         "busy": p.busy,
         "pop": p.pending_op._name_ if p.pending_op else "",
         "pref": p.pending_ref,
-        "pamt": str(p.pending_amount),
+        "pamt": f"{p.pending_amount}",
         "pidem": p.pending_idem,
-        "ver": str(p.version),
+        "ver": f"{p.version}",
         "doc": orjson.dumps(doc).decode(),
     }
     if p.risk is not None:
@@ -353,7 +353,7 @@ def to_hash(p: Payment) -> dict[str, str]:
         r = p.risk
         fields["rdec"] = r.decision._name_
         fields["rrule"] = r.rule
-        fields["rscore"] = str(r.score_milli)
+        fields["rscore"] = f"{r.score_milli}"
         fields["rrev"] = r.review._name_ if r.review else ""
         if r.review is not None:
             fields["vault"] = p.vault

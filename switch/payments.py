@@ -643,7 +643,7 @@ class PaymentService:
         op: Operation,
         pending_at: int | None,
         latency_us: int | None = None,
-        journal: dict[str, str] | None = None,
+        journal: list[str] | None = None,
     ) -> bytes | None:
         """Write an outcome and return the RPC response it makes, or None when another resolver
         changed the payment first. If Redis is down, the write is retried in the background

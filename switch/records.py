@@ -79,36 +79,39 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> dict[str, str]:
-    """What downstream consumers of the payments journal see of a change: no instrument data."""
-    entry = {
-        "pid": p.id,
-        "mid": p.merchant_id,
-        "op": op._name_,
-        "status": p.status._name_,
-        "amount": str(p.amount),
-        "cur": p.currency,
-        "authorized": str(p.authorized),
-        "captured": str(p.captured),
-        "refunded": str(p.refunded),
-        "channel": p.channel,
-        "method": p.method.type._name_,
-        "ver": str(p.version),
-        "t": str(p.update_ms),
-    }
+def journal_entry(p: Payment, op: Operation, latency_us: int | None = None) -> list[str]:
+    """What downstream consumers of the payments journal see of a change: no instrument data.
+    Flat, name, value, name, value..., as XADD takes it (see switch.model.to_fields)."""
+    # fmt: off
+    entry = [
+        "pid", p.id,
+        "mid", p.merchant_id,
+        "op", op._name_,
+        "status", p.status._name_,
+        "amount", f"{p.amount}",
+        "cur", p.currency,
+        "authorized", f"{p.authorized}",
+        "captured", f"{p.captured}",
+        "refunded", f"{p.refunded}",
+        "channel", p.channel,
+        "method", p.method.type._name_,
+        "ver", f"{p.version}",
+        "t", f"{p.update_ms}",
+    ]
+    # fmt: on
     if p.decline is not None and p.status is STATUS_DECLINED:
-        entry["decline"] = str(p.decline.code)
+        entry += ("decline", f"{p.decline.code}")
     if latency_us is not None:
-        entry["lat_us"] = str(latency_us)  # the channel call's time, for per-channel latency
+        entry += ("lat_us", f"{latency_us}")  # the channel call's time, for per-channel latency
     risk = p.risk
     if risk is not None:  # the risk decision, never the data it was made on
-        entry["risk"] = risk.decision._name_
+        entry += ("risk", risk.decision._name_)
         if risk.rule:
-            entry["rule"] = risk.rule
+            entry += ("rule", risk.rule)
         if risk.score_milli:
-            entry["score"] = str(risk.score_milli)
+            entry += ("score", f"{risk.score_milli}")
         if risk.review is not None:
-            entry["review"] = risk.review._name_
+            entry += ("review", risk.review._name_)
     return entry
 
 

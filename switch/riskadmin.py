@@ -16,18 +16,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from payswitch.admin.v1 import admin_service_pb2 as pb
 from switch import errors
 from switch.cards import Fingerprinter, luhn_valid
-from switch.model import Operation, Payment, ReviewState, from_hash, to_hash
+from switch.model import Operation, Payment, ReviewState, from_hash, to_fields
 from switch.records import journal_entry, review_rejected
 from switch.risk import FINGERPRINT, parse_bin_range
 from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, BLOCKS_CHANGED, EVENTS_CHANNEL, RELOAD
 from switch.server import payment_proto
-from switch.store import Store, fields_json
+from switch.store import Store
 from switch.validation import MAX_BUYER_ID, printable
 
 KINDS = {
@@ -202,7 +203,7 @@ class RiskDesk:
             after, pending_at, journal = self._decided(p, verdict)
             keys = [key, Store.review_key(merchant), Store.pending_key(merchant)]
             keys.append(Store.journal_key(merchant))
-            args: list[Any] = [str(p.version), fields_json(to_hash(after)), pending_at, journal]
+            args: list[Any] = [str(p.version), orjson.dumps(to_fields(after)), pending_at, journal]
             args += [self._journal_max, p.id]
             if int(await self._guard(self._decide(keys=keys, args=args))):
                 return after, True
@@ -224,7 +225,7 @@ class RiskDesk:
             )
             return after, 0, b""
         after = review_rejected(p, why="rejected after risk review", t=t)
-        return after, -1, fields_json(journal_entry(after, Operation.AUTHORIZE))
+        return after, -1, orjson.dumps(journal_entry(after, Operation.AUTHORIZE))
 
     def _merchant_problems(self, merchant: str, *, required: bool) -> list[tuple[str, str]]:
         if merchant and merchant not in self._merchants:

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from switch.errors import StoreUnavailable
-from switch.model import Payment, Risk, RiskDecision, fast_frozen, from_hash, to_hash
+from switch.model import Payment, Risk, RiskDecision, fast_frozen, from_hash, to_fields
 from switch.pipelined import PipelinedRedis, ReplyError
 
 T = TypeVar("T")
@@ -83,9 +83,10 @@ class Store:
     ) -> None:
         self._r = client
         self._timeout_s = timeout_s
-        self._idem_ttl = idempotency_ttl_s
-        self._pay_ttl = payment_ttl_s
-        self._journal_max = journal_max_len
+        # As text: the scripts hand them to redis.call, where a Lua number costs an snprintf.
+        self._idem_ttl = f"{idempotency_ttl_s}"
+        self._pay_ttl = f"{payment_ttl_s}"
+        self._journal_max = f"{journal_max_len}"
         self._grace_ms = in_flight_grace_ms
         self._fast = fast
         # The hot path's scripts run batched: the calls of one loop turn in one EVALSHA.
@@ -171,9 +172,7 @@ class Store:
         ]
         for name, limit in candidates:
             args += [name, limit.interval_us, limit.tau_us]
-        fields = to_hash(payment)
-        del fields["channel"]
-        args.append(fields)
+        args.append(to_fields(payment, claim=True))
         # The spec is JSON already (switch/risk.py): embedded as it is, not as a string.
         args.append(orjson.Fragment(risk_spec) if risk_spec else "")
         out = await self._call(self._claim_authorize, keys, [orjson.dumps(args)])
@@ -236,7 +235,7 @@ class Store:
         idem_key: str = "",
         response: bytes = b"",
         pending_at_ms: int | None = None,
-        journal: dict[str, str] | None,
+        journal: list[str] | None,
     ) -> bool:
         """Write an outcome; False when another resolver changed the payment first. `journal`
         None writes no journal entry (a change no consumer needs to see)."""
@@ -254,10 +253,10 @@ class Store:
                 idempotency,
                 self._pay_ttl,
                 self._journal_max,
-                -1 if pending_at_ms is None else pending_at_ms,
+                "" if pending_at_ms is None else f"{pending_at_ms}",
                 after.id,
-                to_hash(after),
-                journal or {},
+                to_fields(after),
+                journal or (),
             ]
         )
         out = await self._call(self._complete, keys, [args, response])
@@ -280,7 +279,7 @@ class Store:
         )
         return [_s(x) for x in out]
 
-    async def reject_held(self, before: Payment, after: Payment, journal: dict[str, str]) -> bool:
+    async def reject_held(self, before: Payment, after: Payment, journal: list[str]) -> bool:
         """Record the rejection of a payment still held for review at `before`'s version (the
         same script as an operator's decision); False when it was decided or changed first."""
         merchant = after.merchant_id
@@ -292,9 +291,9 @@ class Store:
         ]
         args: list[Any] = [
             str(before.version),
-            fields_json(to_hash(after)),
+            orjson.dumps(to_fields(after)),
             -1,
-            fields_json(journal),
+            orjson.dumps(journal),
             self._journal_max,
             after.id,
         ]
@@ -363,14 +362,6 @@ _DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was accepted"
 # after it in the same batch, is let through: the bound is soft. A refused claim forwards
 # nothing; a refused outcome is retried in the background until it lands (as when Redis is down).
 _FULL_MESSAGE = "the payment store (Redis) is full (maxmemory reached); nothing was accepted"
-
-
-def fields_json(fields: dict[str, str]) -> bytes:
-    """A hash's fields as one JSON object for a script to flatten into HSET's or XADD's
-    arguments (a flat array built here cost 10,600 instructions a call, against a Lua loop in
-    Redis). The hot scripts take all their arguments as one JSON array instead, these objects
-    inside it (see `claim_authorize`)."""
-    return orjson.dumps(fields)
 
 
 def _s(v: Any) -> str:

@@ -10,7 +10,8 @@
 -- [2] idempotency TTL s   [3] payment TTL s   [4] in-flight grace ms   [5] merchant emission
 -- interval us   [6] merchant tau us   [7] payment id   [8] candidate count n, then n triples
 -- (name, emission interval us, tau us; 0 = no limit), then the payment's hash fields as an
--- object of name: value (all strings), then the risk spec (an object, or '' = no rules; see
+-- array name, value, name, value... (all strings; without the channel and the risk verdict,
+-- which this script writes), then the risk spec (an object, or '' = no rules; see
 -- switch/risk.py): amount 'amt', the in-memory decision 'd' and rule 'r', velocity windows 'v'
 -- (window ms, bucket ms, max count, max amount, action, rule), the anomaly rule 'a' (threshold
 -- in thousandths, min history, alpha, action, memory s, rule).
@@ -19,15 +20,10 @@
 -- A REJECT decision counts nothing; REVIEW counts the velocity windows but leaves the averages
 -- alone (a held amount is no pattern yet), and holds the payment in the review zset instead of
 -- the pending zset.
--- An object of name: value strings as HSET's or XADD's name, value, name, value... (the
--- switch sends objects: flattening them here costs Redis less than it cost the switch).
-local function flat(object)
-  local out = {}
-  for k, v in pairs(object) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-  return out
+-- The TTLs come as strings and computed numbers go to redis.call through int(): Redis turns a
+-- Lua number argument into text with snprintf("%.17g"), which costs more than the command.
+local function int(x)
+  return string.format('%d', x)
 end
 
 local A = cjson.decode(ARGV[1])
@@ -66,11 +62,11 @@ end
 if not chosen then return {'limited', 'channel', best_wait, A[9]} end
 
 local now_ms = math.floor(now / 1000)
-local rank = {ALLOW = 1, REVIEW = 2, REJECT = 3}
 local decision, rule, score = 'ALLOW', '', 0
 local spec = A[10 + n * 3]
-local windows, averages = {}, {}
 if type(spec) == 'table' then
+  local rank = {ALLOW = 1, REVIEW = 2, REJECT = 3}
+  local windows, averages = {}, {}
   decision, rule = spec.d, spec.r
   local function worse(d, r)
     if rank[d] > rank[decision] then decision, rule = d, r end
@@ -138,25 +134,23 @@ if type(spec) == 'table' then
   end
 end
 
-redis.call('SET', KEYS[4], m_tat, 'PX', math.floor((m_tat - now) / 1000) + 1000)
+redis.call('SET', KEYS[4], int(m_tat), 'PX', int(math.floor((m_tat - now) / 1000) + 1000))
 if c_tat and decision ~= 'REJECT' then
-  redis.call('SET', KEYS[4 + chosen], c_tat, 'PX', math.floor((c_tat - now) / 1000) + 1000)
+  redis.call('SET', KEYS[4 + chosen], int(c_tat), 'PX', int(math.floor((c_tat - now) / 1000) + 1000))
 end
 local pid = A[7]
-local fields = flat(A[9 + n * 3])
--- The chosen channel and the final risk verdict: HSET's later pairs win over the earlier ones.
-for _, v in ipairs({'channel', A[6 + chosen * 3], 'rdec', decision, 'rrule', rule, 'rscore', score}) do
-  fields[#fields + 1] = v
-end
-redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('EXPIRE', KEYS[2], tonumber(A[3]))
-redis.call('HSET', KEYS[1], 'fp', A[1], 'state', 'running', 'pid', pid, 't', now_ms)
-redis.call('EXPIRE', KEYS[1], tonumber(A[2]))
-if decision == 'REVIEW' then
-  -- Held, not sent: no reconciler looks at it until an operator approves it.
-  redis.call('HSET', KEYS[2], 'rrev', 'HELD')
-  redis.call('ZADD', KEYS[5 + n], now_ms, pid)
+-- The chosen channel and the final risk verdict, then the payment's own fields (unpack last:
+-- only a last argument expands to all of its values). A REVIEW is held, not sent: no
+-- reconciler looks at it until an operator approves it.
+local held = decision == 'REVIEW'
+redis.call('HSET', KEYS[2], 'channel', A[6 + chosen * 3], 'rdec', decision, 'rrule', rule,
+  'rscore', int(score), 'rrev', held and 'HELD' or '', unpack(A[9 + n * 3]))
+redis.call('EXPIRE', KEYS[2], A[3])
+redis.call('HSET', KEYS[1], 'fp', A[1], 'state', 'running', 'pid', pid, 't', int(now_ms))
+redis.call('EXPIRE', KEYS[1], A[2])
+if held then
+  redis.call('ZADD', KEYS[5 + n], int(now_ms), pid)
 else
-  redis.call('ZADD', KEYS[3], now_ms + tonumber(A[4]), pid)
+  redis.call('ZADD', KEYS[3], int(now_ms + tonumber(A[4])), pid)
 end
 return {'new', chosen, decision, rule, score}

@@ -5,7 +5,7 @@
 -- KEYS[1] idempotency hash   KEYS[2] payment hash   KEYS[3] pending zset
 -- KEYS[4] merchant GCRA key
 -- ARGV[1] one JSON array of the arguments (see switch/store.py): [1] fingerprint
--- [2] idempotency TTL s   [3] in-flight grace ms   [4] merchant emission interval us
+-- [2] idempotency TTL s (text)   [3] in-flight grace ms   [4] merchant emission interval us
 -- [5] merchant tau us   [6] channel-limit count n   [7] unused   [8] operation (CAPTURE, VOID,
 -- REFUND)   [9] amount ('' = default)   [10] currency ('' = not given)   [11] operation
 -- reference   [12] payment id   [13..] n triples (channel name, emission interval us, tau us)
@@ -15,6 +15,12 @@
 -- Returns {'new', amount, payment fields...}, {'replay', response}, {'in_progress', id},
 -- {'reused'}, {'not_found'}, {'currency', currency}, {'busy'}, {'state', status},
 -- {'amount', limit}, or {'limited', scope, retry after us, channel}.
+-- Computed numbers go to redis.call through int(): Redis turns a Lua number argument into text
+-- with snprintf("%.17g"), which costs more than the command.
+local function int(x)
+  return string.format('%d', x)
+end
+
 local A = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -69,14 +75,16 @@ for i = 0, tonumber(A[6]) - 1 do
     if not c_tat then return {'limited', 'channel', wait, p[7]} end
   end
 end
-redis.call('SET', KEYS[4], m_tat, 'PX', math.floor((m_tat - now) / 1000) + 1000)
-if c_tat then redis.call('SET', c_key, c_tat, 'PX', math.floor((c_tat - now) / 1000) + 1000) end
+redis.call('SET', KEYS[4], int(m_tat), 'PX', int(math.floor((m_tat - now) / 1000) + 1000))
+if c_tat then
+  redis.call('SET', c_key, int(c_tat), 'PX', int(math.floor((c_tat - now) / 1000) + 1000))
+end
 
 local now_ms = math.floor(now / 1000)
-redis.call('HSET', KEYS[2], 'busy', A[11], 'pop', op, 'pref', A[11], 'pamt', amount, 'pidem', KEYS[1])
-redis.call('HSET', KEYS[1], 'fp', A[1], 'state', 'running', 'pid', A[12], 't', now_ms)
-redis.call('EXPIRE', KEYS[1], tonumber(A[2]))
-redis.call('ZADD', KEYS[3], now_ms + tonumber(A[3]), A[12])
+redis.call('HSET', KEYS[2], 'busy', A[11], 'pop', op, 'pref', A[11], 'pamt', int(amount), 'pidem', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', A[1], 'state', 'running', 'pid', A[12], 't', int(now_ms))
+redis.call('EXPIRE', KEYS[1], A[2])
+redis.call('ZADD', KEYS[3], int(now_ms + tonumber(A[3])), A[12])
 local out = {'new', amount}
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all do out[#out + 1] = all[i] end

@@ -6,27 +6,17 @@
 -- KEYS[3] journal stream   KEYS[4] pending zset
 -- ARGV[1] one JSON array of the arguments (see switch/store.py): [1] expected version
 -- [2] idempotency action: 'done', 'release' or 'none'   [3] payment TTL s   [4] journal max
--- length   [5] pending score ms (-1 = remove from pending)   [6] payment id   [7] the payment's
--- fields and [8] the journal entry's fields, each an object of name: value (all strings). An
--- empty journal object writes no journal entry.
+-- length   [5] pending score ms ('' = remove from pending)   [6] payment id   [7] the payment's
+-- fields and [8] the journal entry's fields, each an array name, value, name, value... (all
+-- strings, numbers too: Redis formats a Lua number argument with snprintf, which costs more than
+-- the command). An empty journal array writes no journal entry.
 -- ARGV[2] the stored response (bytes, so not in the JSON).
--- An object of name: value strings as HSET's or XADD's name, value, name, value... (the
--- switch sends objects: flattening them here costs Redis less than it cost the switch).
-local function flat(object)
-  local out = {}
-  for k, v in pairs(object) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-  return out
-end
-
 local A = cjson.decode(ARGV[1])
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if ver ~= A[1] then return {0, ver or ''} end
 
-redis.call('HSET', KEYS[1], unpack(flat(A[7])))
-redis.call('EXPIRE', KEYS[1], tonumber(A[3]))
+redis.call('HSET', KEYS[1], unpack(A[7]))
+redis.call('EXPIRE', KEYS[1], A[3])
 
 if A[2] == 'done' then
   -- Only a running key takes the response: a key already done keeps its first response.
@@ -37,14 +27,14 @@ elseif A[2] == 'release' then
   redis.call('DEL', KEYS[2])
 end
 
-if tonumber(A[5]) < 0 then
+if A[5] == '' then
   redis.call('ZREM', KEYS[4], A[6])
 else
-  redis.call('ZADD', KEYS[4], tonumber(A[5]), A[6])
+  redis.call('ZADD', KEYS[4], A[5], A[6])
 end
 
-local entry = flat(A[8])
+local entry = A[8]
 if #entry > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(A[4]), '*', unpack(entry))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', A[4], '*', unpack(entry))
 end
 return {1, ''}

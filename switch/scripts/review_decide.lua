@@ -4,26 +4,15 @@
 -- held at the version the caller read, so two operators (or a double click) decide it once.
 --
 -- KEYS[1] payment hash   KEYS[2] review zset   KEYS[3] pending zset   KEYS[4] journal stream
--- ARGV[1] expected version   ARGV[2] the payment's fields (JSON object of name: value)
--- ARGV[3] pending score ms (-1 = not due)   ARGV[4] journal entry (JSON object, '' = none)
--- ARGV[5] journal max length   ARGV[6] payment id
--- A JSON object of name: value strings as HSET's or XADD's name, value, name, value... (the
--- switch sends objects: flattening them here costs Redis less than it cost the switch).
-local function flat(json)
-  local out = {}
-  for k, v in pairs(cjson.decode(json)) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-  return out
-end
-
+-- ARGV[1] expected version   ARGV[2] the payment's fields (a JSON array name, value, name,
+-- value...)   ARGV[3] pending score ms (-1 = not due)   ARGV[4] journal entry (a JSON array
+-- like ARGV[2], '' = none)   ARGV[5] journal max length   ARGV[6] payment id
 local cur = redis.call('HMGET', KEYS[1], 'ver', 'rrev')
 if cur[1] ~= ARGV[1] or cur[2] ~= 'HELD' then return 0 end
-redis.call('HSET', KEYS[1], unpack(flat(ARGV[2])))
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
 redis.call('ZREM', KEYS[2], ARGV[6])
-if tonumber(ARGV[3]) >= 0 then redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[6]) end
+if tonumber(ARGV[3]) >= 0 then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6]) end
 if ARGV[4] ~= '' then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', tonumber(ARGV[5]), '*', unpack(flat(ARGV[4])))
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(cjson.decode(ARGV[4])))
 end
 return 1

@@ -12,7 +12,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 from switch.analytics import Increments, Raw, after
-from switch.model import Decline, MethodSummary, MethodType, Operation, Payment, Status
+from switch.model import (
+    Decline,
+    MethodSummary,
+    MethodType,
+    Operation,
+    Payment,
+    Status,
+    fields_dict,
+)
 from switch.records import journal_entry
 
 MINUTE = 29_833_334  # a unix minute in late 2026
@@ -53,7 +61,7 @@ def fields(
         decline=Decline(code=decline) if decline is not None else None,
         version=1,
     )
-    return journal_entry(p, op, latency_us)
+    return fields_dict(journal_entry(p, op, latency_us))
 
 
 class Crash(Exception):

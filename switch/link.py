@@ -35,22 +35,29 @@ from switch import wire
 log = logging.getLogger("payswitch.link")
 
 
-# ExchangeOperation's oneof: the field number of each kind of operation.
-_KIND_FIELDS = {
-    name: ch.ExchangeOperation.DESCRIPTOR.fields_by_name[name].number
+# ExchangeOperation's oneof: the tag (field number, length-delimited) of each kind of operation.
+_KIND_TAGS = {
+    name: wire.varint(ch.ExchangeOperation.DESCRIPTOR.fields_by_name[name].number << 3 | 2)
     for name in ("authorize", "capture", "void", "refund", "inquire")
 }
 
 
 def encode_operation(op_id: int, timeout_ms: int, kind: str, request: Any) -> bytes:
     """An ExchangeOperation as it sits inside an ExchangeRequest (field 1), serialized without
-    building it: the same bytes as the message, but no copy of the request into it."""
+    building it: the same bytes as the message, but no copy of the request into it. Written
+    out, as wire.uint_field(1, op_id) + wire.uint_field(2, timeout_ms) + wire.field(kind's
+    field, request) inside wire.field(1, ...): this runs for every operation sent."""
+    payload: bytes = request.SerializeToString()
+    n = len(payload)
     body = (
-        wire.uint_field(1, op_id)
-        + wire.uint_field(2, timeout_ms)
-        + wire.field(_KIND_FIELDS[kind], request.SerializeToString())
+        (b"\x08" + wire.varint(op_id) if op_id else b"")
+        + (b"\x10" + wire.varint(timeout_ms) if timeout_ms else b"")
+        + _KIND_TAGS[kind]
+        + (wire.ONE_BYTE[n] if n < 0x80 else wire.varint(n))
+        + payload
     )
-    return wire.field(1, body)
+    n = len(body)
+    return b"\x0a" + (wire.ONE_BYTE[n] if n < 0x80 else wire.varint(n)) + body
 
 
 # Operations time out at the end of a tick of this length (see ExchangeLink.send).

@@ -117,8 +117,9 @@ class LoopCounts:
         self.latency: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
         self.overhead: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
         self.channel_latency: defaultdict[str, LoopHistogram] = defaultdict(LoopHistogram)
-        self.channel_outcomes: defaultdict[tuple[str, Operation, Outcome], LoopCounter] = (
-            defaultdict(LoopCounter)
+        # Keyed by the enums' names: an enum member hashes through Python-level code.
+        self.channel_outcomes: defaultdict[tuple[str, str, str], LoopCounter] = defaultdict(
+            LoopCounter
         )
 
     def collect(self) -> Iterator[Metric]:
@@ -145,7 +146,7 @@ class LoopCounts:
             labels=["channel", "operation", "outcome"],
         )
         for (channel, op, outcome), c in _snapshot(self.channel_outcomes):
-            outcomes.add_metric([channel, op._name_, outcome._name_], c.count, created=c.created)
+            outcomes.add_metric([channel, op, outcome], c.count, created=c.created)
         yield outcomes
         yield _histogram(
             "payswitch_channel_seconds",
@@ -256,7 +257,7 @@ class Metrics:
 
     def channel_answered(self, channel: str, op: Operation, outcome: Outcome) -> None:
         """Count one answer of a channel."""
-        self._counts.channel_outcomes[channel, op, outcome].count += 1
+        self._counts.channel_outcomes[channel, op._name_, outcome._name_].count += 1
 
     def breaker_moved(self, channel: str, endpoint: str, state: str, value: int) -> None:
         self.breaker_transitions.labels(channel, endpoint, state).inc()

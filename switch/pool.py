@@ -116,10 +116,12 @@ class ChannelClient:
     endpoints: list[Endpoint]
     capabilities: Capabilities | None = None
     _next: int = field(default=0)
+    # The config's name, as an attribute: read several times per payment, where a property
+    # is a Python call each time.
+    name: str = field(init=False, default="")
 
-    @property
-    def name(self) -> str:
-        return self.config.name
+    def __post_init__(self) -> None:
+        self.name = self.config.name
 
     def available(self) -> bool:
         """Described, and some endpoint is healthy with a breaker that lets a call through."""
@@ -317,7 +319,7 @@ class Pool:
         """One call; a timeout or a broken call counts against the endpoint's breaker."""
         if ep.link.ready:
             try:
-                answer = await ep.link.send(_KINDS[op], request, timeout_s)
+                answer = await ep.link.send(_KINDS[op._name_], request, timeout_s)
             except TimeoutError:
                 return _unknown(ep, "the channel did not answer in time")
             except LinkBroken as exc:
@@ -379,12 +381,8 @@ _METHODS: dict[Operation, Callable[[ch_grpc.ChannelServiceStub], Any]] = {
 }
 
 
-_KINDS = {
-    OP_AUTHORIZE: "authorize",
-    OP_CAPTURE: "capture",
-    OP_VOID: "void",
-    OP_REFUND: "refund",
-}
+# Keyed by the operation's name: an enum member hashes through Python-level code.
+_KINDS = {op._name_: op._name_.lower() for op in (OP_AUTHORIZE, OP_CAPTURE, OP_VOID, OP_REFUND)}
 
 
 def _socket_target(advertised: str, endpoint: str) -> str:

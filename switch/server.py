@@ -540,7 +540,6 @@ _TAGS = {
     number: wire.varint(number << 3 | 2)
     for number in (1, *_STREAM_FIELDS.values(), _STREAM_ERROR_FIELD)
 }
-_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
 
 
 def _frame(request_id: int, field: int, payload: bytes, outer: bool) -> bytes:
@@ -555,13 +554,13 @@ def _frame(request_id: int, field: int, payload: bytes, outer: bool) -> bytes:
     body = (
         (b"\x08" + wire.varint(request_id) if request_id else b"")
         + _TAGS[field]
-        + (_ONE_BYTE[n] if n < 0x80 else wire.varint(n))
+        + (wire.ONE_BYTE[n] if n < 0x80 else wire.varint(n))
         + payload
     )
     if not outer:
         return body
     n = len(body)
-    return _TAGS[1] + (_ONE_BYTE[n] if n < 0x80 else wire.varint(n)) + body
+    return _TAGS[1] + (wire.ONE_BYTE[n] if n < 0x80 else wire.varint(n)) + body
 
 
 class _Outbox:

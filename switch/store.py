@@ -96,6 +96,9 @@ class Store:
         self._release = fast.register(_script("release.lua"))
         self._lease = fast.register(_script("lease.lua"))
         self._review_decide = fast.register(_script("review_decide.lua"))
+        # Keys that depend only on a merchant or a channel (both from the config), made once.
+        self._merchant_keys: dict[str, tuple[str, str, str, str]] = {}
+        self._channel_keys: dict[str, str] = {}
 
     @property
     def client(self) -> aioredis.Redis:
@@ -151,15 +154,18 @@ class Store:
         risk_spec: str = "",
         risk_keys: Sequence[str] = (),
     ) -> Claimed:
+        pending, limit_key, review, _ = self._merchant_keys.get(merchant) or self._keys_of(merchant)
         keys = [
             self.idem_key(merchant, idempotency_key),
             self.payment_key(merchant, payment.id),
-            self.pending_key(merchant),
-            self.merchant_limit_key(merchant),
-            *(self.channel_limit_key(name) for name, _ in candidates),
-            self.review_key(merchant),
-            *risk_keys,
+            pending,
+            limit_key,
         ]
+        channel_keys = self._channel_keys
+        for name, _ in candidates:
+            keys.append(channel_keys.get(name) or self._key_of_channel(name))
+        keys.append(review)
+        keys += risk_keys
         args: list[Any] = [
             fingerprint,
             self._idem_ttl,
@@ -195,11 +201,12 @@ class Store:
         merchant_limit: Limit,
         channel_limits: Sequence[tuple[str, Limit]],
     ) -> Claimed:
+        pending, limit_key, _, _ = self._merchant_keys.get(merchant) or self._keys_of(merchant)
         keys = [
             self.idem_key(merchant, idempotency_key),
             self.payment_key(merchant, payment_id),
-            self.pending_key(merchant),
-            self.merchant_limit_key(merchant),
+            pending,
+            limit_key,
         ]
         limited = [(n, lim) for n, lim in channel_limits if lim.interval_us]
         args: list[Any] = [
@@ -241,12 +248,8 @@ class Store:
         None writes no journal entry (a change no consumer needs to see)."""
         merchant = after.merchant_id
         pay_key = self.payment_key(merchant, after.id)
-        keys = [
-            pay_key,
-            idem_key or pay_key,
-            self.journal_key(merchant),
-            self.pending_key(merchant),
-        ]
+        pending, _, _, journal_key = self._merchant_keys.get(merchant) or self._keys_of(merchant)
+        keys = [pay_key, idem_key or pay_key, journal_key, pending]
         args = orjson.dumps(
             [
                 str(before.version),
@@ -328,6 +331,21 @@ class Store:
         return _s(state) if state is not None else ""
 
     # --- plumbing -------------------------------------------------------------------------
+
+    def _keys_of(self, merchant: str) -> tuple[str, str, str, str]:
+        """A merchant's pending, rate-limit, review and journal keys (see `claim_authorize`)."""
+        keys = (
+            self.pending_key(merchant),
+            self.merchant_limit_key(merchant),
+            self.review_key(merchant),
+            self.journal_key(merchant),
+        )
+        self._merchant_keys[merchant] = keys
+        return keys
+
+    def _key_of_channel(self, channel: str) -> str:
+        key = self._channel_keys[channel] = self.channel_limit_key(channel)
+        return key
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         # No timer of our own here: the pipelined connection times every command it sends

@@ -7,14 +7,15 @@ instead of being parsed and copied into a new message object.
 
 from __future__ import annotations
 
-# Every one-byte varint, made once: tags and most lengths are one byte.
-_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+# Every one-byte varint, made once: tags and most lengths are one byte. The hot encoders index
+# it for a length under 0x80 and call `varint` only for longer ones (a call costs more).
+ONE_BYTE = [bytes((n,)) for n in range(0x80)]
 
 
 def varint(n: int) -> bytes:
     """An unsigned integer as a protobuf varint."""
     if 0 <= n < 0x80:  # a negative n falls through to the loop, which refuses it
-        return _ONE_BYTE[n]
+        return ONE_BYTE[n]
     if n < 0x4000:
         return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()

@@ -54,9 +54,8 @@ local out = {}
 local k, a = 0, 1
 for i = 1, #counts / 2 do
   local nk, na = counts[2 * i - 1], counts[2 * i]
-  local keys, args = {}, {}
-  for j = 1, nk do keys[j] = KEYS[k + j] end
-  for j = 1, na do args[j] = ARGV[a + j] end
+  -- A constructor around unpack sizes each table once (element by element, it grows).
+  local keys, args = {unpack(KEYS, k + 1, k + nk)}, {unpack(ARGV, a + 1, a + na)}
   k, a = k + nk, a + na
   local ok, res = pcall(one, keys, args)
   if not ok then

@@ -25,11 +25,13 @@ local A = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
-local idem = redis.call('HMGET', KEYS[1], 'fp', 'state', 'resp', 'pid')
-if idem[1] then
-  if idem[1] ~= A[1] then return {'reused'} end
-  if idem[2] == 'done' then return {'replay', idem[3]} end
-  return {'in_progress', idem[4]}
+-- A new key (the common case) costs one field lookup and no reply table.
+local fp = redis.call('HGET', KEYS[1], 'fp')
+if fp then
+  if fp ~= A[1] then return {'reused'} end
+  local idem = redis.call('HMGET', KEYS[1], 'state', 'resp', 'pid')
+  if idem[1] == 'done' then return {'replay', idem[2]} end
+  return {'in_progress', idem[3]}
 end
 
 local p = redis.call('HMGET', KEYS[2], 'status', 'cur', 'authorized', 'captured', 'refunded', 'busy', 'channel')

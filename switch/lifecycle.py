@@ -82,39 +82,43 @@ def settle(
     """The payment after the channel answered `op` (sent under `reference`) with `result`."""
     base = p.prior_status if p.status is STATUS_PENDING and p.prior_status else p.status
     event_status: Status
-    changes: dict[str, object] = {"update_ms": now_ms, "version": p.version + 1}
+    # One dict literal per branch and item assignments: each update(**kw) built a dict first.
+    changes: dict[str, object]
     if result.outcome is OUTCOME_PENDING:
         event_status = STATUS_PENDING
-        changes.update(
-            status=STATUS_PENDING,
-            prior_status=None if op is OP_AUTHORIZE else base,
-            pending_op=op,
-            pending_ref=reference,
-            pending_amount=amount,
-            busy=reference,
-            status_message=result.message or FINAL_UNKNOWN_MESSAGE,
-        )
+        changes = {
+            "update_ms": now_ms,
+            "version": p.version + 1,
+            "status": STATUS_PENDING,
+            "prior_status": None if op is OP_AUTHORIZE else base,
+            "pending_op": op,
+            "pending_ref": reference,
+            "pending_amount": amount,
+            "busy": reference,
+            "status_message": result.message or FINAL_UNKNOWN_MESSAGE,
+        }
     else:
         event_status = _final_status(p, base, op, amount, result)
-        changes.update(
-            status=event_status,
-            prior_status=None,
-            pending_op=None,
-            pending_ref="",
-            pending_amount=0,
-            pending_idem="",
-            busy="",
-            status_message=_message(op, result),
-        )
+        changes = {
+            "update_ms": now_ms,
+            "version": p.version + 1,
+            "status": event_status,
+            "prior_status": None,
+            "pending_op": None,
+            "pending_ref": "",
+            "pending_amount": 0,
+            "pending_idem": "",
+            "busy": "",
+            "status_message": _message(op, result),
+        }
         if result.outcome is OUTCOME_APPROVED:
             changes.update(_approved_amounts(p, op, amount, result))
             if op is OP_AUTHORIZE:
-                changes.update(
-                    upstream_reference=result.upstream_reference,
-                    authorization_code=result.authorization_code,
-                )
+                changes["upstream_reference"] = result.upstream_reference
+                changes["authorization_code"] = result.authorization_code
         elif op is OP_AUTHORIZE and result.outcome is OUTCOME_DECLINED:
-            changes.update(decline=result.decline, upstream_reference=result.upstream_reference)
+            changes["decline"] = result.decline
+            changes["upstream_reference"] = result.upstream_reference
     if op is OP_REFUND:
         changes["refunds"] = _refunds(p, reference, amount, reason, result, now_ms)
     event = Event(
@@ -126,7 +130,7 @@ def settle(
         decline=result.decline if result.outcome is OUTCOME_DECLINED else None,
     )
     changes["events"] = (*p.events, event)
-    return p.evolve(**changes)
+    return p.evolve_with(changes)
 
 
 def cascade(

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import grpc
 import redis
 
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from tests.integration.switch.conftest import connect
-from tests.integration.switch.helpers import APPROVE, CVC, DECLINE, TIMEOUT, authorize, key
+from tests.integration.switch.helpers import (
+    APPROVE,
+    CVC,
+    DECLINE,
+    TIMEOUT,
+    authorize,
+    error_info,
+    key,
+)
 
 
 def _everything_in_redis(url: str) -> list[bytes]:
@@ -56,3 +65,28 @@ async def test_no_full_card_number_or_cvc_in_the_store_the_journal_or_the_logs(
     assert logs, "the switch logged something"
     for number in (APPROVE, DECLINE, TIMEOUT):
         assert number not in logs
+
+
+async def test_the_cvc_is_no_part_of_what_the_idempotency_key_remembers(
+    sandbox_factory, switch_factory
+):
+    # The key's fingerprint of the request lives as long as the key; a CVC may not, even hashed.
+    # So a retry that differs only in its CVC is the same request, and answered as the first was.
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    k = key()
+    async with connect(sw) as client:
+        first = await client.Authorize(authorize(idempotency_key=k))
+        retry = authorize(idempotency_key=k)
+        retry.payment_method.card.cvc = "123"
+        again = await client.Authorize(retry)
+        assert again.payment == first.payment
+        assert len(sb.received("authorize")) == 1
+        # Every other part of the card still counts: another card under the key is refused.
+        try:
+            await client.Authorize(authorize(number=DECLINE, idempotency_key=k))
+            raise AssertionError("the key was accepted for another card")
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert error_info(exc).reason == "ERROR_REASON_IDEMPOTENCY_KEY_REUSED"
+        assert len(sb.received("authorize")) == 1

@@ -517,7 +517,8 @@ def main(argv: Sequence[str]) -> int:
     """`payswitch analytics --config FILE`."""
     import uvloop
 
-    from switch import admin, logs
+    from adapters.sdk.logs import configure_logging
+    from switch import admin
 
     parser = argparse.ArgumentParser(prog="payswitch analytics", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the switch's TOML config file")
@@ -527,7 +528,7 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"payswitch analytics: config error: {exc}", file=sys.stderr)
         return 2
-    logs.setup(cfg.server.log_level)
+    configure_logging(cfg.server.log_level)
     return uvloop.run(run(cfg, admin_cfg))
 
 

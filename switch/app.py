@@ -16,10 +16,10 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.sdk.logs import configure_logging
 from adapters.sdk.runtime import IdleCollector, tune_gc
 from payswitch.gateway.v1 import gateway_service_pb2
 from switch import config as config_mod
-from switch import logs
 from switch.cards import Fingerprinter, Vault
 from switch.listen import ListenError, check_listen
 from switch.metrics import GcWatch, LoopLagWatch, Metrics
@@ -270,7 +270,7 @@ def serve_main(path: str) -> int:
     except config_mod.ConfigError as exc:
         print(f"payswitch serve: config error: {exc}", file=sys.stderr)
         return 2
-    logs.setup(cfg.server.log_level)
+    configure_logging(cfg.server.log_level)
     try:
         uvloop.run(serve(cfg, config_path=path))
     except ListenError as exc:

@@ -686,6 +686,14 @@ class PaymentService:
                 await self._store.complete(**kwargs)
             except errors.StoreUnavailable:
                 continue
+            except Exception:
+                # Not a Redis that is down: logged, and tried again all the same. An outcome a
+                # channel gave is never dropped while the switch runs.
+                log.exception(
+                    "recording an outcome failed; trying again",
+                    extra={"pid": kwargs["after"].id, "attempts": attempt},
+                )
+                continue
             after = kwargs["after"]
             assert isinstance(after, Payment)
             self._on_change(after)

@@ -85,6 +85,10 @@ class Reconciler:
                 if not store_down:
                     log.warning("reconciler cannot reach Redis; retrying quietly until it can")
                 store_down = True
+            except Exception:
+                # Any other failure ends this round, not the reconciler: pending payments must
+                # keep being resolved while the switch runs.
+                log.exception("reconciler round failed; trying again next round")
             await asyncio.sleep(self._cfg.interval_ms / 1000)
 
     async def run_once(self) -> int:

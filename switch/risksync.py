@@ -33,7 +33,9 @@ BLOCKS_CHANGED = "blocks"
 RELOAD = "reload"
 POLL_S = 1.0
 
-_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Any Redis error, not only a lost connection: a Redis that is loading, busy or read-only answers
+# with error replies, and the sync must outlast them too.
+_ERRORS = (redis.exceptions.RedisError, OSError)
 
 
 def _s(v: Any) -> str:

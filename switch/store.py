@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import re
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -355,8 +356,11 @@ class Store:
         except _DOWN as exc:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except ReplyError as exc:
-            if "OOM command not allowed" in str(exc):  # a batch's wrapper may prefix it
+            text = str(exc)  # a batch's wrapper may quote the reply inside its own
+            if "OOM command not allowed" in text:
                 raise StoreUnavailable(_FULL_MESSAGE) from exc
+            if _NOT_SERVING.search(text):
+                raise StoreUnavailable(_DOWN_MESSAGE) from exc
             raise
 
     async def _guard(self, call: Awaitable[T]) -> T:
@@ -369,17 +373,30 @@ class Store:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except redis.exceptions.OutOfMemoryError as exc:
             raise StoreUnavailable(_FULL_MESSAGE) from exc
+        except redis.exceptions.ResponseError as exc:
+            if _NOT_SERVING.search(str(exc)):
+                raise StoreUnavailable(_DOWN_MESSAGE) from exc
+            raise
 
 
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
-_DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was accepted"
+# A Redis that is up but not serving answers with an error instead: loading its data after a
+# restart (LOADING), running a script past busy-reply-threshold (BUSY), a replica cut off from
+# its master or read-only (MASTERDOWN, READONLY), a cluster moving or missing slots (TRYAGAIN,
+# CLUSTERDOWN). For the switch that is Redis down, not a failure of its own.
+_NOT_SERVING = re.compile(r"\b(?:LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN)\b")
+# Said to a caller whose claim failed: the switch forwards nothing without one. (A claim whose
+# reply was lost may still have landed; a retry with the same key then learns what became of it.)
+_DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was sent to any channel"
 # Redis at its maxmemory with the noeviction policy refuses writes ("OOM command not allowed").
 # Redis decides when a script starts and refuses it at its first command that adds data,
 # unless a write already ran in that EVAL: every hot script's first write adds data (nothing is
 # half written), but a claim that first drops expired rate-limit fields (HDEL), and every call
 # after it in the same batch, is let through: the bound is soft. A refused claim forwards
 # nothing; a refused outcome is retried in the background until it lands (as when Redis is down).
-_FULL_MESSAGE = "the payment store (Redis) is full (maxmemory reached); nothing was accepted"
+_FULL_MESSAGE = (
+    "the payment store (Redis) is full (maxmemory reached); nothing was sent to any channel"
+)
 
 
 def _s(v: Any) -> str:

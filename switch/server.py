@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import DecodeError, Message
 from grpc_status import rpc_status
 
 from adapters.sdk.runtime import IdleCollector
@@ -46,6 +47,7 @@ from switch.watch import WatchHub
 log = logging.getLogger("payswitch.server")
 
 R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 OVERHEAD_TRAILER = "x-switch-overhead-us"
 _WATCH_POLL_S = 1.0
 
@@ -340,53 +342,63 @@ class GatewayServicer:
 
     # --- RPCs -----------------------------------------------------------------------------
 
-    async def Authorize(
-        self, request: gw.AuthorizeRequest, context: grpc.aio.ServicerContext
-    ) -> bytes:
+    # Requests arrive as the bytes the caller sent (see `register`) and are parsed inside `_run`,
+    # after the API key is checked, so that bytes protobuf cannot parse are INVALID_ARGUMENT.
+
+    async def Authorize(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         deadline = self._deadline(context)
         return await self._run(
-            "Authorize", context, lambda m, t: self._authorize(m, request, deadline, t)
+            "Authorize",
+            context,
+            lambda m, t: self._authorize(m, _parse(gw.AuthorizeRequest, data), deadline, t),
         )
 
-    async def Capture(self, request: gw.CaptureRequest, context: grpc.aio.ServicerContext) -> bytes:
+    async def Capture(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         deadline = self._deadline(context)
         return await self._run(
-            "Capture", context, lambda m, t: self._capture(m, request, deadline, t)
+            "Capture",
+            context,
+            lambda m, t: self._capture(m, _parse(gw.CaptureRequest, data), deadline, t),
         )
 
-    async def Void(self, request: gw.VoidRequest, context: grpc.aio.ServicerContext) -> bytes:
-        deadline = self._deadline(context)
-        return await self._run("Void", context, lambda m, t: self._void(m, request, deadline, t))
-
-    async def Refund(self, request: gw.RefundRequest, context: grpc.aio.ServicerContext) -> bytes:
+    async def Void(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         deadline = self._deadline(context)
         return await self._run(
-            "Refund", context, lambda m, t: self._refund(m, request, deadline, t)
+            "Void", context, lambda m, t: self._void(m, _parse(gw.VoidRequest, data), deadline, t)
+        )
+
+    async def Refund(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        deadline = self._deadline(context)
+        return await self._run(
+            "Refund",
+            context,
+            lambda m, t: self._refund(m, _parse(gw.RefundRequest, data), deadline, t),
         )
 
     async def StreamPayments(
         self,
-        request_iterator: AsyncIterator[gw.StreamPaymentsRequest],
+        request_iterator: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
         """Many operations on one stream, each answered on its own as soon as it is done."""
 
         async def singles() -> AsyncIterator[Sequence[gw.StreamPaymentsRequest]]:
-            async for req in request_iterator:
-                yield (req,)
+            async for data in request_iterator:
+                yield (_parse(gw.StreamPaymentsRequest, data),)
 
         async for answer in self._stream(singles(), context, batched=False):
             yield answer
 
     async def StreamPaymentBatches(
         self,
-        request_iterator: AsyncIterator[gw.StreamPaymentBatchesRequest],
+        request_iterator: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
         """StreamPayments with many requests per message and the ready answers grouped."""
 
         async def batches() -> AsyncIterator[Sequence[gw.StreamPaymentsRequest]]:
-            async for message in request_iterator:
+            async for data in request_iterator:
+                message = _parse(gw.StreamPaymentBatchesRequest, data)
                 if len(message.requests) > MAX_STREAM_BATCH:
                     raise errors.InvalidRequest(
                         [("requests", f"at most {MAX_STREAM_BATCH} requests per message")]
@@ -451,6 +463,9 @@ class GatewayServicer:
                         task.add_done_callback(running.discard)
             except errors.SwitchError as exc:
                 refused.append(exc)  # a malformed message ends the stream once the rest is done
+            except Exception:
+                log.exception("unexpected failure reading a stream")
+                refused.append(errors.SwitchError("internal error in the switch"))
             finally:
                 if running:
                     await asyncio.wait(list(running))
@@ -473,9 +488,10 @@ class GatewayServicer:
             await context.abort_with_status(rpc_status.to_status(errors.to_status(refused[0])))
 
     async def GetPayment(
-        self, request: gw.GetPaymentRequest, context: grpc.aio.ServicerContext
+        self, data: bytes, context: grpc.aio.ServicerContext
     ) -> gw.GetPaymentResponse:
         async def body(m: MerchantConfig, timing: Timing) -> gw.GetPaymentResponse:
+            request = _parse(gw.GetPaymentRequest, data)
             validation.payment_id(request.payment_id)
             return gw.GetPaymentResponse(
                 payment=payment_proto(await self._get(m, request.payment_id))
@@ -490,10 +506,11 @@ class GatewayServicer:
         return p
 
     async def WatchPayment(
-        self, request: gw.WatchPaymentRequest, context: grpc.aio.ServicerContext
+        self, data: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gw.WatchPaymentResponse]:
         try:
             m = self._merchant(context)
+            request = _parse(gw.WatchPaymentRequest, data)
             validation.payment_id(request.payment_id)
             with self._hub.subscribe(request.payment_id) as changed:
                 p = await self._get(m, request.payment_id)
@@ -512,6 +529,19 @@ class GatewayServicer:
             await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
             return
         self._metrics.count_request("WatchPayment", "OK")
+
+
+def _parse(kind: type[M], data: bytes) -> M:
+    """A request from the bytes the caller sent; bytes that are not one are a malformed request
+    (INVALID_ARGUMENT), where gRPC's own deserializer answers UNKNOWN and, on a stream, ends it
+    with OK and drops what follows."""
+    try:
+        return kind.FromString(data)
+    except DecodeError:
+        name = kind.DESCRIPTOR.full_name
+        raise errors.InvalidRequest(
+            [("request", f"is not a {name}: protobuf cannot parse these bytes")]
+        ) from None
 
 
 def _canonical(request: Any) -> bytes:
@@ -631,23 +661,24 @@ def _serialize(message: Any) -> bytes:
 
 
 def register(servicer: GatewayServicer, server: grpc.aio.Server) -> None:
-    """Add the Gateway to a server, as the generated `add_..._to_server` does, but with a
-    response serializer that passes pre-serialized answers through."""
+    """Add the Gateway to a server, as the generated `add_..._to_server` does, but with no
+    request deserializer (the servicer parses the bytes itself: `_parse`) and a response
+    serializer that passes pre-serialized answers through."""
     unary = grpc.unary_unary_rpc_method_handler
     handlers = {
-        "Authorize": unary(servicer.Authorize, gw.AuthorizeRequest.FromString, _serialize),
-        "Capture": unary(servicer.Capture, gw.CaptureRequest.FromString, _serialize),
-        "Void": unary(servicer.Void, gw.VoidRequest.FromString, _serialize),
-        "Refund": unary(servicer.Refund, gw.RefundRequest.FromString, _serialize),
-        "GetPayment": unary(servicer.GetPayment, gw.GetPaymentRequest.FromString, _serialize),
+        "Authorize": unary(servicer.Authorize, None, _serialize),
+        "Capture": unary(servicer.Capture, None, _serialize),
+        "Void": unary(servicer.Void, None, _serialize),
+        "Refund": unary(servicer.Refund, None, _serialize),
+        "GetPayment": unary(servicer.GetPayment, None, _serialize),
         "WatchPayment": grpc.unary_stream_rpc_method_handler(
-            servicer.WatchPayment, gw.WatchPaymentRequest.FromString, _serialize
+            servicer.WatchPayment, None, _serialize
         ),
         "StreamPayments": grpc.stream_stream_rpc_method_handler(
-            servicer.StreamPayments, gw.StreamPaymentsRequest.FromString, _serialize
+            servicer.StreamPayments, None, _serialize
         ),
         "StreamPaymentBatches": grpc.stream_stream_rpc_method_handler(
-            servicer.StreamPaymentBatches, gw.StreamPaymentBatchesRequest.FromString, _serialize
+            servicer.StreamPaymentBatches, None, _serialize
         ),
     }
     name = gw.DESCRIPTOR.services_by_name["GatewayService"].full_name

@@ -17,7 +17,8 @@ from switch.errors import InvalidRequest
 MAX_AMOUNT_MINOR = 100_000_000_000
 MAX_BUYER_ID = 64
 _PAYMENT_ID = re.compile(r"pay_[a-z0-9]{20,40}")  # with fullmatch: a trailing newline fails
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what "control characters" means below
+# What "control characters" means below: Unicode's Cc, C0 and DEL and the C1 range (NEL...).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 Violations = list[tuple[str, str]]
 Clock = Callable[[], dt.date]

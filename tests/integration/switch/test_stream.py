@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
+import pytest
 from google.rpc import code_pb2, error_details_pb2
 
 from payswitch.common.v1 import payment_status_pb2 as ps
@@ -124,3 +128,40 @@ async def test_a_batch_over_the_limit_is_refused_and_nothing_of_it_is_sent(
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert violations(exc) == ["requests"]
     assert sb.received() == []
+
+
+@pytest.mark.parametrize("method", ["StreamPayments", "StreamPaymentBatches"])
+async def test_a_message_that_is_no_request_ends_the_stream_as_invalid_argument(
+    sandbox_factory, switch_factory, method: str
+):
+    # Answered: what came before it. Not run: what comes after it, on a stream now refused.
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    first = gw.StreamPaymentsRequest(id=1, authorize=authorize(100))
+    after = gw.StreamPaymentsRequest(id=3, authorize=authorize(300))
+    if method == "StreamPaymentBatches":
+        messages = [
+            gw.StreamPaymentBatchesRequest(requests=[first]).SerializeToString(),
+            b"\x0a\x7fshort",
+            gw.StreamPaymentBatchesRequest(requests=[after]).SerializeToString(),
+        ]
+    else:
+        messages = [first.SerializeToString(), b"\x0a\x7fshort", after.SerializeToString()]
+
+    async def send() -> AsyncIterator[bytes]:
+        for m in messages:
+            yield m
+            await asyncio.sleep(0.3)  # the first is answered before the garbage arrives
+
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = chan.stream_stream(f"/payswitch.gateway.v1.GatewayService/{method}")(
+            send(), metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=30
+        )
+        replies = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for reply in call:
+                replies.append(reply)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(caught.value) == ["request"]
+    assert len(replies) == 1
+    assert [r["amount_minor"] for r in sb.received("authorize")] == [100]

@@ -9,7 +9,7 @@ import redis
 from payswitch.common.v1 import money_pb2, payment_method_pb2
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
-from tests.integration.switch.conftest import connect
+from tests.integration.switch.conftest import API_KEY, connect
 from tests.integration.switch.helpers import authorize, card, error_info, violations
 
 
@@ -128,6 +128,11 @@ AUTHORIZE_CASES = [
     ("capture mode out of range", _auth(capture_mode=7), ["capture_mode"]),
     ("merchant reference too long", _auth(merchant_reference="r" * 65), ["merchant_reference"]),
     ("description with a control character", _auth(description="bad\x00text"), ["description"]),
+    (
+        "C1 control characters in the description and the holder's name",
+        _auth(description="bad\x85text", payment_method__card__holder_name="A\x9bB"),
+        ["payment_method.card.holder_name", "description"],
+    ),
     ("alipay code too short", _wallet("alipay", "1234"), ["payment_method.alipay.auth_code"]),
     (
         "alipay code with a trailing newline",
@@ -248,3 +253,32 @@ async def test_a_caller_without_a_known_key_is_unauthenticated(stack):
                 await client.Authorize(authorize())
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert error_info(caught.value).reason == "ERROR_REASON_API_KEY_INVALID"
+
+
+# Bytes that are no protobuf message: a length-delimited field (tag 0x0a) that runs past the end,
+# and an invalid wire type.
+_GARBAGE = (b"\x0a\x7fshort", b"\xff\xff\xff\xff")
+
+
+@pytest.mark.parametrize("method", ["Authorize", "Capture", "Void", "Refund", "GetPayment"])
+@pytest.mark.parametrize("body", _GARBAGE)
+async def test_bytes_that_are_no_request_are_invalid_argument(
+    sandbox_factory, switch_factory, redis_server, method: str, body: bytes
+):
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = chan.unary_unary(f"/payswitch.gateway.v1.GatewayService/{method}")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(body, metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=10)
+        exc = caught.value
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(exc).reason == "ERROR_REASON_INVALID_REQUEST"
+        assert violations(exc) == ["request"]
+        # Without a valid key, the key is what is wrong.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(body, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with redis.Redis.from_url(redis_server.url) as r:
+        assert [k for k in r.scan_iter() if b":idem:" in k or b":pay:" in k] == []
+    assert sb.received() == []

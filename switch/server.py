@@ -564,11 +564,10 @@ def _canonical_authorize(request: gw.AuthorizeRequest) -> bytes:
     authorization in any form, a keyed hash included (PCI DSS 3.3.1): a CVC has so few values
     that whoever held the fingerprint key could find it by trying them all. A retry that differs
     from the first request only in its CVC is therefore the same request."""
-    method = request.payment_method
-    if not method.HasField("card") or not method.card.cvc:
-        return _canonical(request)
-    card = method.card
+    card = request.payment_method.card  # an empty default when the method is a wallet
     cvc = card.cvc
+    if not cvc:
+        return _canonical(request)
     card.cvc = ""
     try:
         return _canonical(request)

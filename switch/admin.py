@@ -32,7 +32,7 @@ from grpc_status import rpc_status
 from payswitch.admin.v1 import admin_service_pb2 as pb
 from payswitch.admin.v1 import admin_service_pb2_grpc as pb_grpc
 from payswitch.common.v1 import money_pb2, payment_method_pb2, payment_status_pb2
-from switch import analytics, errors
+from switch import analytics, errors, validation
 from switch import config as config_mod
 from switch.cards import Fingerprinter
 from switch.config import SHA256_HEX, Config, ConfigError, _address, _get, _match, _only, _range
@@ -342,7 +342,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> R:
         """Check the admin key, run `work`, and turn a SwitchError into its rich status."""
         try:
-            self._check_key(context)
+            self.check_key(context)
             return await work()
         except errors.SwitchError as exc:
             await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
@@ -369,7 +369,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             end_minute=end_minute,
         )
 
-    def _check_key(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def check_key(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
                 token = value.removeprefix("Bearer ").strip()
@@ -380,6 +380,44 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         raise errors.Unauthenticated(
             "missing or wrong admin API key: send 'authorization: Bearer <admin key>'"
         )
+
+
+def _register(servicer: AdminServicer, server: grpc.aio.Server) -> None:
+    """Add AdminService as the generated `add_..._to_server` does, but with the requests parsed
+    by the switch (validation.parse), once the admin key is checked: bytes that are no request
+    get INVALID_ARGUMENT, where gRPC's own deserializer answers UNKNOWN."""
+    service = pb.DESCRIPTOR.services_by_name["AdminService"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            _parsing(servicer, getattr(servicer, method.name), getattr(pb, method.input_type.name)),
+            None,
+            _serialize,
+        )
+        for method in service.methods
+    }
+    generic = grpc.method_handlers_generic_handler(service.full_name, handlers)
+    server.add_generic_rpc_handlers((generic,))
+
+
+def _serialize(message: Any) -> bytes:
+    return bytes(message.SerializeToString())
+
+
+def _parsing(
+    servicer: AdminServicer,
+    behavior: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]],
+    kind: Any,
+) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    async def handle(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            servicer.check_key(context)
+            request = validation.parse(kind, data)
+        except errors.SwitchError as exc:
+            await context.abort_with_status(rpc_status.to_status(errors.to_status(exc)))
+            raise  # unreachable: abort raises
+        return await behavior(request, context)
+
+    return handle
 
 
 async def serve(cfg: AdminConfig, *, client: aioredis.Redis, switch: Config) -> grpc.aio.Server:
@@ -398,7 +436,7 @@ async def serve(cfg: AdminConfig, *, client: aioredis.Redis, switch: Config) -> 
         reader=StatsReader(client=client),
         desk=desk,
     )
-    pb_grpc.add_AdminServiceServicer_to_server(servicer, server)
+    _register(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

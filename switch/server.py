@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
-from google.protobuf.message import DecodeError, Message
 from grpc_status import rpc_status
 
 from adapters.sdk.runtime import IdleCollector
@@ -47,8 +46,9 @@ from switch.watch import WatchHub
 log = logging.getLogger("payswitch.server")
 
 R = TypeVar("R")
-M = TypeVar("M", bound=Message)
 OVERHEAD_TRAILER = "x-switch-overhead-us"
+# Requests come as bytes (see `register`): bytes that are no request are INVALID_ARGUMENT.
+_parse = validation.parse
 _WATCH_POLL_S = 1.0
 
 
@@ -531,19 +531,6 @@ class GatewayServicer:
         self._metrics.count_request("WatchPayment", "OK")
 
 
-def _parse(kind: type[M], data: bytes) -> M:
-    """A request from the bytes the caller sent; bytes that are not one are a malformed request
-    (INVALID_ARGUMENT), where gRPC's own deserializer answers UNKNOWN and, on a stream, ends it
-    with OK and drops what follows."""
-    try:
-        return kind.FromString(data)
-    except DecodeError:
-        name = kind.DESCRIPTOR.full_name
-        raise errors.InvalidRequest(
-            [("request", f"is not a {name}: protobuf cannot parse these bytes")]
-        ) from None
-
-
 def _canonical(request: Any) -> bytes:
     """The request as fingerprinted for idempotency: deterministic bytes, the key left out.
 
@@ -661,7 +648,7 @@ def _serialize(message: Any) -> bytes:
 
 def register(servicer: GatewayServicer, server: grpc.aio.Server) -> None:
     """Add the Gateway to a server, as the generated `add_..._to_server` does, but with no
-    request deserializer (the servicer parses the bytes itself: `_parse`) and a response
+    request deserializer (the servicer parses the bytes itself: validation.parse) and a response
     serializer that passes pre-serialized answers through."""
     unary = grpc.unary_unary_rpc_method_handler
     handlers = {

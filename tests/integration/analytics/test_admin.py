@@ -80,6 +80,24 @@ async def test_a_bad_request_names_each_field(analytics: Analytics) -> None:
         assert violations(caught.value) == ["window_minutes"]
 
 
+async def test_bytes_that_are_no_request_are_invalid_argument(analytics: Analytics) -> None:
+    async with grpc.aio.insecure_channel(analytics.address) as chan:
+        for method in ("GetStats", "AddBlockListEntry", "ApproveRiskReview"):
+            call = chan.unary_unary(f"/payswitch.admin.v1.AdminService/{method}")
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(
+                    b"\x0a\x7fshort",
+                    metadata=(("authorization", f"Bearer {ADMIN_KEY}"),),
+                    timeout=10,
+                )
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert violations(caught.value) == ["request"]
+            # Without the admin key, the key is what is wrong.
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(b"\x0a\x7fshort", timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 async def test_health_says_the_admin_service_is_serving(analytics: Analytics) -> None:
     async with grpc.aio.insecure_channel(analytics.address) as chan:
         reply = await health_pb2_grpc.HealthStub(chan).Check(

@@ -687,12 +687,14 @@ class PaymentService:
             except errors.StoreUnavailable:
                 continue
             except Exception:
-                # Not a Redis that is down: logged, and tried again all the same. An outcome a
-                # channel gave is never dropped while the switch runs.
-                log.exception(
-                    "recording an outcome failed; trying again",
-                    extra={"pid": kwargs["after"].id, "attempts": attempt},
-                )
+                # Not a Redis that is down: logged (the first time and every 50th), and tried
+                # again all the same. An outcome a channel gave is never dropped while the
+                # switch runs.
+                if attempt % 50 == 1:
+                    log.exception(
+                        "recording an outcome failed; trying again",
+                        extra={"pid": kwargs["after"].id, "attempts": attempt},
+                    )
                 continue
             after = kwargs["after"]
             assert isinstance(after, Payment)

@@ -74,6 +74,7 @@ class Reconciler:
 
     async def _loop(self) -> None:
         store_down = False
+        failed = 0  # rounds in a row that failed otherwise
         while True:
             try:
                 await self.run_once()
@@ -81,14 +82,21 @@ class Reconciler:
                 if store_down:
                     log.info("reconciler reaches Redis again")
                 store_down = False
+                failed = 0
             except StoreUnavailable:
                 if not store_down:
                     log.warning("reconciler cannot reach Redis; retrying quietly until it can")
                 store_down = True
             except Exception:
                 # Any other failure ends this round, not the reconciler: pending payments must
-                # keep being resolved while the switch runs.
-                log.exception("reconciler round failed; trying again next round")
+                # keep being resolved while the switch runs. Logged the first time and every
+                # 100th round in a row.
+                if failed % 100 == 0:
+                    log.exception(
+                        "reconciler round failed; trying again next round",
+                        extra={"rounds_failed": failed + 1},
+                    )
+                failed += 1
             await asyncio.sleep(self._cfg.interval_ms / 1000)
 
     async def run_once(self) -> int:

@@ -373,8 +373,10 @@ class Store:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except redis.exceptions.OutOfMemoryError as exc:
             raise StoreUnavailable(_FULL_MESSAGE) from exc
+        except _NOT_SERVING_ERRORS as exc:
+            raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except redis.exceptions.ResponseError as exc:
-            if _NOT_SERVING.search(str(exc)):
+            if _NOT_SERVING.search(str(exc)):  # BUSY, which redis-py leaves a ResponseError
                 raise StoreUnavailable(_DOWN_MESSAGE) from exc
             raise
 
@@ -385,6 +387,13 @@ _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSErro
 # its master or read-only (MASTERDOWN, READONLY), a cluster moving or missing slots (TRYAGAIN,
 # CLUSTERDOWN). For the switch that is Redis down, not a failure of its own.
 _NOT_SERVING = re.compile(r"\b(?:LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN)\b")
+# redis-py turns most of them into classes of their own and drops the code from the message
+# (LOADING into BusyLoadingError, a ConnectionError: already in _DOWN).
+_NOT_SERVING_ERRORS = (
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # and MasterDownError, a kind of it
+)
 # Said to a caller whose claim failed: the switch forwards nothing without one. (A claim whose
 # reply was lost may still have landed; a retry with the same key then learns what became of it.)
 _DOWN_MESSAGE = "the payment store (Redis) is unavailable; nothing was sent to any channel"

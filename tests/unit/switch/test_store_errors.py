@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 import pytest
+import redis.exceptions
 
 from switch.errors import StoreUnavailable
 from switch.pipelined import ReplyError
@@ -26,9 +27,19 @@ class _Answering:
         raise ReplyError(self._reply)
 
 
-def _store(reply: str) -> Store:
+class _Refusing:
+    """redis-py's client, for the commands that go through it, raising what it raises."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    async def hgetall(self, key: str) -> dict[bytes, bytes]:
+        raise self._error
+
+
+def _store(reply: str, error: Exception | None = None) -> Store:
     return Store(
-        client=None,  # type: ignore[arg-type]  # not reached: the scripts go through `fast`
+        client=_Refusing(error or RuntimeError("not reached")),  # type: ignore[arg-type]
         fast=_Answering(reply),  # type: ignore[arg-type]
         idempotency_ttl_s=60,
         payment_ttl_s=60,
@@ -67,3 +78,27 @@ async def test_an_error_of_a_script_itself_is_not_an_outage() -> None:
         await _store("ERR user_script:3: attempt to compare nil with number").lease_due(
             "m_1", lease_ms=1000, batch=10
         )
+
+
+# redis-py turns most of these replies into classes of their own and drops the code from the
+# message (redis/_parsers/base.py); BUSY stays a ResponseError with its code.
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.exceptions.ResponseError("BUSY Redis is busy running a script."),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        redis.exceptions.MasterDownError("Link with MASTER is down"),
+        redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"),
+        redis.exceptions.ClusterDownError("The cluster is down"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_redis_pys_commands_meet_the_same_rule(error: Exception) -> None:
+    with pytest.raises(StoreUnavailable, match="unavailable; nothing was sent to any channel"):
+        await _store("", error).get("m_1", "pay_1")
+
+
+async def test_redis_pys_other_errors_stay_errors() -> None:
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        await _store("", redis.exceptions.ResponseError("WRONGTYPE Operation")).get("m_1", "p")

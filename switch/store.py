@@ -376,7 +376,7 @@ class Store:
         except _NOT_SERVING_ERRORS as exc:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except redis.exceptions.ResponseError as exc:
-            if _NOT_SERVING.search(str(exc)):  # BUSY, which redis-py leaves a ResponseError
+            if _NOT_SERVING.search(str(exc)):  # BUSY or NOREPLICAS (see _NOT_SERVING_ERRORS)
                 raise StoreUnavailable(_DOWN_MESSAGE) from exc
             raise
 
@@ -385,10 +385,14 @@ _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSErro
 # A Redis that is up but not serving answers with an error instead: loading its data after a
 # restart (LOADING), running a script past busy-reply-threshold (BUSY), a replica cut off from
 # its master or read-only (MASTERDOWN, READONLY), a cluster moving or missing slots (TRYAGAIN,
-# CLUSTERDOWN). For the switch that is Redis down, not a failure of its own.
-_NOT_SERVING = re.compile(r"\b(?:LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN)\b")
+# CLUSTERDOWN), a master that refuses writes while fewer replicas than min-replicas-to-write
+# are in reach (NOREPLICAS). For the switch that is Redis down, not a failure of its own.
+_NOT_SERVING = re.compile(
+    r"\b(?:LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b"
+)
 # redis-py turns most of them into classes of their own and drops the code from the message
-# (LOADING into BusyLoadingError, a ConnectionError: already in _DOWN).
+# (LOADING into BusyLoadingError, a ConnectionError: already in _DOWN); BUSY and NOREPLICAS it
+# leaves ResponseErrors with their code.
 _NOT_SERVING_ERRORS = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,

@@ -165,6 +165,25 @@ async def test_a_redis_that_answers_busy_is_a_redis_down_and_nothing_is_lost(
     assert "internal error" not in sw.log_text()
 
 
+async def test_a_redis_short_of_replicas_is_a_redis_down_then_recovery(
+    sandbox_factory, switch_factory, redis_server
+):
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    async with connect(sw) as c:
+        with redis.Redis.from_url(redis_server.url) as r:
+            # No replica at all: every write is answered "NOREPLICAS Not enough good replicas".
+            r.config_set("min-replicas-to-write", 1)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await c.Authorize(authorize())
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert error_info(caught.value).reason == "ERROR_REASON_STORE_UNAVAILABLE"
+            assert sb.received("authorize") == []
+            r.config_set("min-replicas-to-write", 0)
+        assert (await c.Authorize(authorize())).payment.status == ps.PAYMENT_STATUS_CAPTURED
+    assert "internal error" not in sw.log_text()
+
+
 async def test_calls_in_flight_at_sigterm_get_their_answers(sandbox_factory, switch_factory):
     sb = sandbox_factory("sandbox", "--slow-ms", "1000")
     sw = switch_factory([(sb, {})], grace_period_s=10)

@@ -57,6 +57,7 @@ def _store(reply: str, error: Exception | None = None) -> Store:
         "READONLY You can't write against a read only replica.",
         "TRYAGAIN Multiple keys request during rehashing of slot",
         "CLUSTERDOWN The cluster is down",
+        "NOREPLICAS Not enough good replicas to write. script: 119b0beb, on @user_script:1.",
         # A batch of calls refused as a whole: the wrapper quotes Redis's reply.
         "a batch of 3 calls got the reply ReplyError('LOADING Redis is loading the dataset')",
     ],
@@ -81,12 +82,13 @@ async def test_an_error_of_a_script_itself_is_not_an_outage() -> None:
 
 
 # redis-py turns most of these replies into classes of their own and drops the code from the
-# message (redis/_parsers/base.py); BUSY stays a ResponseError with its code.
+# message (redis/_parsers/base.py); BUSY and NOREPLICAS stay ResponseErrors with their code.
 @pytest.mark.parametrize(
     "error",
     [
         redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
         redis.exceptions.ResponseError("BUSY Redis is busy running a script."),
+        redis.exceptions.ResponseError("NOREPLICAS Not enough good replicas to write."),
         redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
         redis.exceptions.MasterDownError("Link with MASTER is down"),
         redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"),

@@ -534,8 +534,12 @@ class GatewayServicer:
 def _canonical(request: Any) -> bytes:
     """The request as fingerprinted for idempotency: deterministic bytes, the key left out.
 
-    The key is blanked on the request itself for the serialization and put back (nothing runs in
-    between: no await), where a copy without it would copy the whole request first."""
+    Fields this switch does not know (a newer client's) are dropped from the request first, at
+    every depth: the switch ignores them, so a retry that carries one, or carries it only once,
+    is the same request; nor do they travel on to a channel. The key is blanked on the request
+    itself for the serialization and put back (nothing runs in between: no await), where a copy
+    without it would copy the whole request first."""
+    request.DiscardUnknownFields()
     key = request.idempotency_key
     request.idempotency_key = ""
     try:

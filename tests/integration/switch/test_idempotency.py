@@ -8,7 +8,7 @@ import grpc
 
 from payswitch.common.v1 import payment_status_pb2 as ps
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
-from tests.integration.switch.conftest import connect
+from tests.integration.switch.conftest import API_KEY, connect
 from tests.integration.switch.helpers import authorize, error_info, key, money
 
 
@@ -75,3 +75,26 @@ async def test_replayed_capture_and_refund_do_not_repeat(sandbox_factory, switch
         assert got.payment.refunded_amount.amount_minor == 1000
         assert len(sb.received("capture")) == 1
         assert len(sb.received("refund")) == 1
+
+
+async def test_a_retry_carrying_fields_this_switch_does_not_know_is_a_replay(
+    sandbox_factory, switch_factory
+):
+    # A newer client's retry may carry fields this switch does not know, or carry them only on
+    # one of its tries: the switch ignores them, so it is the same request.
+    sb = sandbox_factory()
+    sw = switch_factory([(sb, {})])
+    request = authorize(4321)
+    plain = request.SerializeToString()
+    newer = gw.AuthorizeRequest.FromString(plain)
+    newer.payment_method.card.MergeFromString(b"\xa0\x06\x01")  # field 100 = 1, in the card
+    extended = newer.SerializeToString() + b"\xfa\x07\x03new"  # field 127 = "new", top level
+    assert len(extended) > len(plain) + 5
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = chan.unary_unary("/payswitch.gateway.v1.GatewayService/Authorize")
+        metadata = (("authorization", f"Bearer {API_KEY}"),)
+        first = gw.AuthorizeResponse.FromString(await call(plain, metadata=metadata, timeout=10))
+        again = gw.AuthorizeResponse.FromString(await call(extended, metadata=metadata, timeout=10))
+    assert first.payment.status == ps.PAYMENT_STATUS_CAPTURED
+    assert again.payment == first.payment
+    assert len(sb.received("authorize")) == 1

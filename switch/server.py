@@ -380,7 +380,12 @@ class GatewayServicer:
         request_iterator: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
-        """Many operations on one stream, each answered on its own as soon as it is done."""
+        """Many operations on one stream, each answered on its own as soon as it is done.
+
+        Answers carry their request's id, so ids must be unique among the requests in flight: a
+        request whose id is already in flight on the stream is not run (nothing is stored or
+        forwarded) and is answered INVALID_ARGUMENT with a violation on `id`. Once an id's
+        answer has gone out, the id may be used again."""
 
         async def singles() -> AsyncIterator[Sequence[gw.StreamPaymentsRequest]]:
             async for data in request_iterator:
@@ -394,7 +399,8 @@ class GatewayServicer:
         request_iterator: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
-        """StreamPayments with many requests per message and the ready answers grouped."""
+        """StreamPayments with many requests per message and the ready answers grouped; ids
+        in flight are refused as there, within a message and across messages alike."""
 
         async def batches() -> AsyncIterator[Sequence[gw.StreamPaymentsRequest]]:
             async for data in request_iterator:
@@ -423,11 +429,14 @@ class GatewayServicer:
         loop = asyncio.get_running_loop()
         outbox = _Outbox(loop)
         running: set[asyncio.Task[None]] = set()
+        # Ids of the requests running, each until its answer is in the outbox: a second request
+        # under one of them would be answered under the same id, so it is refused instead.
+        in_flight: set[int] = set()
         refused: list[errors.SwitchError] = []
         # Answers of StreamPaymentBatches go out as field 1 of a batch response each.
         outer = batched
 
-        async def one(req: gw.StreamPaymentsRequest) -> None:
+        async def one(req: gw.StreamPaymentsRequest, rid: int) -> None:
             kind = req.WhichOneof("request")
             start = time.perf_counter()
             code = "OK"
@@ -440,17 +449,18 @@ class GatewayServicer:
                 operate = self._stream_ops[kind]
                 # This task is the request's own and no caller cancels it: no shield needed.
                 body = await operate(m, getattr(req, kind), None, Timing(cancellable=False))
-                outbox.put(_frame(req.id, _STREAM_FIELDS[kind], body, outer))
+                outbox.put(_frame(rid, _STREAM_FIELDS[kind], body, outer))
             except errors.SwitchError as exc:
                 code = exc.code.name
                 status = errors.to_status(exc).SerializeToString()
-                outbox.put(_frame(req.id, _STREAM_ERROR_FIELD, status, outer))
+                outbox.put(_frame(rid, _STREAM_ERROR_FIELD, status, outer))
             except Exception:
                 code = "INTERNAL"
                 log.exception("unexpected failure", extra={"rpc": "StreamPayments"})
                 failure = errors.to_status(errors.SwitchError("internal error in the switch"))
-                outbox.put(_frame(req.id, _STREAM_ERROR_FIELD, failure.SerializeToString(), outer))
+                outbox.put(_frame(rid, _STREAM_ERROR_FIELD, failure.SerializeToString(), outer))
             finally:
+                in_flight.discard(rid)  # answered: the id may be used again
                 self._idle.end()
                 self._metrics.stream_request_done(kind or "none", code, time.perf_counter() - start)
 
@@ -458,7 +468,15 @@ class GatewayServicer:
             try:
                 async for requests in incoming:
                     for req in requests:
-                        task = loop.create_task(one(req))
+                        rid = req.id
+                        if rid in in_flight:
+                            outbox.put(_frame(rid, _STREAM_ERROR_FIELD, _ID_IN_FLIGHT, outer))
+                            self._metrics.stream_request_done(
+                                req.WhichOneof("request") or "none", "INVALID_ARGUMENT", 0.0
+                            )
+                            continue
+                        in_flight.add(rid)
+                        task = loop.create_task(one(req, rid))
                         running.add(task)
                         task.add_done_callback(running.discard)
             except errors.SwitchError as exc:
@@ -569,6 +587,12 @@ def _canonical_authorize(request: gw.AuthorizeRequest) -> bytes:
 # Field numbers of StreamPaymentsResponse's `response` oneof.
 _STREAM_FIELDS = {"authorize": 2, "capture": 3, "void": 4, "refund": 5}
 _STREAM_ERROR_FIELD = 6
+# The answer to a request whose id is already in flight on its stream: it is not run.
+_ID_IN_FLIGHT = errors.to_status(
+    errors.InvalidRequest(
+        [("id", "is already in flight on this stream: wait for its answer before using it again")]
+    )
+).SerializeToString()
 # Requests in one StreamPaymentBatches message, and answers grouped into one, at most.
 MAX_STREAM_BATCH = 1000
 

@@ -165,3 +165,66 @@ async def test_a_message_that_is_no_request_ends_the_stream_as_invalid_argument(
         assert violations(caught.value) == ["request"]
     assert len(replies) == 1
     assert [r["amount_minor"] for r in sb.received("authorize")] == [100]
+
+
+@pytest.mark.parametrize("method", ["StreamPayments", "StreamPaymentBatches"])
+async def test_an_id_already_in_flight_is_refused_and_not_run_then_free_once_answered(
+    sandbox_factory, switch_factory, method: str
+):
+    # Two requests under one id would get two answers under that id, which the caller could not
+    # tell apart: the second is refused while the first runs. Answered, the id is free again.
+    sb = sandbox_factory("sandbox", "--latency-ms", "300")
+    sw = switch_factory([(sb, {})])
+    first = gw.StreamPaymentsRequest(id=7, authorize=authorize(100))
+    twin = gw.StreamPaymentsRequest(id=7, authorize=authorize(200))
+    later = gw.StreamPaymentsRequest(id=7, authorize=authorize(300))
+    batched = method == "StreamPaymentBatches"
+
+    def messages(*requests: gw.StreamPaymentsRequest) -> list[bytes]:
+        if batched:
+            return [gw.StreamPaymentBatchesRequest(requests=requests).SerializeToString()]
+        return [r.SerializeToString() for r in requests]
+
+    def answers_in(reply: bytes) -> list[gw.StreamPaymentsResponse]:
+        if batched:
+            return list(gw.StreamPaymentBatchesResponse.FromString(reply).responses)
+        return [gw.StreamPaymentsResponse.FromString(reply)]
+
+    both_answered = asyncio.Event()
+
+    async def send() -> AsyncIterator[bytes]:
+        for m in messages(first, twin):
+            yield m
+        await both_answered.wait()
+        for m in messages(later):
+            yield m
+
+    answers: list[gw.StreamPaymentsResponse] = []
+    async with grpc.aio.insecure_channel(sw.address) as chan:
+        call = chan.stream_stream(f"/payswitch.gateway.v1.GatewayService/{method}")(
+            send(), metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=30
+        )
+        async for reply in call:
+            answers += answers_in(reply)
+            if len(answers) >= 2:
+                both_answered.set()
+        # The twin's key was never claimed: sent on its own now, it is a new payment.
+        alone = await gw_grpc.GatewayServiceStub(chan).Authorize(
+            twin.authorize, metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=10
+        )
+    assert [a.id for a in answers] == [7, 7, 7]
+    refusal, ran, again = answers
+    assert refusal.error.code == code_pb2.INVALID_ARGUMENT  # at once: the first still runs
+    bad = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad) for d in refusal.error.details if d.Is(bad.DESCRIPTOR))
+    assert [v.field for v in bad.field_violations] == ["id"]
+    assert "already in flight on this stream" in bad.field_violations[0].description
+    assert ran.authorize.payment.amount.amount_minor == 100
+    assert ran.authorize.payment.status == ps.PAYMENT_STATUS_CAPTURED
+    assert again.authorize.payment.amount.amount_minor == 300
+    assert again.authorize.payment.status == ps.PAYMENT_STATUS_CAPTURED
+    assert (alone.payment.amount.amount_minor, alone.payment.status) == (
+        200,
+        ps.PAYMENT_STATUS_CAPTURED,
+    )
+    assert [r["amount_minor"] for r in sb.received("authorize")] == [100, 300, 200]

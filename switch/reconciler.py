@@ -35,6 +35,12 @@ log = logging.getLogger("payswitch.reconciler")
 
 LEASE_MS = 10_000
 BATCH = 100
+# A payment whose resolution keeps failing is retried each time its lease runs out; its failure
+# is logged the first time and every this many times after (about every 5 minutes).
+FAILURE_LOG_EVERY = 30
+# Failure counts kept at most (a count is dropped when its payment resolves); past this many the
+# counts start again, which only makes the next failure of each logged once more.
+FAILURES_KEPT = 10_000
 # How often held risk reviews are checked for their timeout.
 REVIEW_SWEEP_S = 5.0
 
@@ -62,6 +68,7 @@ class Reconciler:
         self._cfg = config
         self._metrics = metrics
         self._attempts: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -105,11 +112,39 @@ class Reconciler:
         for merchant in self._merchants:
             due = await self._store.lease_due(merchant, lease_ms=LEASE_MS, batch=BATCH)
             seen += len(due)
-            await asyncio.gather(*(self._resolve(merchant, pid) for pid in due))
+            done = await asyncio.gather(
+                *(self._resolve(merchant, pid) for pid in due), return_exceptions=True
+            )
+            down = None
+            for pid, outcome in zip(due, done, strict=True):
+                if isinstance(outcome, StoreUnavailable):
+                    down = down or outcome
+                elif isinstance(outcome, Exception):
+                    self._failed(merchant, pid, outcome)
+                elif isinstance(outcome, BaseException):
+                    raise outcome  # not the payment's failure: a cancellation, SystemExit
+                else:
+                    self._failures.pop(pid, None)
+            if down is not None:
+                raise down  # Redis is away: the rest of the round would meet it too
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + REVIEW_SWEEP_S
             await self.expire_reviews()
         return seen
+
+    def _failed(self, merchant: str, payment_id: str, exc: Exception) -> None:
+        """One payment's resolution failed (a record this switch cannot read, a bug): it must
+        not hold up the others, so it is logged and tried again once its lease runs out."""
+        if len(self._failures) >= FAILURES_KEPT:
+            self._failures.clear()
+        n = self._failures.get(payment_id, 0)
+        self._failures[payment_id] = n + 1
+        if n % FAILURE_LOG_EVERY == 0:
+            log.error(
+                "cannot resolve a pending payment; trying it again later",
+                exc_info=exc,
+                extra={"merchant": merchant, "pid": payment_id, "failures": n + 1},
+            )
 
     async def expire_reviews(self) -> int:
         """Reject the payments held for risk review longer than the review timeout: nobody

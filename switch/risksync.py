@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from switch.risk import BinRanges, BlockLists, RiskEngine, parse_bin_range
+from switch.store import not_serving
 
 log = logging.getLogger("payswitch.risksync")
 
@@ -36,6 +37,18 @@ POLL_S = 1.0
 # Any Redis error, not only a lost connection: a Redis that is loading, busy or read-only answers
 # with error replies, and the sync must outlast them too.
 _ERRORS = (redis.exceptions.RedisError, OSError)
+# A refusal (see `_refused`) is logged the first time and every this many tries after: with a
+# try every POLL_S, about once a minute.
+REFUSED_LOG_EVERY = 60
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether Redis refuses the sync for a reason that will not pass on its own: an ACL without
+    a permission it needs (NOPERM), a key of the wrong type (WRONGTYPE), a wrong password. Those
+    are for an operator to fix, not an outage to wait out quietly."""
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and not not_serving(exc)
 
 
 def _s(v: Any) -> str:
@@ -104,24 +117,34 @@ class RiskSync:
 
     async def _run(self) -> None:
         down = False
+        refused = 0  # tries in a row that Redis refused
         while True:
             pubsub = self._r.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(EVENTS_CHANNEL)
                 await self.refresh()  # whatever changed while not subscribed
-                if down:
+                if down or refused:
                     log.info("risk sync reaches Redis again")
-                down = False
+                down, refused = False, 0
                 while True:
                     message = await pubsub.get_message(timeout=POLL_S)
                     if message is not None and _s(message.get("data")) == RELOAD:
                         self._on_reload("admin request")
                     else:
                         await self._check_version()
-            except _ERRORS:
-                if not down:
-                    log.warning("risk sync cannot reach Redis; block lists stay as they were")
-                down = True
+            except _ERRORS as exc:
+                if _refused(exc):
+                    if refused % REFUSED_LOG_EVERY == 0:
+                        log.error(
+                            "Redis refuses the risk sync (fix its setup: this is no outage); "
+                            "block lists stay as they were, retrying",
+                            extra={"error": f"{type(exc).__name__}: {exc}", "tries": refused + 1},
+                        )
+                    refused += 1
+                else:
+                    if not down:
+                        log.warning("risk sync cannot reach Redis; block lists stay as they were")
+                    down = True
                 await asyncio.sleep(POLL_S)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -373,12 +373,16 @@ class Store:
             raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except redis.exceptions.OutOfMemoryError as exc:
             raise StoreUnavailable(_FULL_MESSAGE) from exc
-        except _NOT_SERVING_ERRORS as exc:
-            raise StoreUnavailable(_DOWN_MESSAGE) from exc
         except redis.exceptions.ResponseError as exc:
-            if _NOT_SERVING.search(str(exc)):  # BUSY or NOREPLICAS (see _NOT_SERVING_ERRORS)
+            if not_serving(exc):
                 raise StoreUnavailable(_DOWN_MESSAGE) from exc
             raise
+
+
+def not_serving(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether redis-py's error reply says Redis is up but not serving (see _NOT_SERVING): an
+    outage to wait out, unlike an error that says it is set up wrong (NOPERM, WRONGTYPE)."""
+    return isinstance(exc, _NOT_SERVING_ERRORS) or bool(_NOT_SERVING.search(str(exc)))
 
 
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)

@@ -1,0 +1,76 @@
+"""The risk sync against a real Redis set up wrong: the log says what is wrong (not that Redis
+is away), now and then rather than every second, and the sync recovers once it is fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from switch.risk import RiskEngine
+from switch.riskconfig import RiskConfig
+from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, RiskSync
+
+CARDS = BLOCK_KEYS["card"]
+Step = Callable[[aioredis.Redis], Awaitable[object]]
+
+
+async def _wrong_type(r: aioredis.Redis) -> None:
+    await r.set(CARDS, "a string where a hash belongs")
+
+
+async def _right_type(r: aioredis.Redis) -> None:
+    await r.delete(CARDS)
+
+
+async def _no_block_list_keys(r: aioredis.Redis) -> None:
+    await r.execute_command("ACL", "SETUSER", "switch", "on", ">pw", "+@all", "&*")
+    await r.execute_command("ACL", "SETUSER", "switch", f"~{BLOCK_VERSION_KEY}")
+
+
+async def _all_keys(r: aioredis.Redis) -> None:
+    await r.execute_command("ACL", "SETUSER", "switch", "~*")
+
+
+@pytest.mark.parametrize(
+    ("break_it", "fix_it", "user", "said"),
+    [
+        (_wrong_type, _right_type, None, "WRONGTYPE"),
+        (_no_block_list_keys, _all_keys, "switch", "no permissions to access one of the keys"),
+    ],
+    ids=["wrong-type", "acl-noperm"],
+)
+async def test_a_misconfigured_redis_is_logged_as_such_until_fixed(
+    redis_server, caplog: pytest.LogCaptureFixture, break_it: Step, fix_it: Step, user, said: str
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url, username=user, password=user and "pw")
+    engine = RiskEngine(RiskConfig())
+    sync = RiskSync(client=client, engine=engine, on_reload=lambda source: None)
+    try:
+        await break_it(admin)
+        with caplog.at_level(logging.INFO, logger="payswitch.risksync"):
+            await sync.start()
+            await asyncio.sleep(3.5)  # three tries or four, a second apart
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1, "said once, not at every try"
+            assert said in errors[0].error  # type: ignore[attr-defined]
+            assert CARDS in errors[0].error  # type: ignore[attr-defined]
+            assert "cannot reach Redis" not in caplog.text, "not taken for an outage"
+
+            await fix_it(admin)
+            await admin.hset(CARDS, "fp_blocked", '{"note": "chargebacks"}')
+            await admin.incr(BLOCK_VERSION_KEY)
+            for _ in range(50):
+                if "fp_blocked" in engine.blocks.cards:
+                    break
+                await asyncio.sleep(0.1)
+        assert engine.blocks.cards == frozenset({"fp_blocked"}), "the sync recovered"
+        assert "risk sync reaches Redis again" in caplog.text
+    finally:
+        await sync.stop()
+        await client.aclose()
+        await admin.aclose()

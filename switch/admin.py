@@ -371,10 +371,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     def check_key(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str):
-                token = value.removeprefix("Bearer ").strip()
+            if key == "authorization":
+                token = validation.bearer_token(value)
                 digest = hashlib.sha256(token.encode()).hexdigest()
-                if hmac.compare_digest(digest, self._key_hash):
+                if token and hmac.compare_digest(digest, self._key_hash):
                     return
                 break
         raise errors.Unauthenticated(

@@ -182,9 +182,11 @@ class GatewayServicer:
         idle: IdleCollector | None = None,
     ) -> None:
         self._by_key_hash = {m.api_key_sha256: m for m in merchants.values()}
-        # Keys seen to be valid, so that a known key is not hashed again on every call. Only a
-        # hit adds one: unknown tokens (anyone's guesses) are hashed each time and never kept.
-        self._by_token: dict[str, MerchantConfig] = {}
+        # Authorization values seen to carry a valid key, so that a known caller's value is not
+        # parsed and hashed again on every call. Only a hit adds one, and only in the form
+        # `Bearer <key>` exactly: unknown tokens (anyone's guesses) and a valid key written
+        # otherwise are parsed and hashed each time and never kept (one entry per merchant).
+        self._by_header: dict[str | bytes, MerchantConfig] = {}
         self._payments = payments
         self._store = store
         self._hub = hub
@@ -205,12 +207,13 @@ class GatewayServicer:
     def _merchant(self, context: grpc.aio.ServicerContext) -> MerchantConfig:
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
-                token = value.removeprefix("Bearer ").strip() if isinstance(value, str) else ""
-                found = self._by_token.get(token)
+                found = self._by_header.get(value)
                 if found is None:
-                    found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
-                    if found is not None:
-                        self._by_token[token] = found
+                    token = validation.bearer_token(value)
+                    if token:
+                        found = self._by_key_hash.get(hashlib.sha256(token.encode()).hexdigest())
+                    if found is not None and value == "Bearer " + token:
+                        self._by_header[value] = found
                 if found is not None:
                     return found
                 break

@@ -55,6 +55,15 @@ def parse(kind: type[M], data: bytes) -> M:
         ) from None
 
 
+def bearer_token(value: str | bytes) -> str:
+    """The key in an `authorization: Bearer <key>` value (RFC 6750; the scheme's name is
+    case-insensitive, RFC 7235 2.1), or empty, which no caller is: a bare key, or one under
+    another scheme, is refused rather than taken as the key."""
+    if isinstance(value, str) and value[:7].lower() == "bearer ":
+        return value[7:].strip()
+    return ""
+
+
 def printable(s: str) -> bool:
     """Printable ASCII only (space to tilde)."""
     return s.isascii() and s.isprintable()

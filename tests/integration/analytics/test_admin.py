@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from payswitch.admin.v1 import admin_service_pb2 as pb
 from switch.stack import ChannelSpec, config_toml
 from tests.integration.analytics.conftest import ADMIN_KEY, Analytics, admin, admin_table
 from tests.integration.switch.helpers import error_info, violations
@@ -67,6 +68,28 @@ async def test_only_the_admin_key_is_let_in(analytics: Analytics) -> None:
         reply = await a.stats()
     assert reply.backlog_entries == 0
     assert list(reply.volumes) == []
+
+
+async def test_the_admin_key_without_the_bearer_scheme_is_unauthenticated(
+    analytics: Analytics,
+) -> None:
+    async with admin(analytics) as a:
+        for value in (ADMIN_KEY, f"Basic {ADMIN_KEY}", f"Bearer{ADMIN_KEY}"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.stub.GetStats(
+                    pb.GetStatsRequest(window_minutes=60),
+                    metadata=(("authorization", value),),
+                    timeout=10,
+                )
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, value
+            assert "authorization: Bearer <admin key>" in (caught.value.details() or ""), value
+        # The scheme's name is case-insensitive (RFC 7235).
+        reply = await a.stub.GetStats(
+            pb.GetStatsRequest(window_minutes=60),
+            metadata=(("authorization", f"bearer {ADMIN_KEY}"),),
+            timeout=10,
+        )
+    assert reply.backlog_entries == 0
 
 
 async def test_a_bad_request_names_each_field(analytics: Analytics) -> None:

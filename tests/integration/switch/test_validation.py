@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from payswitch.common.v1 import money_pb2, payment_method_pb2
+from payswitch.common.v1 import payment_status_pb2 as ps
 from payswitch.gateway.v1 import gateway_service_pb2 as gw
 from payswitch.gateway.v1 import payment_pb2
 from tests.integration.switch.conftest import API_KEY, connect
@@ -253,6 +254,23 @@ async def test_a_caller_without_a_known_key_is_unauthenticated(stack):
                 await client.Authorize(authorize())
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert error_info(caught.value).reason == "ERROR_REASON_API_KEY_INVALID"
+
+
+async def test_a_key_sent_without_the_bearer_scheme_is_unauthenticated(stack, redis_server):
+    sb, sw = stack
+    async with connect(sw, api_key=None) as client:
+        for value in (API_KEY, f"Basic {API_KEY}", f"Bearer{API_KEY}", f"Token {API_KEY}"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await client.Authorize(authorize(), metadata=(("authorization", value),))
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, value
+            assert error_info(caught.value).reason == "ERROR_REASON_API_KEY_INVALID", value
+            assert "authorization: Bearer <key>" in (caught.value.details() or ""), value
+        assert sb.received() == []
+        assert _stored_keys(redis_server.url) == []
+        # The scheme's name is case-insensitive (RFC 7235), as other servers take it.
+        for value in (f"bearer {API_KEY}", f"BEARER {API_KEY}"):
+            reply = await client.Authorize(authorize(), metadata=(("authorization", value),))
+            assert reply.payment.status == ps.PAYMENT_STATUS_CAPTURED, value
 
 
 # Bytes that are no protobuf message: a length-delimited field (tag 0x0a) that runs past the end,

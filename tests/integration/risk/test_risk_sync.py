@@ -35,16 +35,30 @@ async def _all_keys(r: aioredis.Redis) -> None:
     await r.execute_command("ACL", "SETUSER", "switch", "~*")
 
 
+async def _other_password(r: aioredis.Redis) -> None:
+    await r.execute_command("ACL", "SETUSER", "switch", "on", ">other", "+@all", "&*", "~*")
+
+
+async def _its_password(r: aioredis.Redis) -> None:
+    await r.execute_command("ACL", "SETUSER", "switch", "resetpass", ">pw")
+
+
 @pytest.mark.parametrize(
     ("break_it", "fix_it", "user", "said"),
     [
-        (_wrong_type, _right_type, None, "WRONGTYPE"),
-        (_no_block_list_keys, _all_keys, "switch", "no permissions to access one of the keys"),
+        (_wrong_type, _right_type, None, (f"HKEYS {CARDS}", "WRONGTYPE")),
+        (_no_block_list_keys, _all_keys, "switch", (f"HKEYS {CARDS}", "no permissions")),
+        (_other_password, _its_password, "switch", ("AuthenticationError", "password")),
     ],
-    ids=["wrong-type", "acl-noperm"],
+    ids=["wrong-type", "acl-noperm", "wrong-password"],
 )
 async def test_a_misconfigured_redis_is_logged_as_such_until_fixed(
-    redis_server, caplog: pytest.LogCaptureFixture, break_it: Step, fix_it: Step, user, said: str
+    redis_server,
+    caplog: pytest.LogCaptureFixture,
+    break_it: Step,
+    fix_it: Step,
+    user: str | None,
+    said: tuple[str, str],
 ) -> None:
     admin = aioredis.Redis.from_url(redis_server.url)
     client = aioredis.Redis.from_url(redis_server.url, username=user, password=user and "pw")
@@ -57,8 +71,7 @@ async def test_a_misconfigured_redis_is_logged_as_such_until_fixed(
             await asyncio.sleep(3.5)  # three tries or four, a second apart
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             assert len(errors) == 1, "said once, not at every try"
-            assert said in errors[0].error  # type: ignore[attr-defined]
-            assert CARDS in errors[0].error  # type: ignore[attr-defined]
+            assert all(part in errors[0].error for part in said), errors[0].error  # type: ignore[attr-defined]
             assert "cannot reach Redis" not in caplog.text, "not taken for an outage"
 
             await fix_it(admin)

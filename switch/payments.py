@@ -416,7 +416,7 @@ class PaymentService:
             p, final, OP_AUTHORIZE, None, journal=journal_entry(unsent, OP_AUTHORIZE)
         )
         if response is None:
-            current = await self._store.get(p.merchant_id, p.id)
+            current = await self._read_back(p)
             return self._render(OP_AUTHORIZE, current or final)
         return response
 
@@ -632,9 +632,22 @@ class PaymentService:
         response = await self.persist(payment, after, op, pending_at, result.latency_us)
         if response is None:
             # A resolver recorded an outcome first (an event or the reconciler): that one stands.
-            current = await self._store.get(payment.merchant_id, payment.id)
+            current = await self._read_back(payment)
             return self._render(op, current or after)
         return response
+
+    async def _read_back(self, p: Payment) -> Payment | None:
+        """The payment as the resolver that came first recorded it, read after a channel call:
+        if Redis cannot be read now, the store's own message ("nothing was sent to any
+        channel") would be false, so the error says what did happen."""
+        try:
+            return await self._store.get(p.merchant_id, p.id)
+        except errors.StoreUnavailable as exc:
+            raise errors.StoreUnavailable(
+                f"the request reached a channel and the outcome of payment {p.id} is recorded, "
+                "but the payment store (Redis) could not be read to answer with it; "
+                "GetPayment tells the outcome"
+            ) from exc
 
     async def persist(
         self,

@@ -64,6 +64,10 @@ from adapters.sdk.types import (
 
 log = logging.getLogger(__name__)
 
+# What `_ask` raises when the message certainly did not leave: no connection, or a message the
+# client could not encode (it encodes before it writes). Its record is forgotten by then.
+_NOT_SENT = (UpstreamUnavailableError, InvalidRequestError)
+
 _REFERENCE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -206,7 +210,7 @@ class CardAdapter:
             await self._ledger.save(record, original)
             try:
                 reply = await self._ask(record, doc)
-            except UpstreamUnavailableError:
+            except _NOT_SENT:
                 original.captured = 0
                 await self._ledger.save(original)
                 raise
@@ -258,7 +262,7 @@ class CardAdapter:
             await self._ledger.save(record, original)
             try:
                 reply = await self._ask(record, doc)
-            except UpstreamUnavailableError:
+            except _NOT_SENT:
                 original.reversal = REVERSAL_NONE
                 await self._ledger.save(original)
                 raise
@@ -308,14 +312,15 @@ class CardAdapter:
     # -- helpers ----------------------------------------------------------------------------
 
     async def _ask(self, record: OpRecord, doc: Message) -> mapping.Reply:
-        """Send and read the answer. Not sent: the record is forgotten and the error raised.
+        """Send and read the answer. Not sent (see _NOT_SENT): the record is forgotten and the
+        error raised, so neither Inquire nor a restart takes it for a message on the wire.
 
         Raises OutcomeUnknownError for no answer, a dropped connection, an answer that cannot
         be trusted, or a response code this channel does not know.
         """
         try:
             answer = await self._client.request(doc)
-        except UpstreamUnavailableError:
+        except _NOT_SENT:
             await self._ledger.forget(record.reference)
             raise
         reply = mapping.read_reply(doc, answer)

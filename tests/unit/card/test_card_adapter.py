@@ -198,6 +198,54 @@ async def test_unreachable_acquirer_is_unavailable(make_adapter: AdapterFactory)
     assert (await card_adapter.inquire(inquire("u-1"))).status is OperationStatus.NOT_FOUND
 
 
+# Digits, as str.isdigit() sees them, that ISO 8583's numeric fields do not take: a message
+# carrying them passes the checks up front and fails only when the client encodes it.
+FULLWIDTH = {ord(d): ord(d) + 0xFEE0 for d in "0123456789"}  # 4 -> U+FF14, and so on
+
+
+async def test_a_message_that_cannot_be_encoded_was_never_sent_even_after_a_restart(
+    simulator: RunningSimulator, make_adapter: AdapterFactory
+) -> None:
+    card_adapter, _ = await make_adapter(simulator.port)
+    with pytest.raises(InvalidRequestError, match="field 2"):
+        await card_adapter.authorize(auth("enc-1", testcards.APPROVE.translate(FULLWIDTH)))
+    assert (await card_adapter.inquire(inquire("enc-1"))).status is OperationStatus.NOT_FOUND
+    await card_adapter.stop()
+    restarted, events = await make_adapter(simulator.port)
+    assert (await restarted.inquire(inquire("enc-1"))).status is OperationStatus.NOT_FOUND
+    # Nothing to reverse: the reference is free, and sent for the first time now.
+    assert (await restarted.authorize(auth("enc-1", testcards.APPROVE))).status is APPROVED
+    assert simulator.host.seen.count("0100") == 1
+    assert not {"0400", "0420", "0421"} & set(simulator.host.seen)
+    assert events.received == []
+
+
+async def test_follow_ups_that_cannot_be_encoded_leave_their_authorizations_as_they_were(
+    simulator: RunningSimulator, make_adapter: AdapterFactory, tmp_path: Path
+) -> None:
+    # An acquirer id in digits DE90 does not take (Arabic-Indic zeros): only follow-ups carry it.
+    card_adapter, _ = await make_adapter(simulator.port, acquirer_id="\u0660" * 11)
+    to_capture = await card_adapter.authorize(auth("a-enc", testcards.APPROVE, 1000))
+    to_void = await card_adapter.authorize(auth("a-enc2", testcards.APPROVE, 700))
+    assert to_capture.status is to_void.status is APPROVED
+    with pytest.raises(InvalidRequestError, match="field 90"):
+        await card_adapter.capture(capture("c-enc", "a-enc", 1000, 1000))
+    with pytest.raises(InvalidRequestError, match="field 90"):
+        await card_adapter.void(void("v-enc", "a-enc2", 700))
+    for ref in ("c-enc", "v-enc"):
+        assert (await card_adapter.inquire(inquire(ref))).status is OperationStatus.NOT_FOUND
+    await card_adapter.stop()
+    fixed, _ = await make_adapter(simulator.port)  # the operator fixed the acquirer id
+    for ref in ("c-enc", "v-enc"):
+        assert (await fixed.inquire(inquire(ref))).status is OperationStatus.NOT_FOUND
+    assert (await fixed.capture(capture("c-enc", "a-enc", 1000, 1000))).status is APPROVED
+    assert (await fixed.void(void("v-enc", "a-enc2", 700))).status is APPROVED
+    host = tmp_path / "host.jsonl"
+    assert host_record(host, to_capture.upstream_reference).captured == 1000
+    assert host_record(host, to_void.upstream_reference).reversed
+    assert [t for t in simulator.host.seen if t not in ("0100", "0800")] == ["0220", "0400"]
+
+
 async def test_capabilities_describe_the_channel(adapter: Adapter) -> None:
     caps = adapter[0].capabilities()
     assert caps.name == "card" and caps.payment_methods == frozenset({PaymentMethodType.CARD})

@@ -34,9 +34,15 @@ BLOCKS_CHANGED = "blocks"
 RELOAD = "reload"
 POLL_S = 1.0
 
+
+class BadBlockData(Exception):
+    """Redis holds something at the block lists' keys that no admin wrote (a version that is
+    not a number): for an operator to fix, like a refusal."""
+
+
 # Any Redis error, not only a lost connection: a Redis that is loading, busy or read-only answers
-# with error replies, and the sync must outlast them too.
-_ERRORS = (redis.exceptions.RedisError, OSError)
+# with error replies, and the sync must outlast them too; and data it cannot read.
+_ERRORS = (redis.exceptions.RedisError, OSError, BadBlockData)
 # A refusal (see `_refused`) is logged the first time and every this many tries after: with a
 # try every POLL_S, about once a minute.
 REFUSED_LOG_EVERY = 60
@@ -44,15 +50,24 @@ REFUSED_LOG_EVERY = 60
 
 def _refused(exc: Exception) -> bool:
     """Whether Redis refuses the sync for a reason that will not pass on its own: an ACL without
-    a permission it needs (NOPERM), a key of the wrong type (WRONGTYPE), a wrong password. Those
-    are for an operator to fix, not an outage to wait out quietly."""
-    if isinstance(exc, redis.exceptions.AuthenticationError):
+    a permission it needs (NOPERM), a key of the wrong type (WRONGTYPE), a wrong password, a
+    version that is not a number. Those are for an operator to fix, not an outage to wait out
+    quietly."""
+    if isinstance(exc, (redis.exceptions.AuthenticationError, BadBlockData)):
         return True
     return isinstance(exc, redis.exceptions.ResponseError) and not not_serving(exc)
 
 
+def _version(raw: Any) -> int:
+    text = _s(raw or 0)
+    if not text.isascii() or not text.isdigit():
+        raise BadBlockData(f"{BLOCK_VERSION_KEY} holds {text[:40]!r}, not a version number")
+    return int(text)
+
+
 def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+    # Not UTF-8 (nothing the admin writes): replaced, where a decoding error would end the sync.
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
 async def load_blocks(client: aioredis.Redis) -> BlockLists:
@@ -72,7 +87,7 @@ async def load_blocks(client: aioredis.Redis) -> BlockLists:
         cards=frozenset(map(_s, cards)),
         buyers=frozenset(map(_s, buyers)),
         bins=BinRanges.of(ranges),
-        version=int(version or 0),
+        version=_version(version),
     )
 
 
@@ -136,8 +151,8 @@ class RiskSync:
                 if _refused(exc):
                     if refused % REFUSED_LOG_EVERY == 0:
                         log.error(
-                            "Redis refuses the risk sync (fix its setup: this is no outage); "
-                            "block lists stay as they were, retrying",
+                            "Redis refuses the risk sync or holds what it cannot read (fix its "
+                            "setup: this is no outage); block lists stay as they were, retrying",
                             extra={"error": f"{type(exc).__name__}: {exc}", "tries": refused + 1},
                         )
                     refused += 1
@@ -150,6 +165,6 @@ class RiskSync:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _check_version(self) -> None:
-        version = int(await self._r.get(BLOCK_VERSION_KEY) or 0)
+        version = _version(await self._r.get(BLOCK_VERSION_KEY))
         if version != self._engine.blocks.version:
             await self.refresh()

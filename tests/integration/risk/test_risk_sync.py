@@ -43,14 +43,23 @@ async def _its_password(r: aioredis.Redis) -> None:
     await r.execute_command("ACL", "SETUSER", "switch", "resetpass", ">pw")
 
 
+async def _version_not_a_number(r: aioredis.Redis) -> None:
+    await r.set(BLOCK_VERSION_KEY, "v2")
+
+
+async def _version_a_number(r: aioredis.Redis) -> None:
+    await r.set(BLOCK_VERSION_KEY, "2")
+
+
 @pytest.mark.parametrize(
     ("break_it", "fix_it", "user", "said"),
     [
         (_wrong_type, _right_type, None, (f"HKEYS {CARDS}", "WRONGTYPE")),
         (_no_block_list_keys, _all_keys, "switch", (f"HKEYS {CARDS}", "no permissions")),
         (_other_password, _its_password, "switch", ("AuthenticationError", "password")),
+        (_version_not_a_number, _version_a_number, None, (BLOCK_VERSION_KEY, "'v2'")),
     ],
-    ids=["wrong-type", "acl-noperm", "wrong-password"],
+    ids=["wrong-type", "acl-noperm", "wrong-password", "version-not-a-number"],
 )
 async def test_a_misconfigured_redis_is_logged_as_such_until_fixed(
     redis_server,

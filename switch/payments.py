@@ -353,6 +353,30 @@ class PaymentService:
         await self._record(sent, OP_AUTHORIZE, p.pending_ref, p.amount, result)
         return True
 
+    async def stop_sending(self, p: Payment, why: str) -> None:
+        """Give up sending an approved payment no channel would take (`why`): its sealed
+        instrument is dropped, so it is never sent. It stays pending under its reference, to be
+        resolved like any unknown outcome: a try cut short by a restart may have reached the
+        channel, whose Inquire then tells; one that never got it fails it, nothing charged."""
+        assert p.risk is not None
+        after = p.evolve(
+            risk=dataclasses.replace(p.risk, review=REVIEW_FORWARDED),
+            vault="",
+            version=p.version + 1,
+            update_ms=now_ms(),
+            status_message=f"the approved payment was not sent ({why}); its card is no longer "
+            "kept, and the channel is asked whether it ever got it",
+        )
+        written = await self._store.complete(
+            before=p,
+            after=after,
+            idempotency="none",
+            pending_at_ms=after.update_ms,
+            journal=None,
+        )
+        if written:
+            self._on_change(after)
+
     async def _hand_over(self, p: Payment, to: str, unreachable: str) -> Payment:
         """Write that the payment now goes to `to` before anything is sent there (a rare path:
         `unreachable` certainly did not take it). A switch that stops while `to` has the request

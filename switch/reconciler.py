@@ -173,7 +173,15 @@ class Reconciler:
         if p.risk is not None and p.risk.review is ReviewState.APPROVED:
             # Approved after a risk review and never sent: send it now (under its reference, so
             # a resend after a crash is answered from the channel's record, not charged twice).
-            if not await self._payments.forward_held(p):
+            if await self._payments.forward_held(p):
+                return
+            # No channel took it now. Tried for as long after the approval as a review may wait
+            # for its decision; after that its sealed card is not kept any longer.
+            limit_s = self._review_timeout_s()
+            if now_ms() - p.update_ms >= limit_s * 1000:
+                log.warning("an approved payment was not sent in time", extra={"pid": p.id})
+                await self._payments.stop_sending(p, f"no channel took it within {limit_s} s")
+            else:
                 await self._later(p)
             return
         request = ch.InquireRequest(

@@ -176,6 +176,44 @@ async def test_a_review_nobody_decides_in_time_is_rejected_and_its_instrument_dr
     assert [e["status"] for e in journal_of(redis_server, held.id)][-1] == "DECLINED"
 
 
+async def test_an_approved_payment_no_channel_takes_in_time_loses_its_card_and_is_never_charged(
+    sandbox_factory, switch_factory, analytics_factory, redis_server
+):
+    sandbox = sandbox_factory()
+    # Sending an approved payment is tried for as long as a review may wait for its decision.
+    switch = switch_factory([(sandbox, {})], extra="\n[risk]\nreview_timeout_s = 3\n" + REVIEW)
+    analytics = analytics_factory(switch.config)
+    pay_key = "ps:{m:m_dev}:pay:"
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    async with connect(switch) as client, admin(analytics) as adm:
+        held = await pay(client, 150_000)
+        sandbox.stop()  # the only channel goes away before the approval
+        approve = pb.ApproveRiskReviewRequest(merchant_id="m_dev", payment_id=held.id)
+        assert (
+            await adm.stub.ApproveRiskReview(approve, metadata=adm.metadata, timeout=10)
+        ).changed
+        await asyncio.sleep(1.0)  # tried and not sent, the card still kept for the next try
+        assert raw.hget(pay_key + held.id, "vault")
+
+        given_up = await eventually(
+            lambda: get(client, held.id),
+            lambda p: p.risk.review == payment_pb2.RISK_REVIEW_STATE_FORWARDED,
+        )
+        assert given_up.risk.review == payment_pb2.RISK_REVIEW_STATE_FORWARDED
+        assert given_up.status == PENDING
+        assert "was not sent (no channel took it within 3 s)" in given_up.status_message
+        assert not raw.hget(pay_key + held.id, "vault"), "the sealed card is dropped"
+
+        # The channel comes back: asked about the payment (a try cut short by a restart could
+        # have reached it), it never got it, so the payment fails with nothing charged.
+        sandbox.start()
+        final = await eventually(lambda: get(client, held.id), lambda p: p.status != PENDING)
+        assert final.status == payment_status_pb2.PAYMENT_STATUS_FAILED
+        await asyncio.sleep(0.5)
+        assert authorizations_of(sandbox, held.id) == 0
+    raw.close()
+
+
 async def test_review_rpcs_refuse_bad_input_and_unknown_payments(
     sandbox_factory, switch_factory, analytics_factory
 ):

@@ -38,8 +38,11 @@ BATCH = 100
 # A payment whose resolution keeps failing is retried each time its lease runs out; its failure
 # is logged the first time and every this many times after (about every 5 minutes).
 FAILURE_LOG_EVERY = 30
+# And failures are logged this many a minute at most in all, however many payments fail (a
+# release that cannot read the records, a bug): the next logged one says how many were not.
+FAILURE_LOGS_PER_MINUTE = 10
 # Failure counts kept at most (a count is dropped when its payment resolves); past this many the
-# counts start again, which only makes the next failure of each logged once more.
+# oldest count is dropped, which only makes that payment's next failure logged once more.
 FAILURES_KEPT = 10_000
 # How often held risk reviews are checked for their timeout.
 REVIEW_SWEEP_S = 5.0
@@ -58,8 +61,10 @@ class Reconciler:
         config: ReconcilerConfig,
         metrics: Metrics,
         review_timeout_s: Callable[[], int] = lambda: 3 * 86_400,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._review_timeout_s = review_timeout_s  # read each sweep: a reload may change it
         self._next_sweep = 0.0
         self._pool = pool
@@ -69,6 +74,8 @@ class Reconciler:
         self._metrics = metrics
         self._attempts: dict[str, int] = {}
         self._failures: dict[str, int] = {}
+        self._log_window = (0.0, 0)  # (minute's start, failures logged in it)
+        self._not_logged = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -110,7 +117,13 @@ class Reconciler:
         """Lease and resolve every due payment once; returns how many were looked at."""
         seen = 0
         for merchant in self._merchants:
-            due = await self._store.lease_due(merchant, lease_ms=LEASE_MS, batch=BATCH)
+            try:
+                due = await self._store.lease_due(merchant, lease_ms=LEASE_MS, batch=BATCH)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 (logged in _failed) this merchant's only
+                self._failed(merchant, "", exc)
+                continue
             seen += len(due)
             done = await asyncio.gather(
                 *(self._resolve(merchant, pid) for pid in due), return_exceptions=True
@@ -127,24 +140,42 @@ class Reconciler:
                     self._failures.pop(pid, None)
             if down is not None:
                 raise down  # Redis is away: the rest of the round would meet it too
-        if time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + REVIEW_SWEEP_S
+        if self._clock() >= self._next_sweep:
+            self._next_sweep = self._clock() + REVIEW_SWEEP_S
             await self.expire_reviews()
         return seen
 
     def _failed(self, merchant: str, payment_id: str, exc: Exception) -> None:
-        """One payment's resolution failed (a record this switch cannot read, a bug): it must
-        not hold up the others, so it is logged and tried again once its lease runs out."""
-        if len(self._failures) >= FAILURES_KEPT:
-            self._failures.clear()
+        """One payment's resolution or review sweep failed (a record this switch cannot read, a
+        bug; `payment_id` empty: leasing the merchant's due payments). It must not hold up the
+        others, so it is logged, within bounds, and tried again later (a resolution once its
+        lease runs out)."""
+        if payment_id not in self._failures and len(self._failures) >= FAILURES_KEPT:
+            del self._failures[next(iter(self._failures))]  # the oldest
         n = self._failures.get(payment_id, 0)
         self._failures[payment_id] = n + 1
-        if n % FAILURE_LOG_EVERY == 0:
-            log.error(
-                "cannot resolve a pending payment; trying it again later",
-                exc_info=exc,
-                extra={"merchant": merchant, "pid": payment_id, "failures": n + 1},
-            )
+        if n % FAILURE_LOG_EVERY:
+            return
+        now = self._clock()
+        start, logged = self._log_window
+        if now - start >= 60:
+            start, logged = now, 0
+        if logged >= FAILURE_LOGS_PER_MINUTE:
+            self._not_logged += 1
+            self._log_window = (start, logged)
+            return
+        self._log_window = (start, logged + 1)
+        log.error(
+            "cannot resolve a pending payment; trying it again later",
+            exc_info=exc,
+            extra={
+                "merchant": merchant,
+                "pid": payment_id,
+                "failures": n + 1,
+                "failures_not_logged": self._not_logged,  # of others, since the last one logged
+            },
+        )
+        self._not_logged = 0
 
     async def expire_reviews(self) -> int:
         """Reject the payments held for risk review longer than the review timeout: nobody
@@ -153,16 +184,25 @@ class Reconciler:
         cutoff = now_ms() - self._review_timeout_s() * 1000
         for merchant in self._merchants:
             for pid in await self._store.held_before(merchant, cutoff, BATCH):
-                p = await self._store.get(merchant, pid)
-                if p is None or p.risk is None or p.risk.review is not ReviewState.HELD:
-                    continue
-                after = review_rejected(p, why="risk review not decided in time", t=now_ms())
-                journal = journal_entry(after, Operation.AUTHORIZE)
-                if await self._store.reject_held(p, after, journal):
-                    expired += 1
-                    self._payments.notify(after)
-                    log.info("risk review expired", extra={"pid": p.id, "rule": p.risk.rule})
+                try:
+                    expired += await self._expire_review(merchant, pid)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:  # noqa: BLE001 (logged in _failed) this payment's only
+                    self._failed(merchant, pid, exc)
         return expired
+
+    async def _expire_review(self, merchant: str, payment_id: str) -> int:
+        p = await self._store.get(merchant, payment_id)
+        if p is None or p.risk is None or p.risk.review is not ReviewState.HELD:
+            return 0
+        after = review_rejected(p, why="risk review not decided in time", t=now_ms())
+        journal = journal_entry(after, Operation.AUTHORIZE)
+        if not await self._store.reject_held(p, after, journal):
+            return 0
+        self._payments.notify(after)
+        log.info("risk review expired", extra={"pid": p.id, "rule": p.risk.rule})
+        return 1
 
     async def _resolve(self, merchant: str, payment_id: str) -> None:
         p = await self._store.get(merchant, payment_id)

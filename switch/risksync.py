@@ -55,6 +55,8 @@ def _refused(exc: Exception) -> bool:
     quietly."""
     if isinstance(exc, (redis.exceptions.AuthenticationError, BadBlockData)):
         return True
+    if not isinstance(exc, _ERRORS):
+        return True  # not Redis's at all (a bug, a reload that raised): logged just the same
     return isinstance(exc, redis.exceptions.ResponseError) and not not_serving(exc)
 
 
@@ -112,8 +114,12 @@ class RiskSync:
         self._task = asyncio.create_task(self._run(), name="risk-sync")
 
     async def stop(self) -> None:
-        if self._task:
+        # A cancellation that lands as redis-py's own read timeout expires is taken for that
+        # timeout (the task reads on): cancelled again until it ends.
+        while self._task is not None and not self._task.done():
             self._task.cancel()
+            await asyncio.wait([self._task], timeout=0.5)
+        if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def refresh(self) -> None:
@@ -147,12 +153,17 @@ class RiskSync:
                         self._on_reload("admin request")
                     else:
                         await self._check_version()
-            except _ERRORS as exc:
+            except Exception as exc:  # the sync outlives every failure: lists must not freeze
                 if _refused(exc):
                     if refused % REFUSED_LOG_EVERY == 0:
+                        ours = not isinstance(exc, _ERRORS)  # a bug: its traceback
                         log.error(
-                            "Redis refuses the risk sync or holds what it cannot read (fix its "
-                            "setup: this is no outage); block lists stay as they were, retrying",
+                            "risk sync failed; block lists stay as they were, retrying"
+                            if ours
+                            else "Redis refuses the risk sync or holds what it cannot read "
+                            "(fix its setup: this is no outage); block lists stay as they were, "
+                            "retrying",
+                            exc_info=exc if ours else None,
                             extra={"error": f"{type(exc).__name__}: {exc}", "tries": refused + 1},
                         )
                     refused += 1

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from switch.risk import RiskEngine
 from switch.riskconfig import RiskConfig
-from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, RiskSync
+from switch.risksync import BLOCK_KEYS, BLOCK_VERSION_KEY, EVENTS_CHANNEL, RELOAD, RiskSync
 
 CARDS = BLOCK_KEYS["card"]
 Step = Callable[[aioredis.Redis], Awaitable[object]]
@@ -51,6 +51,16 @@ async def _version_a_number(r: aioredis.Redis) -> None:
     await r.set(BLOCK_VERSION_KEY, "2")
 
 
+async def _block_a_card(admin: aioredis.Redis, engine: RiskEngine) -> None:
+    """Block a card as the admin does, and wait (up to 5 s) for the sync to bring it in."""
+    await admin.hset(CARDS, "fp_blocked", '{"note": "chargebacks"}')
+    await admin.incr(BLOCK_VERSION_KEY)
+    for _ in range(50):
+        if "fp_blocked" in engine.blocks.cards:
+            return
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.parametrize(
     ("break_it", "fix_it", "user", "said"),
     [
@@ -84,15 +94,60 @@ async def test_a_misconfigured_redis_is_logged_as_such_until_fixed(
             assert "cannot reach Redis" not in caplog.text, "not taken for an outage"
 
             await fix_it(admin)
-            await admin.hset(CARDS, "fp_blocked", '{"note": "chargebacks"}')
-            await admin.incr(BLOCK_VERSION_KEY)
-            for _ in range(50):
-                if "fp_blocked" in engine.blocks.cards:
-                    break
-                await asyncio.sleep(0.1)
+            await _block_a_card(admin, engine)
         assert engine.blocks.cards == frozenset({"fp_blocked"}), "the sync recovered"
         assert "risk sync reaches Redis again" in caplog.text
     finally:
         await sync.stop()
         await client.aclose()
         await admin.aclose()
+
+
+async def test_a_failing_reload_is_logged_and_the_sync_goes_on(
+    redis_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+    engine = RiskEngine(RiskConfig())
+    reloads: list[str] = []
+
+    def on_reload(source: str) -> None:
+        reloads.append(source)
+        if len(reloads) == 1:
+            raise RuntimeError("the new config could not be applied")
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    sync = RiskSync(client=client, engine=engine, on_reload=on_reload)
+    try:
+        with caplog.at_level(logging.INFO, logger="payswitch.risksync"):
+            await sync.start()
+            await asyncio.sleep(0.3)  # subscribed
+            await admin.publish(EVENTS_CHANNEL, RELOAD)
+            for _ in range(50):
+                if reloads:
+                    break
+                await asyncio.sleep(0.1)
+            await _block_a_card(admin, engine)
+        assert engine.blocks.cards == frozenset({"fp_blocked"}), "the sync went on"
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert [r.getMessage() for r in errors] == [
+            "risk sync failed; block lists stay as they were, retrying"
+        ]
+        assert "the new config could not be applied" in caplog.text
+        assert "Redis refuses" not in caplog.text
+    finally:
+        await sync.stop()
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_stop_ends_the_sync_whenever_it_comes(redis_server) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        for i in range(12):
+            sync = RiskSync(client=client, engine=RiskEngine(RiskConfig()), on_reload=print)
+            await sync.start()
+            await asyncio.sleep(0.3 + i * 0.1)  # within and across the one-second polls
+            # A switch stopping must not wait on its risk sync forever.
+            await asyncio.wait_for(sync.stop(), 10)
+    finally:
+        await client.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import urllib.parse
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from adapters.sdk.errors import (
 )
 
 MAX_HEADERS = 100
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 USER_AGENT = "payswitch-walletkit/1"
 
 
@@ -219,10 +221,11 @@ class HttpClient:
         total = 0
         while True:
             size_line = await reader.readline()
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise HttpProtocolError("bad chunk size") from exc
+            token = size_line.split(b";", 1)[0].strip()
+            # Hex digits only: int(_, 16) also takes a sign, "0x" and underscores.
+            if not _CHUNK_SIZE.fullmatch(token):
+                raise HttpProtocolError("bad chunk size")
+            size = int(token, 16)
             if size == 0:
                 await read_headers(reader)
                 return b"".join(parts)
@@ -252,7 +255,7 @@ async def read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
 
 
 def parse_content_length(value: str, limit: int) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "\xb2" is a digit to isdigit, not to int
         raise HttpProtocolError("bad Content-Length")
     length = int(value)
     if length > limit:

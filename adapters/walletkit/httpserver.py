@@ -118,7 +118,7 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply, *, close: bool) -> 
 def parse_listen(value: str) -> tuple[str, int]:
     """`HOST:PORT` as (host, port); ValueError naming the value when it is not one."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"--listen: expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
 

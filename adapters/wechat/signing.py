@@ -132,7 +132,7 @@ class PlatformVerifier:
             raise SignatureRefused("unsigned: Wechatpay-Signature headers are missing")
         if serial != self.serial:
             raise SignatureRefused(f"signed with key serial {serial[:64]!r}, not the platform's")
-        if not ts.isdigit():
+        if not (ts.isascii() and ts.isdigit()):
             raise SignatureRefused("Wechatpay-Timestamp is not a number")
         if abs(int(ts) - now) > MAX_SKEW_S:
             raise SignatureRefused(f"stale: Wechatpay-Timestamp is {int(ts) - now:+d} s off")

@@ -192,7 +192,7 @@ class WechatPaySimulator:
         if params["serial_no"] != self._merchant_serial:
             return "商户证书序列号不正确"
         ts = params["timestamp"]
-        if not ts.isdigit() or abs(int(ts) - self._clock()) > MAX_SKEW_S:
+        if not (ts.isascii() and ts.isdigit()) or abs(int(ts) - self._clock()) > MAX_SKEW_S:
             return "请求时间戳已过期"
         message = request_message(
             request.method,

@@ -129,7 +129,11 @@ async def test_a_truncated_body_is_an_unknown_outcome() -> None:
 @pytest.mark.parametrize(
     "answer",
     [b"SMTP ready\r\n\r\n", b"HTTP/1.1 abc OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
-     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"],
+     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+     # Digits to str.isdigit() in latin-1 that int() refuses (superscript two, U+00B2).
+     b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nx\r\n0\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\nx\r\n0\r\n\r\n"],
 )  # fmt: skip
 async def test_an_answer_that_is_not_http_is_invalid(answer: bytes) -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -127,11 +127,30 @@ class OperationMemo:
         self,
         request: InquireRequest,
         resolve: Callable[[OpenOperation], Awaitable[OperationResult]],
+        *,
+        unsure_for_s: float = 0.0,
     ) -> OperationResult:
-        """The recorded final result, else what `resolve` finds out now (recorded if final)."""
+        """The recorded final result, else what `resolve` finds out now (recorded if final).
+
+        NOT_FOUND means that neither the adapter nor the upstream has a record. An operation
+        this adapter sent less than `unsure_for_s` ago and heard nothing back about is one it
+        has a record of, and the upstream may not show it yet (still in flight, not yet
+        queryable): the upstream's NOT_FOUND is then PENDING, so that the switch asks again
+        rather than fail a payment the buyer may still be charged for."""
         if (done := self.final(request.reference)) is not None:
             return done
         op = OpenOperation(request.reference, request.operation, request.original_reference, 0.0)
         result = await resolve(op)
+        sent = self.open(request.reference)
+        if (
+            result.status is OperationStatus.NOT_FOUND
+            and sent is not None
+            and time.monotonic() - sent.since < unsure_for_s
+        ):
+            age = time.monotonic() - sent.since
+            return OperationResult.pending(
+                f"sent {age:.0f} s ago and not answered; the upstream shows no record of it yet",
+                raw_code=result.raw_code,
+            )
         self.settle(request.reference, result)
         return result

@@ -169,7 +169,11 @@ class WalletAdapter(abc.ABC):
         )
 
     async def inquire(self, request: InquireRequest) -> OperationResult:
-        return await self._memo.inquire(request, self._resolve)
+        # An operation sent and not answered is trusted to be unknown upstream only once it is
+        # older than the polling window (wallet guidance: poll an unknown payment about a minute).
+        return await self._memo.inquire(
+            request, self._resolve, unsure_for_s=self._tuning.poll_for_s
+        )
 
     @abc.abstractmethod
     async def _open(self, events: EventSink) -> None:

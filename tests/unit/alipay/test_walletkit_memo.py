@@ -10,6 +10,7 @@ from adapters.sdk.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from adapters.sdk.types import (
     ChannelEvent,
     DeclineCode,
+    InquireRequest,
     OperationResult,
     OperationStatus,
     OperationType,
@@ -119,6 +120,32 @@ async def test_operations_past_the_polling_window_are_left_to_the_switch() -> No
     await watcher.sweep()
     assert memo.open("old") is None
     assert asked == [] and sink.events == []
+
+
+async def test_a_payment_sent_and_unanswered_is_not_found_only_after_the_polling_window() -> None:
+    memo = OperationMemo()
+    lost = Upstream(OperationResult.approved())
+    lost.fail_with = UpstreamTimeoutError("no answer in time")
+    with pytest.raises(UpstreamTimeoutError):
+        await memo.once("pay-1", AUTH, "pay-1", send=lost.send)
+    no_record = OperationResult(status=OperationStatus.NOT_FOUND, raw_code="TRADE_NOT_EXIST")
+
+    async def platform(op: OpenOperation) -> OperationResult:
+        return no_record
+
+    inquire = InquireRequest("pay-1", "m", AUTH, "", None)
+    # Just sent: the platform may not show it yet, so it is not "never received".
+    early = await memo.inquire(inquire, platform, unsure_for_s=0.2)
+    assert early.status is OperationStatus.PENDING
+    assert early.raw_code == "TRADE_NOT_EXIST"
+    assert memo.open("pay-1") is not None, "still open: polled and asked about again"
+    await asyncio.sleep(0.25)
+    late = await memo.inquire(inquire, platform, unsure_for_s=0.2)
+    assert late.status is OperationStatus.NOT_FOUND
+    # A reference this adapter never sent is NOT_FOUND at once.
+    never = InquireRequest("pay-2", "m", AUTH, "", None)
+    answer = await memo.inquire(never, platform, unsure_for_s=60)
+    assert answer.status is OperationStatus.NOT_FOUND
 
 
 def test_memory_is_bounded() -> None:

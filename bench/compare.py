@@ -92,7 +92,9 @@ def _row(
         return Row(name, a, b, None, 0.0, "-", only)
     a, b = float(fa["value"]), float(fb["value"])
     absolute = is_error_ratio(name)
-    if floor is not None and not name.startswith(HOST_PREFIX):  # --floor is for the target's
+    # --floor is a relative band for the target's figures; error ratios change in points and
+    # keep their own floor (0.05 as five points would hide errors going from 0 to 4%).
+    if floor is not None and not name.startswith(HOST_PREFIX) and not absolute:
         stated = floor
     else:
         stated = ERROR_RATIO_FLOOR if absolute else floor_for(name)

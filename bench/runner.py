@@ -132,10 +132,20 @@ def merge_results(
     last_end = max((r["last_end_ns"] for r in results), default=0)
     exhausted = any(r["exhausted"] for r in results)
     warnings: list[str] = []
+    took_s = (last_end - measure_start) / schedule.NS_PER_S
     if load.duration_s is not None and not exhausted:
         measure_s = load.duration_s
+        if load.mode == "open" and took_s > load.duration_s:
+            # Every scheduled call is sent, however far behind: the rate is what the target
+            # did over the time its calls took, not the offered rate over the nominal time.
+            measure_s = took_s
+            if took_s > load.duration_s * 1.05:
+                warnings.append(
+                    f"the target fell behind the offered rate: the measured calls took "
+                    f"{took_s:.1f} s, not {load.duration_s:g}; calls/s is what it achieved"
+                )
     else:
-        measure_s = max(1e-9, (last_end - measure_start) / schedule.NS_PER_S)
+        measure_s = max(1e-9, took_s)
     if exhausted:
         warnings.append(
             "a generator ran out of ready-made requests before the end: raise --pool-rate"

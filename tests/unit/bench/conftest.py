@@ -23,11 +23,21 @@ def make_run(
     op: str = "authorize",
     code: str = "OK",
     overhead_us: int | None = None,
+    open_rate: float | None = None,
+    last_end_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One closed-loop run's merged figures: each process sent all of `latencies_us`."""
+    """One run's merged figures: each process sent all of `latencies_us`, its last call ending
+    `last_end_s` after the measured part began. A closed loop, or an open one at `open_rate`."""
+    mode = "closed" if open_rate is None else "open"
     cfg = RunConfig(
         target=Target(address="127.0.0.1:1"),
-        load=Load(duration_s=duration_s, processes=processes, concurrency=max(32, processes)),
+        load=Load(
+            mode=mode,
+            rate=open_rate or 0.0,
+            duration_s=duration_s,
+            processes=processes,
+            concurrency=max(32, processes),
+        ),
         scenario=SCENARIOS["authorize"],
     )
     results = []
@@ -40,7 +50,7 @@ def make_run(
                 "stats": [{"rpc": "Authorize", "op": op, **stats.export()}],
                 "lag": "",
                 "measure_start_ns": 0,
-                "last_end_ns": 0,
+                "last_end_ns": int(last_end_s * 1_000_000_000),
                 "exhausted": False,
                 "calls_total": len(latencies_us),
                 "cpu_s": 0.001 * len(latencies_us),

@@ -58,6 +58,13 @@ def test_one_floor_for_all_overrides_the_stated_ones() -> None:
     assert verdicts(a, b, floor=0.01) == {"rate": "better"}
 
 
+def test_one_floor_for_all_does_not_widen_the_error_ratio_band() -> None:
+    a = rep({"error_ratio": fig(0.0), "rate": fig(1000)})
+    b = rep({"error_ratio": fig(0.04), "rate": fig(1030)})  # 0 -> 4% of calls failing
+    # --floor 0.05 is a relative band: not five percentage points of errors.
+    assert verdicts(a, b, floor=0.05) == {"error_ratio": "worse", "rate": "within noise"}
+
+
 def test_error_ratio_is_compared_in_percentage_points() -> None:
     a = rep({"error_ratio": fig(0.0)})
     assert verdicts(a, rep({"error_ratio": fig(0.0005)})) == {"error_ratio": "within noise"}

@@ -48,3 +48,16 @@ def test_interval_stats_are_taken_and_reset() -> None:
     assert (calls, errors) == (2, 1)
     assert encoded
     assert interval.take()[:2] == (0, 0)
+
+
+def test_an_open_loop_the_target_fell_behind_reports_what_it_achieved(run_of: MakeRun) -> None:
+    # 200/s offered for 2 s; the target answered 50/s, so the 400 calls took 8 s.
+    behind = run_of(latencies_us=[3_000] * 400, duration_s=2.0, open_rate=200.0, last_end_s=8.0)
+    assert behind["rate"] == 50.0, "not the offered rate"
+    assert behind["offered_rate"] == 200.0
+    assert behind["measure_s"] == 8.0
+    assert any("fell behind the offered rate" in w for w in behind["warnings"])
+    # A target that kept up: its last call ends a latency after the nominal end.
+    kept_up = run_of(latencies_us=[3_000] * 400, duration_s=2.0, open_rate=200.0, last_end_s=2.003)
+    assert 199.0 < kept_up["rate"] <= 200.0
+    assert not kept_up["warnings"]

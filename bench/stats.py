@@ -71,10 +71,38 @@ def expected_code(op: str) -> str:
     return "INVALID_ARGUMENT" if op == "bad" else "OK"
 
 
-def unexpected(op: str, codes: Mapping[str, int]) -> int:
-    """Calls of an operation that ended with another status than the one it is meant to get."""
+# The payment status each RPC of an operation is meant to answer with the sandbox's test cards
+# (an OK answer that says PENDING or FAILED is not a payment that went through). An answer
+# without a payment status (a target that sends none) is judged by its gRPC status alone.
+EXPECTED_STATUS: Mapping[tuple[str, str], str] = {
+    ("Authorize", "authorize"): "CAPTURED",
+    ("Authorize", "authorize_capture"): "AUTHORIZED",
+    ("Capture", "authorize_capture"): "CAPTURED",
+    ("Authorize", "refund"): "CAPTURED",
+    ("Refund", "refund"): "REFUNDED",
+    ("Authorize", "replay"): "CAPTURED",
+    ("Authorize", "decline"): "DECLINED",
+}
+
+
+def expected(rpc: str, op: str, code: str, status: str) -> bool:
+    """Whether one call ended as its operation is meant to."""
+    if code != expected_code(op):
+        return False
+    return not status or EXPECTED_STATUS.get((rpc, op), status) == status
+
+
+def unexpected(
+    op: str, codes: Mapping[str, int], rpc: str = "", statuses: Mapping[str, int] | None = None
+) -> int:
+    """Calls of an operation that ended with another gRPC status than the one it is meant to
+    get, or OK with another payment status than the one it is meant to reach."""
     want = expected_code(op)
-    return sum(n for code, n in codes.items() if code != want)
+    wrong = sum(n for code, n in codes.items() if code != want)
+    meant = EXPECTED_STATUS.get((rpc, op))
+    if meant is not None and statuses:
+        wrong += sum(n for status, n in statuses.items() if status != meant)
+    return wrong
 
 
 def merge_exports(exports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -91,7 +119,7 @@ def merge_exports(exports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         overheads.append(str(e["overhead"]))
         codes.update(e["codes"])
         statuses.update(e["statuses"])
-        errors += unexpected(str(e["op"]), e["codes"])
+        errors += unexpected(str(e["op"]), e["codes"], str(e.get("rpc", "")), e["statuses"])
     hist = histo.merge(hists)
     overhead = histo.merge(overheads)
     return {

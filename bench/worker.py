@@ -18,7 +18,7 @@ import uvloop
 from bench import h2client, histo, payloads, schedule
 from bench.config import RunConfig
 from bench.scenarios import OPERATIONS, PlannedOp, build_plan
-from bench.stats import CallStats, IntervalStats, expected_code
+from bench.stats import CallStats, IntervalStats, expected
 from bench.transport import LeanUnarySender, Sender, StreamSender, UnarySender, open_channel
 
 # A payment the follow-up (capture or refund) can act on.
@@ -184,8 +184,7 @@ class Generator:
         status = "" if payment is None else payloads.status_name(payment.status)
         end_ns = time.monotonic_ns()
         latency_us = (end_ns - started_ns) // 1000
-        expected = code == expected_code(op_name)
-        self.interval[rpc].add(latency_us, expected)
+        self.interval[rpc].add(latency_us, expected(rpc, op_name, code, status))
         self.calls_total += 1
         if measured:
             self.stats[(rpc, op_name)].add(latency_us, code, status, overhead)

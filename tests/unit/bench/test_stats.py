@@ -40,6 +40,23 @@ def test_unexpected_counts_by_operation() -> None:
     assert stats.unexpected("authorize", {"OK": 3, "DEADLINE_EXCEEDED": 2}) == 2
 
 
+def test_an_answer_ok_whose_payment_did_not_go_through_is_unexpected() -> None:
+    went_through = {"CAPTURED": 7}
+    not_through = {"CAPTURED": 7, "PENDING": 2, "FAILED": 1}
+    assert stats.unexpected("authorize", {"OK": 7}, "Authorize", went_through) == 0
+    assert stats.unexpected("authorize", {"OK": 10}, "Authorize", not_through) == 3
+    # A decline is meant to decline; a manual authorization to stop at AUTHORIZED.
+    assert stats.unexpected("decline", {"OK": 4}, "Authorize", {"DECLINED": 4}) == 0
+    assert stats.unexpected("decline", {"OK": 4}, "Authorize", {"CAPTURED": 4}) == 4
+    assert stats.unexpected("authorize_capture", {"OK": 2}, "Authorize", {"AUTHORIZED": 2}) == 0
+    assert stats.unexpected("authorize_capture", {"OK": 2}, "Capture", {"CAPTURED": 2}) == 0
+    assert stats.unexpected("refund", {"OK": 2}, "Refund", {"PARTIALLY_REFUNDED": 2}) == 2
+    # The live line judges each call the same way; no status is judged by its code alone.
+    assert not stats.expected("Authorize", "authorize", "OK", "PENDING")
+    assert stats.expected("Authorize", "authorize", "OK", "")
+    assert stats.expected("Authorize", "bad", "INVALID_ARGUMENT", "")
+
+
 def test_interval_stats_are_taken_and_reset() -> None:
     interval = stats.IntervalStats()
     interval.add(100, True)

@@ -227,6 +227,8 @@ def _finish(rep: dict[str, Any], ns: argparse.Namespace, kind: str) -> pathlib.P
 
 
 def cmd_run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    if ns.repeat < 1:
+        raise ConfigError("--repeat: at least 1")
     cfg = _run_config(ns)
     cfg.check()
     out = None if ns.quiet else sys.stderr
@@ -298,7 +300,11 @@ def cmd_step(ns: argparse.Namespace, argv: Sequence[str]) -> int:
                 for r in found["then"]["runs"]
             )
         )
-    print(table.render_steps(found["steps"], found["capacity_rps"]))
+    print(
+        table.render_steps(
+            found["steps"], found["capacity_rps"], reached_max=found["reached_max_rate"]
+        )
+    )
     if "then" in found:
         print("\n" + table.render_then(found["then"]))
     if calibration is not None:

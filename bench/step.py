@@ -139,13 +139,16 @@ def search(
     held_rate: float | None = None
     broke_rate: float | None = None
     rate = steps.start_rate
-    while rate <= steps.max_rate + 1e-9:
+    while True:
         if attempt(rate):
             held_rate = rate
-            rate += steps.step_rate
         else:
             broke_rate = rate
             break
+        if rate >= steps.max_rate - 1e-9:
+            break
+        # The last step is the max rate itself, where the steps do not land on it.
+        rate = min(rate + steps.step_rate, steps.max_rate)
     if held_rate is not None and broke_rate is not None:
         for _ in range(steps.refine):
             middle = round((held_rate + broke_rate) / 2)

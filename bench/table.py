@@ -213,7 +213,9 @@ def render_spread(figures: Mapping[str, Any]) -> str:
     return "over the repeats:\n" + grid(("figure", "median", "min", "max", "noise"), rows)
 
 
-def render_steps(steps: Sequence[Mapping[str, Any]], capacity: float | None) -> str:
+def render_steps(
+    steps: Sequence[Mapping[str, Any]], capacity: float | None, *, reached_max: bool = False
+) -> str:
     rows = [
         [
             f"{s['rate']:,.0f}",
@@ -224,11 +226,12 @@ def render_steps(steps: Sequence[Mapping[str, Any]], capacity: float | None) -> 
         ]
         for s in steps
     ]
-    found = (
-        f"highest rate that held: {capacity:,.0f} calls/s"
-        if capacity is not None
-        else "no rate held the objective"
-    )
+    if capacity is None:
+        found = "no rate held the objective"
+    elif reached_max:  # nothing broke: the capacity is higher than the search went
+        found = f"every rate held up to --max-rate: the capacity is at least {capacity:,.0f}/s"
+    else:
+        found = f"highest rate that held: {capacity:,.0f} calls/s"
     return (
         grid(("offered/s", "achieved/s", "worst p99 ms", "errors", "objective"), rows)
         + "\n"

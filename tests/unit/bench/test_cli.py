@@ -24,6 +24,7 @@ def test_api_keys_never_reach_the_recorded_command() -> None:
         (["run", "--scenario", "nope", "--calibrate", "0"], "scenario"),
         (["run", "--processes", "4", "--concurrency", "2", "--calibrate", "0"], "--concurrency"),
         (["run", "--ca", "/nonexistent.pem", "--calibrate", "0"], "--ca"),
+        (["run", "--repeat", "0", "--calibrate", "0"], "--repeat"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_flag(

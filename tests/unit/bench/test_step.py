@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench import step
+from bench import step, table
 from bench.config import ConfigError, Load, RunConfig, Target
 from bench.scenarios import SCENARIOS
 
@@ -144,6 +144,21 @@ def test_reaching_the_maximum_rate_is_said() -> None:
     )
     assert found["capacity_rps"] == 300
     assert found["reached_max_rate"]
+
+
+def test_the_max_rate_is_tried_where_the_steps_do_not_land_on_it() -> None:
+    server = FakeServer(capacity=1e9)
+    found = step.search(
+        BASE,
+        step.Steps(start_rate=200, step_rate=200, max_rate=1100, step_s=1),
+        step.Objective(p99_ms=10),
+        run=server.run,
+        out=None,
+    )
+    assert server.rates == [200, 400, 600, 800, 1000, 1100]
+    assert found["capacity_rps"] == 1100 and found["reached_max_rate"]
+    said = table.render_steps(found["steps"], found["capacity_rps"], reached_max=True)
+    assert "at least 1,100/s" in said, "a lower bound, not the capacity"
 
 
 def test_nothing_held() -> None:

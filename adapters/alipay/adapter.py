@@ -23,7 +23,6 @@ from adapters.sdk.adapter import EventSink
 from adapters.sdk.errors import InvalidResponseError, UpstreamUnavailableError
 from adapters.sdk.types import (
     AuthorizeRequest,
-    DeclineCode,
     OperationResult,
     OperationStatus,
     OperationType,
@@ -130,14 +129,13 @@ class AlipayAdapter(WalletAdapter):
         queried = await self._query(ref, OperationType.AUTHORIZE)
         if queried.status is not OperationStatus.NOT_FOUND:
             return queried
-        if str(body.get("code")) == mapping.BUSINESS_FAILED:
-            # A business failure and no trade at all: the payment certainly did not happen.
-            return OperationResult.declined(
-                DeclineCode.DO_NOT_HONOR,
-                raw_code=str(body.get("sub_code", "")),
-                message=str(body.get("sub_msg", ""))[:200],
-            )
-        return OperationResult.pending("the platform has no trade yet", raw_code=queried.raw_code)
+        # No trade yet. The declines that certainly refused the payment were answered above;
+        # anything else (ACQ.SYSTEM_ERROR, a sub-code not known here) leaves the outcome open:
+        # Alipay's guidance is to query again, and a trade may still appear. Pending, polled.
+        return OperationResult.pending(
+            "the platform has no trade yet",
+            raw_code=str(body.get("sub_code") or queried.raw_code),
+        )
 
     async def _query(self, out_trade_no: str, operation: OperationType) -> OperationResult:
         body = await self._call(

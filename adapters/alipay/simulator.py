@@ -54,6 +54,7 @@ SCENARIOS: dict[str, str] = {
     "2004": "20000 while the buyer still confirms: TRADE_SUCCESS after --confirm-after-s",
     "2005": "paid, but no answer for --hang-s seconds",
     "2006": "paid, but the answer is 40004 ACQ.SYSTEM_ERROR",
+    "2007": "40004 ACQ.SYSTEM_ERROR and no trade: the payment was never taken",
     "3001": "declined, answered by a forged success whose signature does not match",
     "3002": "declined, answered by a forged success signed with a key not the platform's",
     "3003": "declined, answered by a replay of an earlier genuine success for another trade",
@@ -188,6 +189,8 @@ class AlipaySimulator:
             return self._reply(
                 name, _failed("ACQ.PAYMENT_AUTH_CODE_INVALID", "支付失败,获取顾客账户信息失败")
             )
+        if scenario == "2007":
+            return self._reply(name, _failed("ACQ.SYSTEM_ERROR", "系统错误"))
         trade = self.book.open(otn, self._trade_no(), auth, fen, str(biz["subject"]))
         if scenario in DECLINES:
             self.book.close(trade)

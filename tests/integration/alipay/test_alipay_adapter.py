@@ -16,6 +16,7 @@ from adapters.sdk.types import (
     OperationType,
     PaymentMethodType,
 )
+from adapters.walletkit.wallet import Tuning
 from tests.integration.alipay.alipaykit import (
     MERCHANT,
     SimulatorProcess,
@@ -127,6 +128,19 @@ async def test_system_error_is_settled_by_a_query(make_adapter: AdapterFactory) 
     adapter, _ = await make_adapter()
     result = await adapter.authorize(authorize(ref("se"), code("2006")))
     assert result.status is APPROVED
+
+
+async def test_a_system_error_with_no_trade_yet_is_pending_until_the_polling_window_ends(
+    make_adapter: AdapterFactory,
+) -> None:
+    adapter, _ = await make_adapter(tuning=Tuning(timeout_s=2.0, poll_for_s=1.0))
+    r = ref("se-none")
+    # ACQ.SYSTEM_ERROR says nothing certain, and a trade may still appear: not a decline.
+    first = await adapter.authorize(authorize(r, code("2007")))
+    assert (first.status, first.raw_code) == (PENDING, "ACQ.SYSTEM_ERROR")
+    assert (await adapter.inquire(inquire(r, AUTH))).status is PENDING
+    await asyncio.sleep(1.2)  # past the polling window, no trade: never taken
+    assert (await adapter.inquire(inquire(r, AUTH))).status is NOT_FOUND
 
 
 @pytest.mark.parametrize(

@@ -287,6 +287,11 @@ class Connection(asyncio.Protocol):
         if not call.future.done():
             call.future.set_result(reply)
 
+    @property
+    def closed(self) -> bool:
+        """No new call can start on it (closed, lost, or the server sent GOAWAY)."""
+        return self._closed is not None
+
     def close(self) -> None:
         if self._closed is None:
             self._closed = "connection closed by the client"

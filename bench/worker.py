@@ -9,7 +9,7 @@ import os
 import resource
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import grpc
@@ -146,20 +146,21 @@ class Generator:
         headers = LeanUnarySender.header_blocks(
             authority=target.address, tls=target.tls, timeout=self.timeout, metadata=self.metadata
         )
-        opening = [
-            h2client.connect(
+
+        def open_one() -> Awaitable[h2client.Connection]:
+            return h2client.connect(
                 target.address,
                 timeout_s=self.timeout,
                 connect_timeout_s=target.connect_timeout_s,
                 tls=target.tls,
                 ca_file=target.ca_file,
             )
-            for _ in range(self.cfg.load.channels)
-        ]
+
+        opening = [open_one() for _ in range(self.cfg.load.channels)]
         results = await asyncio.gather(*opening, return_exceptions=True)
         for result in results:
             if isinstance(result, h2client.Connection):
-                self._senders.append(LeanUnarySender(result, headers))
+                self._senders.append(LeanUnarySender(result, headers, reopen=open_one))
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             for sender in self._senders:

@@ -155,6 +155,34 @@ def test_a_server_that_goes_away_mid_run_is_counted_unavailable() -> None:
     assert result["errors"] == codes["UNAVAILABLE"] + codes.get("CANCELLED", 0)
 
 
+def test_the_lean_client_reconnects_to_a_server_that_restarted_mid_run() -> None:
+    proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+    servers = [proc]
+
+    def restart() -> None:
+        stop_process(servers[0])
+        servers.append(start_server(["-m", "bench.baseline", "--listen", address])[0])
+
+    restarter = threading.Timer(1.0, restart)
+    restarter.start()
+    try:
+        cfg = config(address, mode="closed", concurrency=8, duration_s=3.0, warmup_s=0.2)
+        result = runner.run(cfg, out=None)
+    finally:
+        restarter.cancel()
+        restarter.join()
+        for server in servers:
+            stop_process(server)
+            assert server.stdout is not None
+            server.stdout.close()
+    assert len(servers) == 2, "the server was restarted during the run"
+    codes = result["rpcs"]["Authorize"]["codes"]
+    assert codes.get("UNAVAILABLE", 0) + codes.get("CANCELLED", 0) > 0, "the restart was seen"
+    # Intervals well after the restart: calls answered OK again over a new connection.
+    late = [row["rpcs"].get("Authorize", {}) for row in result["timeline"] if row["t_s"] >= 2.5]
+    assert late and sum(r.get("calls", 0) - r.get("errors", 0) for r in late) > 0
+
+
 def test_unreachable_target_fails_with_a_clear_error() -> None:
     from tests.conftest import free_port
 

@@ -61,13 +61,24 @@ async def test_capture_twice_is_refused_without_asking_the_host(adapter: Adapter
     assert again.status is DECLINED and again.decline_code is DeclineCode.INVALID_STATE
 
 
-async def test_capture_above_the_authorization_is_declined_by_the_host(adapter: Adapter) -> None:
-    card_adapter, _ = adapter
+async def test_amounts_over_what_is_left_are_declined_without_asking_the_host(
+    simulator: RunningSimulator, make_adapter: AdapterFactory
+) -> None:
+    # Not every acquirer refuses a completion or refund over the authorized or captured
+    # amount: the channel checks its own ledger and sends nothing.
+    card_adapter, _ = await make_adapter(simulator.port)
     await card_adapter.authorize(auth("a-3", testcards.APPROVE, 1000))
     result = await card_adapter.capture(capture("c-4", "a-3", 1001, 1000))
     assert result.status is DECLINED and result.raw_code == "13"
-    # The refused completion released its claim: a correct one still goes through.
+    assert result.decline_code is DeclineCode.INVALID_AMOUNT
+    assert "0220" not in simulator.host.seen
     assert (await card_adapter.capture(capture("c-5", "a-3", 999, 1000))).status is APPROVED
+    assert (await card_adapter.refund(refund("r-3", "a-3", 600, 999))).status is APPROVED
+    refunds_sent = simulator.host.seen.count("0200")
+    over = await card_adapter.refund(refund("r-4", "a-3", 400, 999))  # 399 left
+    assert over.status is DECLINED and over.decline_code is DeclineCode.INVALID_AMOUNT
+    assert simulator.host.seen.count("0200") == refunds_sent, "nothing sent"
+    assert (await card_adapter.refund(refund("r-5", "a-3", 399, 999))).status is APPROVED
 
 
 @pytest.mark.parametrize("code", testcards.DECLINE_CODES)

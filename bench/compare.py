@@ -7,8 +7,9 @@ Noise of a figure is the larger of
   the spread and a single run measures none.
 A change is "within noise" when its size relative to A is at most that noise. Error ratios are
 compared in absolute terms (percentage points), since a relative change of almost nothing means
-nothing. The host probe's figures (`host.*`, bench/hostprobe.py) are called "host faster" or
-"host slower", never better or worse: they say whether the two reports can be compared at all.
+nothing. The host probe's figures (`host.*`, bench/hostprobe.py) and the calibration's
+(`calibration.*`: the echo server's rate, which measures the machine) are called "host faster"
+or "host slower", never better or worse: they say whether the two reports can be compared at all.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ FLOORS: tuple[tuple[str, float], ...] = (
 ERROR_RATIO_FLOOR = 0.001  # 0.1 percentage point
 HIGHER_IS_BETTER = ("rate", "rps", "share", "share_of_echo")
 HOST_PREFIX = "host."
+# Figures about the machine, not the target: the host probe's, and the calibration's (the echo
+# server's rate from h2load and from the harness, and their ratio). Their changes are "host
+# faster" or "host slower", never better or worse, so --fail-on-worse does not trip on them.
+MACHINE_PREFIXES = (HOST_PREFIX, "calibration.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,8 @@ def _row(
     absolute = is_error_ratio(name)
     # --floor is a relative band for the target's figures; error ratios change in points and
     # keep their own floor (0.05 as five points would hide errors going from 0 to 4%).
-    if floor is not None and not name.startswith(HOST_PREFIX) and not absolute:
+    machine = name.startswith(MACHINE_PREFIXES)
+    if floor is not None and not machine and not absolute:
         stated = floor
     else:
         stated = ERROR_RATIO_FLOOR if absolute else floor_for(name)
@@ -111,8 +117,8 @@ def _row(
         size = max(a, b) / min(a, b) - 1  # a factor either way: twice as slow or as fast alike
     if size <= noise:
         verdict = "within noise"
-    elif name.startswith(HOST_PREFIX):
-        verdict = "host slower" if change > 0 else "host faster"
+    elif machine:  # host.* are times (higher: slower); calibration.* rates and a share
+        verdict = "host faster" if (change > 0) == higher_is_better(name) else "host slower"
     elif (change > 0) == higher_is_better(name):
         verdict = "better"
     else:

@@ -65,6 +65,19 @@ def test_one_floor_for_all_does_not_widen_the_error_ratio_band() -> None:
     assert verdicts(a, b, floor=0.05) == {"error_ratio": "worse", "rate": "within noise"}
 
 
+def test_the_calibration_measures_the_machine_so_its_changes_are_never_worse() -> None:
+    a = rep({"calibration.h2load_rps": fig(4000), "calibration.harness_rps": fig(3600)})
+    b = rep({"calibration.h2load_rps": fig(3000), "calibration.harness_rps": fig(4200)})
+    assert verdicts(a, b) == {
+        "calibration.h2load_rps": "host slower",
+        "calibration.harness_rps": "host faster",
+    }
+    assert verdicts(a, b, floor=0.5) == {
+        "calibration.h2load_rps": "host slower",  # --floor is for the target's figures
+        "calibration.harness_rps": "host faster",
+    }
+
+
 def test_error_ratio_is_compared_in_percentage_points() -> None:
     a = rep({"error_ratio": fig(0.0)})
     assert verdicts(a, rep({"error_ratio": fig(0.0005)})) == {"error_ratio": "within noise"}

@@ -72,6 +72,25 @@ def _s(v: Any) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
+def _entries(kind: str, raw: list[Any]) -> list[str]:
+    """The entries of one list as text. One that is not UTF-8 (nothing the admin writes: a hand
+    edit in Redis) could never match a request; it is left out and logged, not read as
+    something else."""
+    out = []
+    for v in raw:
+        if isinstance(v, bytes):
+            try:
+                v = v.decode()
+            except UnicodeDecodeError:
+                log.warning(
+                    "ignoring a block list entry that is not UTF-8",
+                    extra={"list": BLOCK_KEYS[kind], "value": repr(v[:40])},
+                )
+                continue
+        out.append(str(v))
+    return out
+
+
 async def load_blocks(client: aioredis.Redis) -> BlockLists:
     """Read the three lists and their version in one transaction, so they belong together."""
     pipe = client.pipeline(transaction=True)
@@ -80,14 +99,14 @@ async def load_blocks(client: aioredis.Redis) -> BlockLists:
         pipe.hkeys(key)
     version, cards, bins, buyers = await pipe.execute()
     ranges = []
-    for text in map(_s, bins):
+    for text in _entries("bin", bins):
         try:
             ranges.append(parse_bin_range(text))
         except ValueError:
             log.warning("ignoring a malformed BIN range in the block list", extra={"value": text})
     return BlockLists(
-        cards=frozenset(map(_s, cards)),
-        buyers=frozenset(map(_s, buyers)),
+        cards=frozenset(_entries("card", cards)),
+        buyers=frozenset(_entries("buyer", buyers)),
         bins=BinRanges.of(ranges),
         version=_version(version),
     )

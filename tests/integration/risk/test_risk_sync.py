@@ -151,3 +151,29 @@ async def test_stop_ends_the_sync_whenever_it_comes(redis_server) -> None:
             await asyncio.wait_for(sync.stop(), 10)
     finally:
         await client.aclose()
+
+
+async def test_an_entry_that_is_not_utf8_is_left_out_and_logged(
+    redis_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url)
+    engine = RiskEngine(RiskConfig())
+    sync = RiskSync(client=client, engine=engine, on_reload=lambda source: None)
+    try:
+        await admin.hset(CARDS, b"fp_\xff\xfe", "{}")  # a hand edit in Redis
+        with caplog.at_level(logging.INFO, logger="payswitch.risksync"):
+            await sync.start()
+            await _block_a_card(admin, engine)
+        assert engine.blocks.cards == frozenset({"fp_blocked"}), "not read as 'fp_\\ufffd\\ufffd'"
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        # Once per load (at start, and again when the version moved).
+        assert [r.getMessage() for r in warnings] == [
+            "ignoring a block list entry that is not UTF-8"
+        ] * 2
+        assert warnings[0].list == CARDS  # type: ignore[attr-defined]
+        assert "fp_\\xff\\xfe" in warnings[0].value  # type: ignore[attr-defined]
+    finally:
+        await sync.stop()
+        await client.aclose()
+        await admin.aclose()

@@ -388,13 +388,22 @@ class PaymentService:
             update_ms=now_ms(),
             status_message=f"channel {unreachable} could not be reached; forwarding to {to}",
         )
-        written = await self._store.complete(
-            before=p,
-            after=moved,
-            idempotency="none",
-            pending_at_ms=moved.update_ms + self._store.in_flight_grace_ms,
-            journal=None,
-        )
+        try:
+            written = await self._store.complete(
+                before=p,
+                after=moved,
+                idempotency="none",
+                pending_at_ms=moved.update_ms + self._store.in_flight_grace_ms,
+                journal=None,
+            )
+        except errors.StoreUnavailable as exc:
+            # The store's own message ("nothing was sent to any channel") is false after a
+            # cascade: a channel was called and declined. What holds either way: nothing charged.
+            raise errors.StoreUnavailable(
+                f"the payment store (Redis) became unavailable while payment {p.id} was being "
+                f"forwarded to channel {to}; it was not sent there and nothing was charged; "
+                "GetPayment tells its outcome once Redis is back"
+            ) from exc
         if not written:
             # Only this request holds a payment it has just claimed; a version that moved means
             # the record is not what this flow believes, so nothing more is sent.

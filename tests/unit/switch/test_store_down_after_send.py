@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
+from payswitch.common.v1 import payment_method_pb2
 from switch.config import ChannelConfig, MerchantConfig
 from switch.errors import StoreUnavailable
 from switch.metrics import Metrics
 from switch.model import (
     ChannelResult,
+    Decline,
     MethodSummary,
     MethodType,
     Operation,
@@ -26,6 +28,8 @@ from switch.model import (
     Status,
 )
 from switch.payments import PaymentService, Timing
+from switch.pool import NotSent
+from switch.risk import Check, RiskDecision
 from switch.store import Claimed
 
 # What switch/store.py answers for any command while Redis is down.
@@ -65,6 +69,9 @@ class _Pool:
 class _Fingerprints:
     def request(self, canonical: bytes) -> str:
         return "fp"
+
+    def wallet_buyer(self, **_: str) -> str:
+        return "fp-buyer"
 
 
 def _authorized() -> Payment:
@@ -120,3 +127,99 @@ async def test_a_capture_sent_then_unreadable_says_the_channel_was_called() -> N
     assert "reached a channel" in message
     assert payment.id in message
     assert "GetPayment" in message
+
+
+class _CascadeStore:
+    """A store that claims the payment, records the cascade after the first channel's decline,
+    and is down when the payment is handed from the unreachable second channel to the third."""
+
+    in_flight_grace_ms = 30_000
+
+    def __init__(self) -> None:
+        self.completes = 0
+
+    def idem_key(self, merchant: str, key: str) -> str:
+        return f"idem:{merchant}:{key}"
+
+    async def claim_authorize(self, *, payment: Payment, **_: Any) -> Claimed:
+        return Claimed(kind="new", payment=payment, amount=payment.amount)
+
+    async def complete(self, **_: Any) -> bool:
+        self.completes += 1
+        if self.completes == 1:
+            return True  # the cascade from channel a to b
+        raise StoreUnavailable(STORE_DOWN)
+
+
+class _CascadePool:
+    """Channel a declines (a code that cascades), b cannot be reached, c approves."""
+
+    channels: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def call(self, channel: str, op: Operation, request: object, seconds: float) -> Any:
+        self.calls.append(channel)
+        if channel == "a":
+            return ChannelResult(outcome=Outcome.DECLINED, decline=Decline(code=1))
+        if channel == "b":
+            raise NotSent("connection refused")
+        return ChannelResult(outcome=Outcome.APPROVED, upstream_reference="rrn-c")
+
+
+class _Router:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def candidates(self, _: object) -> list[ChannelConfig]:
+        return [ChannelConfig(name=n, endpoints=("127.0.0.1:1",)) for n in self.names]
+
+    def cascades_after(self, decline_code: int, cascaded: int) -> bool:
+        return True
+
+
+class _Risk:
+    def check(self, **_: Any) -> Check:
+        return Check(RiskDecision.ALLOW)
+
+
+async def test_redis_down_while_handing_over_after_a_cascade_does_not_say_nothing_was_sent() -> (
+    None
+):
+    names = ["a", "b", "c"]
+    pool = _CascadePool()
+    service = PaymentService(
+        store=_CascadeStore(),  # type: ignore[arg-type]
+        pool=pool,  # type: ignore[arg-type]
+        router=_Router(names),  # type: ignore[arg-type]
+        fingerprints=_Fingerprints(),  # type: ignore[arg-type]
+        channels=[ChannelConfig(name=n, endpoints=("127.0.0.1:1",)) for n in names],
+        metrics=Metrics(),
+        render=lambda op, p: b"",
+        on_change=lambda p: None,
+        initial_backoff_ms=100,
+        risk=_Risk(),  # type: ignore[arg-type]
+        vault=None,  # type: ignore[arg-type]
+    )
+    with pytest.raises(StoreUnavailable) as caught:
+        await service.authorize(
+            merchant=MerchantConfig(id="m", api_key_sha256="0" * 64),
+            idempotency_key="k-1",
+            canonical=b"",
+            amount=1000,
+            currency="CNY",
+            method=payment_method_pb2.PaymentMethod(
+                alipay=payment_method_pb2.AlipayWallet(auth_code="28763443825664394")
+            ),
+            auto_capture=True,
+            merchant_reference="",
+            description="",
+            deadline_s=None,
+            timing=Timing(cancellable=False),
+        )
+    assert pool.calls == ["a", "b"]  # a was called (and declined); c never was
+    message = caught.value.message
+    assert "nothing was sent to any channel" not in message
+    assert "nothing was charged" in message
+    assert "channel c" in message

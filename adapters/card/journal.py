@@ -13,6 +13,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Entry = dict[str, Any]
+# Owner read and write only: the journal holds what the card channel sent for each payment.
+_MODE = 0o600
 
 
 class JournalError(ValueError):
@@ -58,7 +60,11 @@ class Journal:
     def rewrite(self, entries: Iterable[Entry]) -> None:
         """Replace the file by `entries` atomically (compaction at start, before `open`)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("wb") as f:
+        # 0600 like the journal `open` creates: the rename makes this file the journal. fchmod
+        # too, for a .tmp an earlier crash left behind with another mode.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODE)
+        os.fchmod(fd, _MODE)
+        with os.fdopen(fd, "wb") as f:
             for entry in entries:
                 f.write(_line(entry))
             f.flush()
@@ -68,7 +74,7 @@ class Journal:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _MODE)
 
     async def close(self) -> None:
         if self._sync_task is not None:

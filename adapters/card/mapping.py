@@ -66,6 +66,12 @@ SIGN_OFF = "002"
 ECHO = "301"
 
 
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() alone also takes '²' and Arabic-Indic or fullwidth digits, which no
+    # numeric ISO 8583 field carries.
+    return text.isascii() and text.isdigit()
+
+
 def mask_pan(pan: str) -> str:
     """The PAN as it may be logged: first six and last four digits."""
     if len(pan) < 12:
@@ -86,8 +92,8 @@ class Acceptor:
             raise ValueError("terminal_id: 1 to 8 ASCII characters")
         if not 1 <= len(self.merchant_id) <= 15 or not self.merchant_id.isascii():
             raise ValueError("merchant_id: 1 to 15 ASCII characters")
-        if not (self.acquirer_id.isdigit() and len(self.acquirer_id) <= 11):
-            raise ValueError("acquirer_id: up to 11 digits")
+        if not (_ascii_digits(self.acquirer_id) and len(self.acquirer_id) <= 11):
+            raise ValueError("acquirer_id: up to 11 digits (0-9)")
 
     def fields(self) -> Message:
         return {"41": self.terminal_id.ljust(8), "42": self.merchant_id.ljust(15)}
@@ -106,7 +112,7 @@ def amount_fields(money: Money, field: str = "amount") -> Message:
 def card_fields(card: Card) -> Message:
     """DE2 and DE14, or InvalidRequestError. Luhn is left to the host (it answers 14)."""
     violations = []
-    if not (card.number.isdigit() and 12 <= len(card.number) <= 19):
+    if not (_ascii_digits(card.number) and 12 <= len(card.number) <= 19):
         violations.append(("payment_method.card.number", "12 to 19 digits"))
     if not 1 <= card.expiry_month <= 12:
         violations.append(("payment_method.card.expiry_month", "1 to 12"))

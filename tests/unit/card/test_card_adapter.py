@@ -26,6 +26,7 @@ from tests.unit.card.cardkit import (
     auth,
     capture,
     card,
+    card_config,
     host_record,
     inquire,
     refund,
@@ -209,17 +210,18 @@ async def test_unreachable_acquirer_is_unavailable(make_adapter: AdapterFactory)
     assert (await card_adapter.inquire(inquire("u-1"))).status is OperationStatus.NOT_FOUND
 
 
-# Digits, as str.isdigit() sees them, that ISO 8583's numeric fields do not take: a message
-# carrying them passes the checks up front and fails only when the client encodes it.
-FULLWIDTH = {ord(d): ord(d) + 0xFEE0 for d in "0123456789"}  # 4 -> U+FF14, and so on
+# A merchant id of ASCII that DE42 (printable ASCII) does not take: the config takes it, and
+# every financial message carrying it fails only when the client encodes it. Sign-on and echo
+# (0800) do not carry DE42, so the connection comes up.
+UNENCODABLE_MERCHANT = "MERCHANT\x01"
 
 
 async def test_a_message_that_cannot_be_encoded_was_never_sent_even_after_a_restart(
     simulator: RunningSimulator, make_adapter: AdapterFactory
 ) -> None:
-    card_adapter, _ = await make_adapter(simulator.port)
-    with pytest.raises(InvalidRequestError, match="field 2"):
-        await card_adapter.authorize(auth("enc-1", testcards.APPROVE.translate(FULLWIDTH)))
+    card_adapter, _ = await make_adapter(simulator.port, merchant_id=UNENCODABLE_MERCHANT)
+    with pytest.raises(InvalidRequestError, match="field 42"):
+        await card_adapter.authorize(auth("enc-1", testcards.APPROVE))
     assert (await card_adapter.inquire(inquire("enc-1"))).status is OperationStatus.NOT_FOUND
     await card_adapter.stop()
     restarted, events = await make_adapter(simulator.port)
@@ -234,19 +236,21 @@ async def test_a_message_that_cannot_be_encoded_was_never_sent_even_after_a_rest
 async def test_follow_ups_that_cannot_be_encoded_leave_their_authorizations_as_they_were(
     simulator: RunningSimulator, make_adapter: AdapterFactory, tmp_path: Path
 ) -> None:
-    # An acquirer id in digits DE90 does not take (Arabic-Indic zeros): only follow-ups carry it.
-    card_adapter, _ = await make_adapter(simulator.port, acquirer_id="\u0660" * 11)
-    to_capture = await card_adapter.authorize(auth("a-enc", testcards.APPROVE, 1000))
-    to_void = await card_adapter.authorize(auth("a-enc2", testcards.APPROVE, 700))
+    first, _ = await make_adapter(simulator.port)
+    to_capture = await first.authorize(auth("a-enc", testcards.APPROVE, 1000))
+    to_void = await first.authorize(auth("a-enc2", testcards.APPROVE, 700))
     assert to_capture.status is to_void.status is APPROVED
-    with pytest.raises(InvalidRequestError, match="field 90"):
+    await first.stop()
+    # Restarted with a merchant id the follow-ups' DE42 does not take.
+    card_adapter, _ = await make_adapter(simulator.port, merchant_id=UNENCODABLE_MERCHANT)
+    with pytest.raises(InvalidRequestError, match="field 42"):
         await card_adapter.capture(capture("c-enc", "a-enc", 1000, 1000))
-    with pytest.raises(InvalidRequestError, match="field 90"):
+    with pytest.raises(InvalidRequestError, match="field 42"):
         await card_adapter.void(void("v-enc", "a-enc2", 700))
     for ref in ("c-enc", "v-enc"):
         assert (await card_adapter.inquire(inquire(ref))).status is OperationStatus.NOT_FOUND
     await card_adapter.stop()
-    fixed, _ = await make_adapter(simulator.port)  # the operator fixed the acquirer id
+    fixed, _ = await make_adapter(simulator.port)  # the operator fixed the merchant id
     for ref in ("c-enc", "v-enc"):
         assert (await fixed.inquire(inquire(ref))).status is OperationStatus.NOT_FOUND
     assert (await fixed.capture(capture("c-enc", "a-enc", 1000, 1000))).status is APPROVED
@@ -255,6 +259,48 @@ async def test_follow_ups_that_cannot_be_encoded_leave_their_authorizations_as_t
     assert host_record(host, to_capture.upstream_reference).captured == 1000
     assert host_record(host, to_void.upstream_reference).reversed
     assert [t for t in simulator.host.seen if t not in ("0100", "0800")] == ["0220", "0400"]
+
+
+# Digits to str.isdigit() that no numeric ISO 8583 field carries.
+NOT_ASCII_DIGITS = ["\u0660" * 11, "\u00b2", "\uff11" * 11]
+
+
+@pytest.mark.parametrize("acquirer_id", NOT_ASCII_DIGITS)
+def test_an_acquirer_id_of_other_digits_is_refused_at_start(
+    tmp_path: Path, acquirer_id: str
+) -> None:
+    with pytest.raises(ValueError, match="acquirer_id"):
+        card_config(tmp_path, free_port(), acquirer_id=acquirer_id)
+
+
+async def test_a_card_number_of_other_digits_is_refused_naming_the_field_and_never_sent(
+    simulator: RunningSimulator, adapter: Adapter
+) -> None:
+    card_adapter, _ = adapter
+    fullwidth = {ord(d): ord(d) + 0xFEE0 for d in "0123456789"}  # 4 -> U+FF14, and so on
+    arabic_indic = {ord(d): ord(d) - ord("0") + 0x0660 for d in "0123456789"}
+    for n, digits in enumerate((fullwidth, arabic_indic)):
+        number = testcards.APPROVE.translate(digits)
+        with pytest.raises(InvalidRequestError) as refused:
+            await card_adapter.authorize(auth(f"odd-{n}", number))
+        assert [f for f, _ in refused.value.violations] == ["payment_method.card.number"]
+    assert "0100" not in simulator.host.seen
+
+
+async def test_the_journal_stays_owner_only_after_compaction(
+    make_adapter: AdapterFactory, simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "card-saf.jsonl"
+    first, _ = await make_adapter(simulator.port)
+    assert (await first.authorize(auth("mode-1", testcards.APPROVE))).status is APPROVED
+    await first.stop()
+    # A compaction file an earlier crash left behind, readable by anyone.
+    stale = journal.with_name(journal.name + ".tmp")
+    stale.write_text("")
+    stale.chmod(0o644)
+    restarted, _ = await make_adapter(simulator.port)  # compacts the journal at start
+    assert (journal.stat().st_mode & 0o777) == 0o600
+    assert (await restarted.inquire(inquire("mode-1"))).status is APPROVED
 
 
 async def test_capabilities_describe_the_channel(adapter: Adapter) -> None:

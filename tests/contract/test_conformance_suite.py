@@ -12,7 +12,7 @@ import pytest
 from adapters.sandbox.adapter import SandboxAdapter, SandboxConfig
 from adapters.sandbox.conformance import PROFILE
 from adapters.sdk.conformance import CHECKS, ConformanceError
-from adapters.sdk.errors import UpstreamUnavailableError
+from adapters.sdk.errors import InvalidRequestError, UpstreamUnavailableError
 from adapters.sdk.types import (
     AuthorizeRequest,
     Card,
@@ -20,6 +20,7 @@ from adapters.sdk.types import (
     InquireRequest,
     OperationResult,
     OperationStatus,
+    OperationType,
 )
 from adapters.sdk.worker import Worker
 from tests.contract.workers import adapter_process
@@ -81,6 +82,16 @@ class PendsForever(SandboxAdapter):
         return result
 
 
+class NeedsTheOriginal(SandboxAdapter):
+    """Finds a follow-up under its payment, as a wallet's refund query does: an Inquire of a
+    capture, void or refund without original_reference (the switch always sends it) is refused."""
+
+    async def inquire(self, request: InquireRequest) -> OperationResult:
+        if request.operation is not OperationType.AUTHORIZE and not request.original_reference:
+            raise InvalidRequestError([("original_reference", "is required for a follow-up")])
+        return await super().inquire(request)
+
+
 async def served(adapter: SandboxAdapter) -> AsyncIterator[str]:
     worker = Worker(adapter, listen="127.0.0.1:0")
     port = await worker.start()
@@ -107,6 +118,29 @@ async def test_a_broken_channel_fails_the_check(
     async for target in served(adapter_class(FAST)):
         with pytest.raises(ConformanceError, match=complaint):
             await BY_NAME[check](target, QUICK)
+
+
+# The narrow channel refuses partial capture, void and partial refund, so that
+# capabilities_honoured inquires each refused follow-up.
+NARROW = dataclasses.replace(
+    FAST, void=False, partial_capture=False, partial_refund=False, name="sandbox_narrow"
+)
+
+
+@pytest.mark.parametrize(
+    ("check", "config"),
+    [
+        ("supported_operations_work", FAST),
+        ("unknown_reference_not_found", FAST),
+        ("bad_input_refused", FAST),
+        ("capabilities_honoured", NARROW),
+    ],
+)
+async def test_follow_ups_are_inquired_with_their_original_reference(
+    check: str, config: SandboxConfig
+) -> None:
+    async for target in served(NeedsTheOriginal(config)):
+        await BY_NAME[check](target, QUICK)
 
 
 async def test_a_profile_that_does_not_match_the_channel_fails() -> None:

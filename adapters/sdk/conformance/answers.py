@@ -42,9 +42,14 @@ async def expect_status(
     want: OperationStatus,
     profile: ConformanceProfile,
     why: str,
+    *,
+    original: str = "",
 ) -> None:
-    """Inquire `reference` and fail unless its status is `want`."""
-    found = await client.inquire(reference, operation, merchant_id=profile.merchant_id)
+    """Inquire `reference` and fail unless its status is `want`; a follow-up (CAPTURE, VOID,
+    REFUND) is asked about as the switch asks, with `original`, its payment's reference."""
+    found = await client.inquire(
+        reference, operation, merchant_id=profile.merchant_id, original=original
+    )
     expect(found.status is want, f"{why}: Inquire said {found.status.name}, want {want.name}")
 
 
@@ -131,13 +136,23 @@ async def check_decline_is_an_answer(target: str, profile: ConformanceProfile) -
 
 
 async def check_unknown_reference_not_found(target: str, profile: ConformanceProfile) -> None:
-    """Inquire of a reference nobody used answers NOT_FOUND (an OK answer)."""
+    """Inquire of a reference nobody used answers NOT_FOUND (an OK answer): an authorization,
+    and a capture, void or refund of a payment that was approved or never seen."""
+    not_found = OperationStatus.NOT_FOUND
     async with client_for(target, profile) as client:
-        for operation in (OperationType.AUTHORIZE, OperationType.REFUND):
-            reference = new_reference("none")
-            await expect_status(
-                client, reference, operation, OperationStatus.NOT_FOUND, profile, "unknown"
-            )
+        await expect_status(
+            client, new_reference("none"), OperationType.AUTHORIZE, not_found, profile, "unknown"
+        )
+        paid = new_reference("paid")
+        result = await client.authorize(profile.authorize(paid))
+        expect(result.status is OperationStatus.APPROVED, f"approving: {result.status.name}")
+        for original, whose in ((paid, "an approved payment"), (new_reference("gone"), "none")):
+            for operation in (OperationType.CAPTURE, OperationType.VOID, OperationType.REFUND):
+                why = f"unknown {operation.name} of {whose}"
+                reference = new_reference("none")
+                await expect_status(
+                    client, reference, operation, not_found, profile, why, original=original
+                )
 
 
 # (rpc, field, bad value or None to leave it unset, label): the field path names both what to
@@ -212,8 +227,10 @@ async def check_bad_input_refused(target: str, profile: ConformanceProfile) -> N
             if not _applies(profile, path):
                 continue
             reference = new_reference("bad")
+            request = _well_formed(rpc, profile, reference)
+            original = getattr(request, "original_reference", "")
             try:
-                await client.call(rpc, _break(_well_formed(rpc, profile, reference), path, value))
+                await client.call(rpc, _break(request, path, value))
             except Refused as refused:
                 expect(
                     refused.code == grpc.StatusCode.INVALID_ARGUMENT,
@@ -229,8 +246,9 @@ async def check_bad_input_refused(target: str, profile: ConformanceProfile) -> N
                 raise ConformanceError(f"{label}: {rpc} was answered instead of refused")
             operation = OperationType.AUTHORIZE if rpc == "Inquire" else OperationType[rpc.upper()]
             await expect_status(
-                client, reference, operation, OperationStatus.NOT_FOUND, profile, label
-            )
+                client, reference, operation, OperationStatus.NOT_FOUND, profile, label,
+                original=original if operation is not OperationType.AUTHORIZE else "",
+            )  # fmt: skip
 
 
 async def check_exchange_socket_answers(target: str, profile: ConformanceProfile) -> None:

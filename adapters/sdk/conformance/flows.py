@@ -78,6 +78,7 @@ async def _refused_unacted(
     call: Awaitable[OperationResult],
     reference: str,
     operation: OperationType,
+    original: str = "",
 ) -> None:
     """`call` must be refused FAILED_PRECONDITION / OPERATION_NOT_SUPPORTED and not acted on."""
     try:
@@ -89,7 +90,8 @@ async def _refused_unacted(
         )
     else:
         raise ConformanceError(f"{label}: answered {result.status.name} instead of refusing")
-    await expect_status(client, reference, operation, OperationStatus.NOT_FOUND, profile, label)
+    not_found = OperationStatus.NOT_FOUND
+    await expect_status(client, reference, operation, not_found, profile, label, original=original)
 
 
 async def check_capabilities_honoured(target: str, profile: ConformanceProfile) -> None:
@@ -125,15 +127,17 @@ async def check_capabilities_honoured(target: str, profile: ConformanceProfile) 
             capture = _capture(profile, original, amount - 1)
             call = client.capture(capture)
             await _refused_unacted(
-                client, profile, "partial capture", call, capture.reference, OperationType.CAPTURE
-            )
+                client, profile, "partial capture", call, capture.reference,
+                OperationType.CAPTURE, original,
+            )  # fmt: skip
         if not caps.supports_void:
             manual = caps.supports_manual_capture
             original, _ = await _approved_payment(client, profile, capture=not manual)
             void = _void(profile, original)
             await _refused_unacted(
-                client, profile, "void", client.void(void), void.reference, OperationType.VOID
-            )
+                client, profile, "void", client.void(void), void.reference,
+                OperationType.VOID, original,
+            )  # fmt: skip
         if not caps.supports_refund or (not caps.supports_partial_refund and amount > 1):
             original, _ = await _approved_payment(client, profile, capture=True)
             if caps.supports_refund:
@@ -142,7 +146,7 @@ async def check_capabilities_honoured(target: str, profile: ConformanceProfile) 
                 label, refund = "refund", _refund(profile, original, amount, amount)
             call = client.refund(refund)
             await _refused_unacted(
-                client, profile, label, call, refund.reference, OperationType.REFUND
+                client, profile, label, call, refund.reference, OperationType.REFUND, original
             )
 
 
@@ -198,8 +202,9 @@ async def check_supported_operations_work(target: str, profile: ConformanceProfi
                 result.status is APPROVED, f"capture of {captured} answered {result.status.name}"
             )
             await expect_status(
-                client, capture.reference, OperationType.CAPTURE, APPROVED, profile, "capture"
-            )
+                client, capture.reference, OperationType.CAPTURE, APPROVED, profile, "capture",
+                original=original,
+            )  # fmt: skip
         else:
             original, _ = await _approved_payment(client, profile, capture=True)
         if caps.supports_refund:
@@ -207,16 +212,18 @@ async def check_supported_operations_work(target: str, profile: ConformanceProfi
             result = await client.refund(refund)
             expect(result.status is APPROVED, f"refund of {captured} answered {result.status.name}")
             await expect_status(
-                client, refund.reference, OperationType.REFUND, APPROVED, profile, "refund"
-            )
+                client, refund.reference, OperationType.REFUND, APPROVED, profile, "refund",
+                original=original,
+            )  # fmt: skip
         if caps.supports_void and caps.supports_manual_capture:
             original, _ = await _approved_payment(client, profile, capture=False)
             void = _void(profile, original)
             result = await client.void(void)
             expect(result.status is APPROVED, f"void answered {result.status.name}")
             await expect_status(
-                client, void.reference, OperationType.VOID, APPROVED, profile, "void"
-            )
+                client, void.reference, OperationType.VOID, APPROVED, profile, "void",
+                original=original,
+            )  # fmt: skip
 
 
 async def _settled(

@@ -240,10 +240,12 @@ def inquire_request_from_proto(request: ch.InquireRequest) -> InquireRequest:
     v = _Violations()
     v.reference("reference", request.reference)
     v.reference("merchant_id", request.merchant_id)
-    v.reference("original_reference", request.original_reference, required=False)
     operation = _enum_or_none(OperationType, request.operation)
     if operation is None:
         v.add("operation", "must be AUTHORIZE, CAPTURE, VOID or REFUND")
+    # A follow-up is asked about under its payment: an adapter may only find it there.
+    follow_up = operation is not None and operation is not OperationType.AUTHORIZE
+    v.reference("original_reference", request.original_reference, required=follow_up)
     amount = v.money("amount", request, required=False)
     if v.items or operation is None:
         raise InvalidRequestError(v.items)

@@ -181,6 +181,7 @@ BAD_INPUT: list[tuple[str, str, object, str]] = [
     ("Refund", "amount.currency", "eur", "refund in a lower-case currency"),
     ("Inquire", "operation", 0, "inquire of no operation"),
     ("Inquire", "reference", "", "inquire of an empty reference"),
+    ("Inquire", "original_reference", "", "inquire of a refund without its original"),
 ]
 
 
@@ -189,9 +190,10 @@ def _well_formed(rpc: str, profile: ConformanceProfile, reference: str) -> Messa
     common = {"reference": reference, "merchant_id": profile.merchant_id}
     if rpc == "Authorize":
         return convert.authorize_request_to_proto(profile.authorize(reference))
-    if rpc == "Inquire":
-        return ch.InquireRequest(operation=OperationType.AUTHORIZE.value, **common)  # type: ignore[arg-type]
     original = {"original_reference": new_reference("orig"), "amount": money}
+    if rpc == "Inquire":
+        refund = OperationType.REFUND.value
+        return ch.InquireRequest(operation=refund, **original, **common)  # type: ignore[arg-type]
     if rpc == "Capture":
         return ch.CaptureRequest(authorized_amount=money, **original, **common)  # type: ignore[arg-type]
     if rpc == "Refund":

@@ -178,6 +178,21 @@ def test_follow_ups_require_original_reference_and_amounts() -> None:
     assert {f for f, _ in info.value.violations} == {"original_reference", "amount"}
 
 
+@pytest.mark.parametrize(
+    "operation", [OperationType.CAPTURE, OperationType.VOID, OperationType.REFUND]
+)
+def test_inquire_of_a_follow_up_requires_its_original_reference(operation: OperationType) -> None:
+    pb = ch.InquireRequest(reference="f1", merchant_id="m", operation=operation.value)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError) as info:
+        convert.inquire_request_from_proto(pb)
+    assert [f for f, _ in info.value.violations] == ["original_reference"]
+    pb.original_reference = "a1"
+    assert convert.inquire_request_from_proto(pb).original_reference == "a1"
+    # An authorization is its own original: it is asked about with or without it.
+    pb.operation, pb.original_reference = OperationType.AUTHORIZE.value, ""  # type: ignore[assignment]
+    assert convert.inquire_request_from_proto(pb).operation is OperationType.AUTHORIZE
+
+
 @pytest.mark.parametrize("operation", [0, 99])
 def test_inquire_rejects_unspecified_or_unknown_operation(operation: int) -> None:
     pb = ch.InquireRequest(reference="r", merchant_id="m")

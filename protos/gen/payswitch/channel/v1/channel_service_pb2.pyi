@@ -408,7 +408,11 @@ class InquireRequest(_message.Message):
     operation: _payment_status_pb2.OperationType.ValueType
     """What kind of operation the reference names."""
     original_reference: _builtins.str
-    """For follow-up operations, the reference of the original authorization."""
+    """The reference of the original authorization. Required when `operation` is CAPTURE, VOID
+    or REFUND, since an adapter may find a follow-up only under its payment (a wallet's refund
+    query names both); an Inquire of one without it is refused with INVALID_ARGUMENT naming
+    this field. Optional for AUTHORIZE, where it is the reference itself when set.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """The amount of the operation being looked up."""

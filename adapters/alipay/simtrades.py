@@ -53,6 +53,10 @@ class TradeBook:
     def count(self) -> int:
         return len(self._trades)
 
+    def refund_count(self) -> int:
+        """Refunds taken on, each under its own out_request_no (a repeat is not another)."""
+        return sum(len(t.refunds) for t in self._trades.values())
+
     def get(self, out_trade_no: str) -> Trade | None:
         return self._trades.get(out_trade_no)
 

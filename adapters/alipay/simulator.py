@@ -105,6 +105,7 @@ class AlipaySimulator:
             stats = {
                 **self.stats,
                 "trades": self.book.count(),
+                "refunds": self.book.refund_count(),
                 "connections": self.server.connections_accepted,
             }
             return Reply(200, json.dumps(stats).encode(), {"Content-Type": "application/json"})

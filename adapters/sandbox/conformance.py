@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adapters.sandbox import testdata
 from adapters.sdk.conformance.profile import ConformanceProfile
+from adapters.sdk.conformance.upstream import JournalCounter
 from adapters.sdk.types import Card, DeclineCode, OperationStatus
 
 
@@ -21,4 +22,6 @@ PROFILE = ConformanceProfile(
     hanging=_card(testdata.CARD_TIMEOUT),
     currency="USD",
     amount_minor=1000,
+    # The sandbox is its own upstream: the worker's --journal FILE is `upstream_at`.
+    upstream_counter=JournalCounter,
 )

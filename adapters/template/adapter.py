@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import TextIO
+
 from adapters.sdk import (
     AuthorizeRequest,
     Capabilities,
@@ -28,10 +31,15 @@ class TemplateAdapter:
     upstream without that (ISO 8583) needs the adapter to record references before sending.
     """
 
-    def __init__(self, *, name: str = "template", timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, *, name: str = "template", timeout_s: float = 2.0, upstream_journal: str = ""
+    ) -> None:
         self._name = name
         self._timeout_s = timeout_s
         self._client = UpstreamClient(None, timeout_s=timeout_s)
+        # Where the pretend upstream notes what it charged, for the conformance suite.
+        self._upstream_journal = upstream_journal
+        self._journal: TextIO | None = None
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -45,10 +53,16 @@ class TemplateAdapter:
 
     async def start(self, events: EventSink) -> None:
         # Connect here (and start background work); a real client gets its address from config.
-        self._client = UpstreamClient(PretendUpstream(), timeout_s=self._timeout_s)
+        if self._upstream_journal:
+            self._journal = await asyncio.to_thread(_append_lines, self._upstream_journal)
+        upstream = PretendUpstream(self._journal)
+        self._client = UpstreamClient(upstream, timeout_s=self._timeout_s)
 
     async def stop(self) -> None:
         self._client = UpstreamClient(None, timeout_s=self._timeout_s)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     async def authorize(self, request: AuthorizeRequest) -> OperationResult:
         card = request.payment_method
@@ -69,3 +83,7 @@ class TemplateAdapter:
         return mapping.result_from(
             await self._client.send(mapping.query_message(request.reference))
         )
+
+
+def _append_lines(path: str) -> TextIO:
+    return open(path, "a", buffering=1, encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.sdk.conformance.profile import ConformanceProfile
+from adapters.sdk.conformance.upstream import JournalCounter
 from adapters.sdk.types import Card, DeclineCode, OperationStatus
 
 
@@ -20,4 +21,6 @@ PROFILE = ConformanceProfile(
     unknown_outcome_final=OperationStatus.APPROVED,
     channel_name="template",
     currency="USD",
+    # What the pretend upstream charged: the worker's --upstream-journal FILE is `upstream_at`.
+    upstream_counter=JournalCounter,
 )

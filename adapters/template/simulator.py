@@ -4,11 +4,17 @@ Its API is a toy JSON-like one (dicts of strings): `pay`, `refund` and `query`, 
 the caller's order id. Like real wallet APIs it is idempotent by that id: the same id twice
 returns the first answer and charges once. Card numbers choose the outcome by their last four
 digits: 0002 declines "05", 9995 declines "51", 0341 is approved but its answer is lost.
+
+Given a journal, it appends a JSON line for each payment and refund it takes on as new
+(`{"op": "authorize", "reference": ORDER_ID}`), so that the conformance suite can count what
+it charged; your simulator should be able to tell the same.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import TextIO
 
 LOST_ANSWER = "lost"
 
@@ -23,9 +29,10 @@ class _Trade:
 class PretendUpstream:
     """The upstream's state and rules; `handle` answers one message."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: TextIO | None = None) -> None:
         self._trades: dict[str, _Trade] = {}
         self._refunds: dict[str, dict[str, str]] = {}
+        self._journal = journal
 
     def handle(self, message: dict[str, str]) -> dict[str, str]:
         op = message["op"]
@@ -46,6 +53,7 @@ class PretendUpstream:
             ending = message["card_number"][-4:]
             code = {"0002": "05", "9995": "51"}.get(ending, "00")
             trade = self._trades[order_id] = _Trade(int(message["amount"]), code)
+            self._note("authorize", order_id)
             if ending == "0341":
                 return {"code": trade.code, LOST_ANSWER: "1"}
         return {"code": trade.code, "trade_no": f"T{order_id}"}
@@ -64,4 +72,9 @@ class PretendUpstream:
             trade.refunded += amount
             answer = {"code": "00", "trade_no": f"R{refund_id}"}
         self._refunds[refund_id] = answer
+        self._note("refund", refund_id)
         return answer
+
+    def _note(self, op: str, reference: str) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps({"op": op, "reference": reference}) + "\n")

@@ -17,12 +17,20 @@ from adapters.template.adapter import TemplateAdapter
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="template", help="the channel's name")
     parser.add_argument("--timeout-ms", type=float, default=2000, help="upstream call timeout")
+    parser.add_argument(
+        "--upstream-journal",
+        default="",
+        metavar="FILE",
+        help="append a JSON line per payment or refund the pretend upstream charges",
+    )
 
 
 def build(args: argparse.Namespace) -> TemplateAdapter:
     if args.timeout_ms <= 0:
         raise ValueError("--timeout-ms: must be positive")
-    return TemplateAdapter(name=args.name, timeout_s=args.timeout_ms / 1000)
+    return TemplateAdapter(
+        name=args.name, timeout_s=args.timeout_ms / 1000, upstream_journal=args.upstream_journal
+    )
 
 
 def main(argv: Sequence[str]) -> int:

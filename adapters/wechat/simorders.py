@@ -71,6 +71,10 @@ class OrderBook:
     def count(self) -> int:
         return len(self._orders)
 
+    def refund_count(self) -> int:
+        """Refunds taken on, each under its own out_refund_no (a repeat is not another)."""
+        return len(self._refunds)
+
     def get(self, out_trade_no: str) -> Order | None:
         return self._orders.get(out_trade_no)
 

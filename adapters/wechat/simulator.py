@@ -382,6 +382,7 @@ class WechatPaySimulator:
                 **self.stats,
                 **self.notifier.stats,
                 "orders": self.book.count(),
+                "refunds": self.book.refund_count(),
                 "connections": self.server.connections_accepted,
             }
             return Reply(200, json.dumps(stats).encode(), JSON_HEADERS)

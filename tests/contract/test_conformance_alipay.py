@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from adapters.alipay.conformance import PROFILE
-from adapters.sdk.conformance import Check, applicable
-from tests.contract.workers import adapter_process
+from adapters.sdk.conformance import Check
+from tests.contract.workers import Served, adapter_process, counted_checks, served
 from tests.integration.alipay.alipaykit import APP_ID, KeySet, SimulatorProcess
 
 
 @pytest.fixture(scope="module")
-def alipay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def alipay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     keys = KeySet.create(tmp_path_factory.mktemp("alipay-conformance"))
     simulator = SimulatorProcess(keys)
     simulator.start()
@@ -26,11 +26,11 @@ def alipay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--platform-public-key", keys.path("platform_public"),
             "--poll-interval-s", "0.3",
         ) as worker:  # fmt: skip
-            yield worker.target
+            yield served(worker.target, PROFILE, f"http://127.0.0.1:{simulator.port}")
     finally:
         simulator.stop()
 
 
-@pytest.mark.parametrize("check", applicable(PROFILE), ids=str)
-async def test_alipay_conforms(check: Check, alipay: str) -> None:
-    await check(alipay, PROFILE)
+@pytest.mark.parametrize("check", counted_checks(PROFILE), ids=str)
+async def test_alipay_conforms(check: Check, alipay: Served) -> None:
+    await check(alipay.target, alipay.profile)

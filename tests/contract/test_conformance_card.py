@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from adapters.card.conformance import PROFILE
-from adapters.sdk.conformance import Check, applicable
-from tests.contract.workers import adapter_process
+from adapters.sdk.conformance import Check
+from tests.contract.workers import Served, adapter_process, counted_checks, served
 from tests.support import free_port, spawn, stop_process, wait_for_port
 
 
 @pytest.fixture(scope="module")
-def card_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def card_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder: Path = tmp_path_factory.mktemp("card-conformance")
     port = free_port()
     args = ["-m", "adapters.card.simulator", "--listen", f"127.0.0.1:{port}"]
@@ -28,11 +28,11 @@ def card_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         flags += ["--response-timeout", "1", "--saf-retry-base", "0.1", "--saf-retry-cap", "0.5"]
         flags += ["--log-level", "WARNING"]
         with adapter_process("card", *flags) as worker:
-            yield worker.target
+            yield served(worker.target, PROFILE, str(folder / "host.jsonl"))
     finally:
         stop_process(simulator)
 
 
-@pytest.mark.parametrize("check", applicable(PROFILE), ids=str)
-async def test_card_conforms(check: Check, card_worker: str) -> None:
-    await check(card_worker, PROFILE)
+@pytest.mark.parametrize("check", counted_checks(PROFILE), ids=str)
+async def test_card_conforms(check: Check, card_worker: Served) -> None:
+    await check(card_worker.target, card_worker.profile)

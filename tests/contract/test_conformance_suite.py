@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -15,12 +16,14 @@ from adapters.sdk.conformance import CHECKS, ConformanceError
 from adapters.sdk.errors import InvalidRequestError, UpstreamUnavailableError
 from adapters.sdk.types import (
     AuthorizeRequest,
+    CaptureRequest,
     Card,
     ChannelEvent,
     InquireRequest,
     OperationResult,
     OperationStatus,
     OperationType,
+    RefundRequest,
 )
 from adapters.sdk.worker import Worker
 from tests.contract.workers import adapter_process
@@ -31,6 +34,7 @@ QUICK = dataclasses.replace(PROFILE, resolve_timeout_s=1.0, call_timeout_s=3.0)
 BY_NAME = {c.name: c for c in CHECKS}
 PROFILE_SPEC = "adapters.sandbox.conformance:PROFILE"
 NAMED = dataclasses.replace(PROFILE, channel_name="sandbox")
+UNCOUNTED = dataclasses.replace(PROFILE, upstream_counter=None)
 
 
 class ChargesTwice(SandboxAdapter):
@@ -92,6 +96,44 @@ class NeedsTheOriginal(SandboxAdapter):
         return await super().inquire(request)
 
 
+class SendsAgain(SandboxAdapter):
+    """Answers a repeat of `operation` with its first result, as it should, but sends it
+    upstream again first, as an adapter that retries without looking at its records does: every
+    answer agrees, and only the upstream's count shows the second charge."""
+
+    def __init__(self, config: SandboxConfig, operation: OperationType) -> None:
+        super().__init__(config)
+        self.operation = operation
+
+    async def authorize(self, request: AuthorizeRequest) -> OperationResult:
+        parent = super().authorize
+        return await self._again(
+            OperationType.AUTHORIZE, request.reference, lambda: parent(request)
+        )
+
+    async def capture(self, request: CaptureRequest) -> OperationResult:
+        parent = super().capture
+        return await self._again(OperationType.CAPTURE, request.reference, lambda: parent(request))
+
+    async def refund(self, request: RefundRequest) -> OperationResult:
+        parent = super().refund
+        return await self._again(OperationType.REFUND, request.reference, lambda: parent(request))
+
+    async def _again(
+        self,
+        operation: OperationType,
+        reference: str,
+        send: Callable[[], Awaitable[OperationResult]],
+    ) -> OperationResult:
+        first = self._ops.get(reference)
+        if operation is not self.operation or first is None:
+            return await send()
+        self._ops.forget(reference)
+        await send()
+        self._ops.put(reference, first)
+        return first.result
+
+
 async def served(adapter: SandboxAdapter) -> AsyncIterator[str]:
     worker = Worker(adapter, listen="127.0.0.1:0")
     port = await worker.start()
@@ -143,6 +185,28 @@ async def test_follow_ups_are_inquired_with_their_original_reference(
         await BY_NAME[check](target, QUICK)
 
 
+@pytest.mark.parametrize(
+    ("operation", "label"),
+    [
+        (OperationType.AUTHORIZE, "an authorization"),
+        (OperationType.CAPTURE, "a capture"),
+        (OperationType.REFUND, "a refund"),
+    ],
+)
+async def test_a_channel_that_sends_a_repeat_upstream_again_fails(
+    operation: OperationType, label: str, tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "journal.jsonl")
+    counted = dataclasses.replace(QUICK, upstream_at=journal)
+    async for target in served(SendsAgain(dataclasses.replace(FAST, journal=journal), operation)):
+        if operation is OperationType.AUTHORIZE:
+            # Its answers agree, so the check of answers alone lets it through.
+            await BY_NAME["same_reference_not_charged_twice"](target, counted)
+        complaint = f"{label} sent 4 times under one reference was carried out 4 times upstream"
+        with pytest.raises(ConformanceError, match=complaint):
+            await BY_NAME["replays_charged_once_upstream"](target, counted)
+
+
 async def test_a_profile_that_does_not_match_the_channel_fails() -> None:
     wrong = dataclasses.replace(QUICK, channel_name="card", currency="CHF")
     async for target in served(SandboxAdapter(FAST)):
@@ -160,9 +224,12 @@ def conformance(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=50)
 
 
-def test_command_prints_a_line_per_check_and_exits_0() -> None:
-    with adapter_process("sandbox", "--pending-resolve-ms", "50") as worker:
-        done = conformance("--target", worker.target, "--profile", PROFILE_SPEC)
+def test_command_prints_a_line_per_check_and_exits_0(tmp_path: Path) -> None:
+    journal = str(tmp_path / "journal.jsonl")
+    with adapter_process("sandbox", "--pending-resolve-ms", "50", "--journal", journal) as worker:
+        done = conformance(
+            "--target", worker.target, "--profile", PROFILE_SPEC, "--upstream", journal
+        )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert [line.split()[:2] for line in lines[: len(CHECKS)]] == [["PASS", c.name] for c in CHECKS]
@@ -195,3 +262,10 @@ def test_command_usage_errors_exit_2(argv: list[str]) -> None:
     done = conformance(*argv)
     assert done.returncode == 2
     assert "payswitch conformance" in done.stderr
+
+
+def test_command_refuses_upstream_for_a_profile_that_cannot_count() -> None:
+    uncounted = "tests.contract.test_conformance_suite:UNCOUNTED"
+    done = conformance("--target", "127.0.0.1:1", "--profile", uncounted, "--upstream", "j")
+    assert done.returncode == 2
+    assert f"--upstream: {uncounted} has no upstream_counter" in done.stderr

@@ -6,15 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.sdk.conformance import Check, applicable
+from adapters.sdk.conformance import Check
 from adapters.wechat.conformance import PROFILE
-from tests.contract.workers import adapter_process
+from tests.contract.workers import Served, adapter_process, counted_checks, served
 from tests.integration.wechat.wechatkit import APPID, MCHID, KeySet, SimulatorProcess
 from tests.support import free_port
 
 
 @pytest.fixture(scope="module")
-def wechat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def wechat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     keys = KeySet.create(tmp_path_factory.mktemp("wechat-conformance"))
     simulator = SimulatorProcess(keys)
     simulator.start()
@@ -30,11 +30,11 @@ def wechat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--notify-listen", f"127.0.0.1:{free_port()}",
             "--poll-interval-s", "0.3",
         ) as worker:  # fmt: skip
-            yield worker.target
+            yield served(worker.target, PROFILE, f"http://127.0.0.1:{simulator.port}")
     finally:
         simulator.stop()
 
 
-@pytest.mark.parametrize("check", applicable(PROFILE), ids=str)
-async def test_wechat_conforms(check: Check, wechat: str) -> None:
-    await check(wechat, PROFILE)
+@pytest.mark.parametrize("check", counted_checks(PROFILE), ids=str)
+async def test_wechat_conforms(check: Check, wechat: Served) -> None:
+    await check(wechat.target, wechat.profile)

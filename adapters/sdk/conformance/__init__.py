@@ -3,7 +3,7 @@
 Each check is a plain async function of a worker's address and a `ConformanceProfile` that
 raises `ConformanceError` when the worker breaks the Channel contract. `CHECKS` lists them in
 order; `applicable(profile)` leaves out those the profile has no instrument for. Run them with
-`payswitch conformance --target ADDR --profile MODULE:ATTR`, or from pytest:
+`payswitch conformance --target ADDR --profile MODULE:ATTR [--upstream WHERE]`, or from pytest:
 
     @pytest.mark.parametrize("check", applicable(PROFILE), ids=str)
     async def test_conforms(check: Check, target: str) -> None:
@@ -28,6 +28,7 @@ from adapters.sdk.conformance.client import ChannelClient, ConformanceError, Ref
 from adapters.sdk.conformance.flows import (
     check_abandoned_call_is_inquirable,
     check_capabilities_honoured,
+    check_replays_charged_once_upstream,
     check_same_reference_not_charged_twice,
     check_supported_operations_work,
     check_unknown_outcome_announced,
@@ -35,6 +36,7 @@ from adapters.sdk.conformance.flows import (
 )
 from adapters.sdk.conformance.process import WorkerProcess, free_port, wait_serving
 from adapters.sdk.conformance.profile import ConformanceProfile
+from adapters.sdk.conformance.upstream import JournalCounter, UpstreamCounter
 
 CheckFunction = Callable[[str, ConformanceProfile], Awaitable[None]]
 
@@ -69,6 +71,11 @@ CHECKS: tuple[Check, ...] = (
     Check("approval_answered", check_approval_answered),
     Check("decline_is_an_answer", check_decline_is_an_answer),
     Check("same_reference_not_charged_twice", check_same_reference_not_charged_twice),
+    Check(
+        "replays_charged_once_upstream",
+        check_replays_charged_once_upstream,
+        lambda p: p.upstream() is not None,
+    ),
     Check("supported_operations_work", check_supported_operations_work),
     Check(
         "unknown_outcome_resolves",
@@ -102,7 +109,9 @@ __all__ = [
     "Check",
     "ConformanceError",
     "ConformanceProfile",
+    "JournalCounter",
     "Refused",
+    "UpstreamCounter",
     "WorkerProcess",
     "applicable",
     "free_port",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import sys
 import time
@@ -66,6 +67,12 @@ def main(argv: Sequence[str]) -> int:
         "--profile", help="MODULE:ATTR of the channel's ConformanceProfile (required)"
     )
     parser.add_argument(
+        "--upstream",
+        metavar="WHERE",
+        help="where the profile's upstream counter looks (the simulator's address or state "
+        "file, as the channel's conformance.py says); runs replays_charged_once_upstream",
+    )
+    parser.add_argument(
         "--check", action="append", default=[], metavar="NAME", help="run only these checks"
     )
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
@@ -86,6 +93,14 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         print(f"payswitch conformance: {exc}", file=sys.stderr)
         return 2
+    if args.upstream:
+        if profile.upstream_counter is None:
+            print(
+                f"payswitch conformance: --upstream: {args.profile} has no upstream_counter",
+                file=sys.stderr,
+            )
+            return 2
+        profile = dataclasses.replace(profile, upstream_at=args.upstream)
     checks = applicable(profile)
     unknown = set(args.check) - {c.name for c in CHECKS}
     if unknown:

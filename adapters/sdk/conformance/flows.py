@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -18,6 +18,7 @@ from adapters.sdk.conformance.client import (
     new_reference,
 )
 from adapters.sdk.conformance.profile import ConformanceProfile, instrument
+from adapters.sdk.conformance.upstream import UpstreamCounter
 from adapters.sdk.types import (
     CaptureRequest,
     ChannelEvent,
@@ -184,6 +185,57 @@ async def check_same_reference_not_charged_twice(target: str, profile: Conforman
             f"refunding the remaining {amount - part} answered {rest.status.name}: "
             "the repeated refund was counted twice",
         )
+
+
+# How many times the same request is sent: all but one at once, then one more after them.
+REPEATS = 4
+
+
+async def _carried_out_once(
+    counter: UpstreamCounter,
+    operation: OperationType,
+    label: str,
+    send: Callable[[], Awaitable[OperationResult]],
+) -> None:
+    before = await counter.carried_out(operation)
+    together = await asyncio.gather(*(send() for _ in range(REPEATS - 1)))
+    results = [*together, await send()]
+    expect(
+        all(r.status is APPROVED for r in results),
+        f"{label}: answered {', '.join(r.status.name for r in results)}, want APPROVED",
+    )
+    times = await counter.carried_out(operation) - before
+    expect(
+        times == 1,
+        f"{label} sent {REPEATS} times under one reference was carried out {times} times "
+        "upstream, want once",
+    )
+
+
+async def check_replays_charged_once_upstream(target: str, profile: ConformanceProfile) -> None:
+    """An authorization, a capture and a refund sent again under their references, at once and
+    later, are each carried out once upstream (the profile's counter asks the simulator)."""
+    counter = profile.upstream()
+    assert counter is not None
+    async with client_for(target, profile) as client:
+        caps = await client.describe()
+        amount = profile.amount_minor
+        manual = caps.supports_manual_capture
+        auth = profile.authorize(new_reference("once"), capture=not manual)
+        await _carried_out_once(
+            counter, OperationType.AUTHORIZE, "an authorization", lambda: client.authorize(auth)
+        )
+        if manual:
+            capture = _capture(profile, auth.reference, amount)
+            await _carried_out_once(
+                counter, OperationType.CAPTURE, "a capture", lambda: client.capture(capture)
+            )
+        if caps.supports_refund:
+            part = amount // 2 if caps.supports_partial_refund and amount > 1 else amount
+            refund = _refund(profile, auth.reference, part, amount)
+            await _carried_out_once(
+                counter, OperationType.REFUND, "a refund", lambda: client.refund(refund)
+            )
 
 
 async def check_supported_operations_work(target: str, profile: ConformanceProfile) -> None:

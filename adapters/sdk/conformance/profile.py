@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapters.sdk.conformance.upstream import UpstreamCounter
 from adapters.sdk.types import (
     AuthorizeRequest,
     Card,
@@ -51,6 +53,18 @@ class ConformanceProfile:
     call_timeout_s: float = 10.0
     # How long Inquire (or WatchEvents) may take to tell an unknown outcome.
     resolve_timeout_s: float = 15.0
+    # How to count what the channel's upstream carried out, given where to look
+    # (`upstream_at`: its simulator's address or state file, as the channel's conformance.py
+    # says; `payswitch conformance --upstream WHERE`). With both set, the suite checks that a
+    # repeated authorization, capture or refund is carried out once upstream.
+    upstream_counter: Callable[[str], UpstreamCounter] | None = None
+    upstream_at: str = ""
+
+    def upstream(self) -> UpstreamCounter | None:
+        """The counter of this run's upstream, or None when the profile cannot count."""
+        if self.upstream_counter is None or not self.upstream_at:
+            return None
+        return self.upstream_counter(self.upstream_at)
 
     def authorize(
         self,

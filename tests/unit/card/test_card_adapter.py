@@ -9,12 +9,14 @@ import pytest
 
 from adapters.card import mapping, testcards
 from adapters.card.adapter import CardAdapter
+from adapters.card.conformance import HostStateCounter
 from adapters.sdk.errors import InvalidRequestError, NotSupportedError, UpstreamUnavailableError
 from adapters.sdk.types import (
     AuthorizeRequest,
     DeclineCode,
     Money,
     OperationStatus,
+    OperationType,
     PaymentMethodType,
     Wallet,
 )
@@ -308,3 +310,22 @@ async def test_capabilities_describe_the_channel(adapter: Adapter) -> None:
     assert caps.name == "card" and caps.payment_methods == frozenset({PaymentMethodType.CARD})
     assert {"USD", "CNY", "JPY", "EUR", "GBP"} <= caps.currencies
     assert caps.max_amount_minor == 999_999_999_999
+
+
+async def test_the_conformance_counter_sees_a_reference_charged_again_under_a_new_stan(
+    simulator: RunningSimulator, make_adapter: AdapterFactory, tmp_path: Path
+) -> None:
+    counter = HostStateCounter(str(tmp_path / "host.jsonl"))
+    assert await counter.carried_out(OperationType.AUTHORIZE) == 0
+    card_adapter, _ = await make_adapter(simulator.port)
+    # A second terminal that never saw the first one's records sends the same reference.
+    forgetful, _ = await make_adapter(
+        simulator.port, terminal_id="TERM0002", saf_file=tmp_path / "other.jsonl"
+    )
+    for sender in (card_adapter, forgetful):
+        assert (await sender.authorize(auth("twice", testcards.APPROVE))).status is APPROVED
+    assert await counter.carried_out(OperationType.AUTHORIZE) == 2
+    assert (await card_adapter.capture(capture("c-1", "twice", 1000, 1000))).status is APPROVED
+    assert (await card_adapter.refund(refund("r-1", "twice", 400, 1000))).status is APPROVED
+    counts = [await counter.carried_out(op) for op in (OperationType.CAPTURE, OperationType.REFUND)]
+    assert counts == [1, 1]

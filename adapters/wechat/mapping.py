@@ -15,6 +15,8 @@ from adapters.walletkit.wallet import CNY, MAX_AMOUNT_FEN, check_amount
 
 CURRENCY = CNY
 MAX_FEN = MAX_AMOUNT_FEN
+# WeChat Pay's out_trade_no is 6 to 32 characters; the Channel contract's references are 1 to 64.
+MIN_OUT_TRADE_NO = 6
 MAX_OUT_TRADE_NO = 32
 
 SUCCESS = "SUCCESS"
@@ -71,12 +73,14 @@ def to_fen(amount: Money) -> int:
 
 
 def out_trade_no(reference: str) -> str:
-    """The order number for a reference: itself when it fits in 32 characters, else a digest.
+    """The order number for a reference: itself when it fits WeChat's 6 to 32 characters, else
+    a digest (a reference under 6 characters, which the platform would refuse as PARAM_ERROR,
+    or over 32).
 
     `*` is allowed in an out_trade_no but never in a switch reference, so a digest can never
     equal a reference that is used as it is. The reference also travels in `attach`.
     """
-    if len(reference) <= MAX_OUT_TRADE_NO:
+    if MIN_OUT_TRADE_NO <= len(reference) <= MAX_OUT_TRADE_NO:
         return reference
     return "*" + hashlib.sha256(reference.encode()).hexdigest()[: MAX_OUT_TRADE_NO - 1]
 

@@ -71,7 +71,7 @@ DECLINES = {
     "1057": (403, "NOTSUPORTCARD", "不支持卡类型"),
 }
 AUTH_CODE = re.compile(r"1[0-5][0-9]{16}")
-OUT_NO = re.compile(r"[A-Za-z0-9_*-]{1,32}")
+OUT_NO = re.compile(r"[A-Za-z0-9_*-]{6,32}")
 OUT_REFUND_NO = re.compile(r"[A-Za-z0-9_*|@-]{1,64}")
 BY_NO = re.compile(r"/v3/pay/transactions/out-trade-no/([^/?]+)(/close|/reverse)?")
 REFUND_BY_NO = re.compile(r"/v3/refund/domestic/refunds/([^/?]+)")
@@ -410,7 +410,7 @@ def _codepay_problem(payload: dict[str, Any]) -> str | None:
     amount, payer = payload.get("amount"), payload.get("payer")
     number, description = payload.get("out_trade_no"), payload.get("description")
     if not isinstance(number, str) or OUT_NO.fullmatch(number) is None:
-        return "out_trade_no: 1 到 32 位数字、字母或 _-*"
+        return "out_trade_no: 6 到 32 位数字、字母或 _-*"
     if not isinstance(description, str) or not 0 < len(description) <= 127:
         return "description: 必填,最多 127 字符"
     if not isinstance(amount, dict) or not isinstance(amount.get("total"), int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 
 import pytest
 
@@ -151,6 +152,22 @@ async def test_a_reference_longer_than_an_order_number_round_trips(
     assert event.result.status is APPROVED
     fresh, _ = await make_adapter()
     assert (await fresh.inquire(inquire(long_ref, AUTH))).status is APPROVED
+
+
+async def test_a_reference_shorter_than_an_order_number_is_paid_not_declined(
+    make_adapter: AdapterFactory,
+) -> None:
+    # The Channel contract takes references of 1 to 64 characters; WeChat's out_trade_no is 6
+    # to 32, and a shorter one was refused by the platform (PARAM_ERROR) and answered DECLINED.
+    adapter, events = await make_adapter(poll_interval_s=0)
+    short = "s" + secrets.token_hex(2)
+    assert (await adapter.authorize(authorize(short, code("2001"), 5000))).status is PENDING
+    event = await events.settled(short)  # the notification names it through `attach`
+    assert event.result.status is APPROVED
+    refunded = await adapter.refund(refund(ref("rf"), short, 2000, 5000))
+    assert (refunded.status, refunded.approved_amount) == (APPROVED, cny(2000))
+    fresh, _ = await make_adapter()
+    assert (await fresh.inquire(inquire(short, AUTH))).status is APPROVED
 
 
 async def test_what_the_channel_cannot_do_is_refused_before_sending(

@@ -34,6 +34,10 @@ def test_order_numbers_fit_in_32_characters_and_never_collide_with_references() 
     a, b = mapping.out_trade_no(long_a), mapping.out_trade_no(long_b)
     assert len(a) == len(b) == 32 and a != b and a.startswith("*")
     assert mapping.out_trade_no(long_a) == a  # the same reference always names the same order
+    # Under WeChat's 6 characters: a digest too, never a number the platform refuses.
+    assert mapping.out_trade_no("a" * 6) == "a" * 6
+    short = mapping.out_trade_no("abcde")
+    assert len(short) == 32 and short.startswith("*") and short != mapping.out_trade_no("abcdf")
 
 
 def txn(state: str, **extra: Any) -> dict[str, Any]:

@@ -329,6 +329,8 @@ def default_channels(procs: Processes, workdir: pathlib.Path) -> list[ChannelSpe
                 str(alipay_keys / "app_private.pem"),
                 "--platform-public-key",
                 str(alipay_keys / "platform_public.pem"),
+                "--state-dir",
+                str(workdir / "alipay-state"),
             ],
         ),
         ChannelSpec(
@@ -350,6 +352,8 @@ def default_channels(procs: Processes, workdir: pathlib.Path) -> list[ChannelSpe
                 str(wechat_keys / "apiv3.key"),
                 "--notify-listen",
                 f"127.0.0.1:{free_port()}",
+                "--state-dir",
+                str(workdir / "wechat-state"),
             ],
         ),
     ]

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from adapters.sdk.errors import InvalidRequestError, UpstreamUnavailableError
 from adapters.sdk.types import InquireRequest, OperationResult, OperationStatus, OperationType
@@ -33,17 +34,40 @@ class OpenOperation:
 Flow = Callable[[], Awaitable[OperationResult]]
 
 
+class OpenJournal(Protocol):
+    """Where open operations are also kept, so that a restarted adapter still knows them."""
+
+    def opened(self, op: OpenOperation) -> None:
+        """Note an operation about to leave (OSError if it cannot be written)."""
+
+    def closed(self, reference: str) -> None:
+        """Note that the operation under `reference` is no longer open (never raises)."""
+
+    async def durable(self) -> None:
+        """Return once every note so far is on disk (OSError if it cannot be)."""
+
+
 class OperationMemo:
     """Per-reference locks, the first final result per reference, and the open operations."""
 
-    def __init__(self, *, capacity: int = 100_000) -> None:
+    def __init__(
+        self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._capacity = capacity
+        self._clock = clock
         self._final: OrderedDict[str, OperationResult] = OrderedDict()
         # Open operations are bounded too: forgetting the oldest is safe, since a repeat then
         # goes to the upstream again with the same reference, which the upstream deduplicates.
         self._open: OrderedDict[str, OpenOperation] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, int] = {}
+        self._journal: OpenJournal | None = None
+
+    def restore(self, open_operations: list[OpenOperation], journal: OpenJournal) -> None:
+        """Take back the operations a journal kept from before a restart, and keep it from now."""
+        for op in open_operations[-self._capacity :]:
+            self._open[op.reference] = op
+        self._journal = journal
 
     @contextlib.asynccontextmanager
     async def exclusive(self, reference: str) -> AsyncIterator[None]:
@@ -73,21 +97,28 @@ class OperationMemo:
     def begin(self, reference: str, operation: OperationType, original_reference: str) -> None:
         """Note that a request is about to leave: from now on its outcome may be unknown."""
         if reference not in self._open:
-            self._open[reference] = OpenOperation(
-                reference, operation, original_reference, time.monotonic()
-            )
+            op = OpenOperation(reference, operation, original_reference, self._clock())
+            self._open[reference] = op
             while len(self._open) > self._capacity:
-                self._open.popitem(last=False)
+                self._closed(self._open.popitem(last=False)[0])
+            if self._journal is not None:
+                self._journal.opened(op)
 
     def forget(self, reference: str) -> None:
         """The request certainly did not reach the upstream: nothing is open under it."""
-        self._open.pop(reference, None)
+        if self._open.pop(reference, None) is not None:
+            self._closed(reference)
+
+    def _closed(self, reference: str) -> None:
+        if self._journal is not None:
+            self._journal.closed(reference)
 
     def settle(self, reference: str, result: OperationResult) -> bool:
         """Record `result`; True only when it is the first final result (news worth publishing)."""
         if result.status not in FINAL or reference in self._final:
             return False
-        self._open.pop(reference, None)
+        if self._open.pop(reference, None) is not None:
+            self._closed(reference)
         self._final[reference] = result
         while len(self._final) > self._capacity:
             self._final.popitem(last=False)
@@ -113,7 +144,8 @@ class OperationMemo:
                 return done
             began = self.open(reference) is None
             flow = send if began or repeat is None else repeat
-            self.begin(reference, operation, original_reference)
+            if began:
+                await self._begin_durably(reference, operation, original_reference)
             try:
                 result = await flow()
             except (UpstreamUnavailableError, InvalidRequestError):
@@ -122,6 +154,21 @@ class OperationMemo:
                 raise
             self.settle(reference, result)
             return result
+
+    async def _begin_durably(
+        self, reference: str, operation: OperationType, original_reference: str
+    ) -> None:
+        """Begin, and when a journal keeps open operations, return once it has this one: a
+        request is never sent that a restart could forget."""
+        try:
+            self.begin(reference, operation, original_reference)
+            if self._journal is not None:
+                await self._journal.durable()
+        except OSError as exc:
+            self.forget(reference)
+            raise UpstreamUnavailableError(
+                f"not sent: the open operation could not be recorded ({exc.strerror or exc})"
+            ) from exc
 
     async def inquire(
         self,
@@ -145,9 +192,9 @@ class OperationMemo:
         if (
             result.status is OperationStatus.NOT_FOUND
             and sent is not None
-            and time.monotonic() - sent.since < unsure_for_s
+            and self._clock() - sent.since < unsure_for_s
         ):
-            age = time.monotonic() - sent.since
+            age = self._clock() - sent.since
             return OperationResult.pending(
                 f"sent {age:.0f} s ago and not answered; the upstream shows no record of it yet",
                 raw_code=result.raw_code,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import argparse
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from adapters.sdk.adapter import EventSink
 from adapters.sdk.errors import InvalidRequestError, NotSupportedError
@@ -28,7 +30,10 @@ from adapters.sdk.types import (
 )
 from adapters.walletkit.httpclient import HttpClient
 from adapters.walletkit.memo import OpenOperation, OperationMemo
+from adapters.walletkit.openlog import OpenLog
 from adapters.walletkit.watcher import PendingWatcher
+
+log = logging.getLogger(__name__)
 
 CNY = "CNY"
 # Both wallets take at most 100 000 000 yuan in one payment.
@@ -37,13 +42,15 @@ MAX_AMOUNT_FEN = 100_000_000_00
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    """Transport and polling settings every wallet channel takes."""
+    """Transport, polling and state settings every wallet channel takes."""
 
     timeout_s: float = 10.0
     connect_timeout_s: float = 2.0
     max_connections: int = 32
     poll_interval_s: float = 3.0
     poll_for_s: float = 60.0
+    # Where the operations sent and not answered yet are kept across restarts; None: memory.
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
@@ -73,6 +80,13 @@ class Tuning:
             help="query unknown outcomes this often (0: never)",
         )
         parser.add_argument("--poll-for-s", type=float, default=60.0, help="and for this long")
+        parser.add_argument(
+            "--state-dir",
+            type=Path,
+            default=None,
+            help="keep operations sent and not answered yet in a file here, so that a restart "
+            "remembers them (default: memory only, forgotten on restart)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Tuning:
@@ -82,6 +96,7 @@ class Tuning:
             max_connections=args.max_connections,
             poll_interval_s=args.poll_interval_s,
             poll_for_s=args.poll_for_s,
+            state_dir=args.state_dir,
         )
 
 
@@ -96,6 +111,7 @@ class WalletAdapter(abc.ABC):
         self._tuning = tuning
         self._memo = OperationMemo()
         self._watcher: PendingWatcher | None = None
+        self._journal: OpenLog | None = None
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -112,6 +128,7 @@ class WalletAdapter(abc.ABC):
         )
 
     async def start(self, events: EventSink) -> None:
+        self._restore()
         await self._open(events)
         self._watcher = PendingWatcher(
             memo=self._memo,
@@ -126,6 +143,26 @@ class WalletAdapter(abc.ABC):
         if self._watcher is not None:
             await self._watcher.stop()
         await self._close()
+        if self._journal is not None:
+            self._journal.close()
+
+    def _restore(self) -> None:
+        """Open the journal of open operations and take back what it kept (OpenLogError, a
+        ValueError naming the file, when it cannot be used)."""
+        state_dir = self._tuning.state_dir
+        if state_dir is None:
+            log.warning(
+                "no --state-dir: operations sent and not answered are kept in memory only; "
+                "after a restart the platform's 'no such trade' is trusted at once"
+            )
+            return
+        journal = OpenLog(
+            state_dir / f"{self.NAME}-open-operations.jsonl", keep_for_s=self._tuning.poll_for_s
+        )
+        restored = journal.open(self._memo.open_operations)
+        self._memo.restore(restored, journal)
+        self._journal = journal
+        log.info("%d open operations restored from %s", len(restored), journal.path)
 
     async def authorize(self, request: AuthorizeRequest) -> OperationResult:
         method = request.payment_method

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
+import signal
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -28,10 +31,11 @@ from tests.integration.alipay.alipaykit import (
 )
 from tests.support import REPO
 
-APPROVED, DECLINED, PENDING = (
+APPROVED, DECLINED, PENDING, NOT_FOUND = (
     OperationStatus.APPROVED,
     OperationStatus.DECLINED,
     OperationStatus.PENDING,
+    OperationStatus.NOT_FOUND,
 )
 
 
@@ -149,3 +153,29 @@ async def test_with_the_wrong_platform_key_payments_stay_pending(
             assert (await c.authorize(authorize(r, code("0000")))).status is PENDING
             found = await c.inquire(r, OperationType.AUTHORIZE, merchant_id=MERCHANT)
             assert found.status is PENDING
+
+
+async def test_a_killed_and_restarted_worker_still_knows_a_payment_it_sent_and_was_not_told(
+    simulator: SimulatorProcess, tmp_path: pathlib.Path
+) -> None:
+    # 2007: ACQ.SYSTEM_ERROR and no trade. Inside the polling window the platform's "no such
+    # trade" must stay PENDING (the request may still land): also after the worker died.
+    state = tmp_path / "state"
+    flags = [*worker_flags(simulator), "--poll-for-s", "600", "--state-dir", str(state)]
+    r = ref("sent")
+    first = adapter_process("alipay", *flags).start()
+    try:
+        async with ChannelClient(first.target) as c:
+            assert (await c.authorize(authorize(r, code("2007")))).status is PENDING
+    finally:
+        first.signal(signal.SIGKILL)
+        first.wait()
+    with adapter_process("alipay", *flags) as again:
+        async with ChannelClient(again.target) as c:
+            found = await c.inquire(r, OperationType.AUTHORIZE, merchant_id=MERCHANT)
+            assert found.status is PENDING, found
+            # A reference this worker never sent is still NOT_FOUND at once.
+            never = await c.inquire(ref("never"), OperationType.AUTHORIZE, merchant_id=MERCHANT)
+            assert never.status is NOT_FOUND
+    (journal,) = state.iterdir()
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600

@@ -1,0 +1,239 @@
+"""The open operations of a wallet adapter kept on disk, so that a restart still knows them.
+
+An Inquire for an operation that was sent and not answered is PENDING, not NOT_FOUND, while the
+platform may not show it yet (`memo.OperationMemo.inquire`). That needs the adapter to remember
+what it sent; in memory alone a restarted worker forgot it, passed the platform's "no such
+trade" on as NOT_FOUND, and the switch failed a payment the buyer could still be charged for.
+
+The file is JSON lines, one a change, the last word about a reference winning:
+`{"ref": R, "op": "AUTHORIZE", "orig": R0, "at": 1767225600.0}` when an operation is about to
+leave (on disk, fsync'd, before it is sent) and `{"ref": R, "done": 1}` once its outcome is
+known or it certainly never left (written, not waited for: a lost one only leaves an operation
+looking open for one polling window after a restart, which answers PENDING, never a wrong
+NOT_FOUND). It is read and compacted at start, keeping what is younger than the window, and
+compacted again whenever it holds far more lines than open operations. Mode 0600; one worker a
+file (an exclusive lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from adapters.sdk.types import OperationType
+from adapters.walletkit.memo import OpenOperation
+
+log = logging.getLogger(__name__)
+
+# Compact once the file holds this many lines more than twice the open operations.
+SLACK_LINES = 4096
+
+
+class OpenLogError(ValueError):
+    """The file cannot be used: unreadable, corrupt, or another worker holds it."""
+
+
+class OpenLog:
+    """An append-only file of operations sent and not answered yet, bounded by compaction."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_for_s: float,
+        slack_lines: int = SLACK_LINES,
+        sync: Callable[[int], None] = os.fsync,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._tmp_path = path.with_name(path.name + ".tmp")
+        self._keep_for_s = keep_for_s
+        self._wall = wall
+        self._monotonic = monotonic
+        self._fd = -1
+        self._lines = 0  # lines in the file now
+        self._written = 0  # generation of the last write
+        self._synced = 0  # generation known to be on disk
+        self._disk = asyncio.Lock()  # one fsync or compaction at a time
+        self._live: Callable[[], Iterable[OpenOperation]] = tuple
+        self._capture: list[bytes] | None = None  # lines written while compacting
+        self._slack = slack_lines
+        self._sync = sync  # fsync(2), run in a thread (a test may hold it)
+        self._check_at = slack_lines  # look at compacting once the file has this many lines
+
+    def open(self, live: Callable[[], Iterable[OpenOperation]]) -> list[OpenOperation]:
+        """Lock and read the file: the operations still open and younger than the window (their
+        `since` on this process's monotonic clock). The file is rewritten with just those.
+        `live` tells the open operations at any later time (for compaction)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OpenLogError(f"{self.path}: in use by another worker") from None
+        self._fd = fd
+        try:
+            found = self._read()
+            self._rewrite(self._entries(found))
+        except BaseException:
+            self.close()
+            raise
+        self._live = live
+        return found
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # also releases the lock
+            self._fd = -1
+
+    def opened(self, op: OpenOperation) -> None:
+        """Note an operation about to leave; `durable()` returns once the note is on disk."""
+        self._write(self._entry(op))
+
+    def closed(self, reference: str) -> None:
+        """Note that an operation is no longer open. Not waited for (see the module's text)."""
+        try:
+            self._write({"ref": reference, "done": 1})
+        except OSError as exc:
+            log.warning("could not note a settled operation", extra={"why": str(exc)})
+
+    async def durable(self) -> None:
+        """Return once everything written so far is on disk; compact if the file grew large."""
+        mine = self._written
+        async with self._disk:
+            if self._synced < mine:
+                target = self._written
+                await asyncio.to_thread(self._sync, self._fd)
+                self._synced = target
+            if self._lines > self._check_at:
+                live = list(self._live())
+                if self._lines > 2 * len(live) + self._slack:
+                    await self._compact(live)
+                self._check_at = 2 * len(live) + self._slack
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        if self._fd < 0:
+            raise OSError(f"{self.path} is not open")
+        line = _line(entry)
+        # One small write(2) to an O_APPEND file: the page cache takes it without blocking.
+        os.write(self._fd, line)
+        self._written += 1
+        self._lines += 1
+        if self._capture is not None:
+            self._capture.append(line)
+
+    def _at(self, since: float) -> float:
+        """The wall-clock time of a monotonic one (monotonic time does not survive a restart)."""
+        return round(self._wall() - (self._monotonic() - since), 3)
+
+    def _entry(self, op: OpenOperation) -> dict[str, Any]:
+        at = self._at(op.since)
+        return {
+            "ref": op.reference,
+            "op": op.operation.name,
+            "orig": op.original_reference,
+            "at": at,
+        }
+
+    def _entries(self, ops: Iterable[OpenOperation]) -> list[bytes]:
+        return [_line(self._entry(op)) for op in ops]
+
+    def _read(self) -> list[OpenOperation]:
+        lines = self.path.read_bytes().split(b"\n")
+        state: dict[str, OpenOperation] = {}
+        wall, mono = self._wall(), self._monotonic()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                ref = entry["ref"]
+                if entry.get("done"):
+                    state.pop(ref, None)
+                    continue
+                op = OperationType[entry["op"]]
+                at = float(entry["at"])
+                original = str(entry["orig"])
+            except (ValueError, KeyError, TypeError) as exc:
+                if number == len(lines):
+                    log.warning("%s: dropping a torn last line (a crash mid-write)", self.path)
+                    continue
+                raise OpenLogError(f"{self.path}: line {number} is not an entry") from exc
+            age = max(0.0, wall - at)  # a clock set back counts as just sent: still unsure
+            state.pop(ref, None)  # keep the order of the latest word
+            state[str(ref)] = OpenOperation(str(ref), op, original, mono - age)
+        return [v for v in state.values() if mono - v.since < self._keep_for_s]
+
+    def _rewrite(self, lines: list[bytes]) -> None:
+        """Replace the file by `lines` (at start, before anything else is written)."""
+        tmp = self._tmp(lines)
+        try:
+            os.fsync(tmp)
+        except OSError:
+            os.close(tmp)
+            raise
+        self._swap(tmp, len(lines))
+        self._sync_dir()
+
+    async def _compact(self, live: list[OpenOperation]) -> None:
+        """Rewrite the file as `live`, the open operations now; lines written meanwhile (by
+        coroutines that do not wait for this) are copied after them. Holds `_disk`."""
+        self._capture = []
+        tmp = -1
+        try:
+            lines = self._entries(live)
+            tmp = self._tmp(lines)
+            await asyncio.to_thread(self._sync, tmp)
+            captured = self._capture
+            if captured:
+                os.write(tmp, b"".join(captured))
+        except OSError:
+            if tmp >= 0:
+                os.close(tmp)
+            raise
+        finally:
+            self._capture = None
+        # What was written before is in `lines`, on disk; what came meanwhile is not yet.
+        self._synced = self._written - len(captured)
+        self._swap(tmp, len(lines) + len(captured))
+        await asyncio.to_thread(self._sync_dir)
+        log.info("compacted %s to %d open operations", self.path, len(lines))
+
+    def _tmp(self, lines: list[bytes]) -> int:
+        """A new file beside the journal holding `lines`, locked: its descriptor."""
+        fd = os.open(self._tmp_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # a stale tmp file may have had another mode
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if lines:
+                os.write(fd, b"".join(lines))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def _swap(self, tmp: int, lines: int) -> None:
+        os.replace(self._tmp_path, self.path)
+        os.close(self._fd)
+        self._fd = tmp
+        self._lines = lines
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, separators=(",", ":")).encode() + b"\n"

@@ -1,0 +1,192 @@
+"""The wallets' journal of open operations: what a restart remembers, and a file kept small."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from adapters.sdk.errors import UpstreamTimeoutError
+from adapters.sdk.types import InquireRequest, OperationResult, OperationStatus, OperationType
+from adapters.walletkit.memo import OpenOperation, OperationMemo
+from adapters.walletkit.openlog import OpenLog, OpenLogError
+
+AUTH, REFUND = OperationType.AUTHORIZE, OperationType.REFUND
+NO_RECORD = OperationResult(status=OperationStatus.NOT_FOUND, raw_code="TRADE_NOT_EXIST")
+
+
+class Clock:
+    """Wall and monotonic time a test moves by hand (a restart resets monotonic time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_767_225_600.0
+        self.mono = 100.0
+
+    def wall(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+def started(
+    path: Path, clock: Clock, slack_lines: int = 4096, sync: Callable[[int], None] = os.fsync
+) -> tuple[OperationMemo, OpenLog]:
+    """A memo whose open operations a journal at `path` keeps, as an adapter's start makes it."""
+    memo = OperationMemo(clock=clock.monotonic)
+    journal = OpenLog(
+        path,
+        keep_for_s=60.0,
+        slack_lines=slack_lines,
+        sync=sync,
+        wall=clock.wall,
+        monotonic=clock.monotonic,
+    )
+    memo.restore(journal.open(memo.open_operations), journal)
+    return memo, journal
+
+
+async def unanswered(memo: OperationMemo, reference: str, op: OperationType = AUTH) -> None:
+    async def lost() -> OperationResult:
+        raise UpstreamTimeoutError("no answer")
+
+    with pytest.raises(UpstreamTimeoutError):
+        await memo.once(reference, op, "pay-1", send=lost)
+
+
+async def answered(memo: OperationMemo, reference: str) -> None:
+    async def approved() -> OperationResult:
+        return OperationResult.approved()
+
+    await memo.once(reference, AUTH, reference, send=approved)
+
+
+async def platform_has_no_record(op: OpenOperation) -> OperationResult:
+    return NO_RECORD
+
+
+async def test_an_operation_sent_and_unanswered_is_still_pending_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    path, clock = tmp_path / "state" / "alipay-open.jsonl", Clock()
+    memo, journal = started(path, clock)
+    await unanswered(memo, "pay-1")
+    await unanswered(memo, "rf-1", REFUND)
+    await answered(memo, "pay-2")
+    journal.close()  # or a crash: every open note was on disk before its request left
+    clock.advance(5)
+    clock.mono = 3.0  # a new process
+
+    again, _ = started(path, clock)
+    assert [(o.reference, o.operation, o.original_reference) for o in again.open_operations()] == [
+        ("pay-1", AUTH, "pay-1"),
+        ("rf-1", REFUND, "pay-1"),
+    ]
+    inquire = InquireRequest("pay-1", "m", AUTH, "", None)
+    early = await again.inquire(inquire, platform_has_no_record, unsure_for_s=60)
+    assert early.status is OperationStatus.PENDING
+    # The window runs from when it was sent, not from the restart.
+    clock.advance(56)
+    late = await again.inquire(inquire, platform_has_no_record, unsure_for_s=60)
+    assert late.status is OperationStatus.NOT_FOUND
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_operations_older_than_the_window_are_not_kept(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    memo, journal = started(path, clock)
+    await unanswered(memo, "old")
+    clock.advance(50)
+    await unanswered(memo, "young")
+    journal.close()
+    clock.advance(20)
+    again, _ = started(path, clock)
+    assert [o.reference for o in again.open_operations()] == ["young"]
+    assert "old" not in path.read_text()  # compacted at start
+
+
+def test_a_torn_last_line_is_dropped_and_a_corrupt_one_refused(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    good = f'{{"ref":"a","op":"AUTHORIZE","orig":"a","at":{clock.now}}}\n'
+    path.write_text(good + '{"ref":"b","op":"AUTH')
+    memo, journal = started(path, clock)
+    assert [o.reference for o in memo.open_operations()] == ["a"]
+    journal.close()
+    path.write_text('{"ref":\n' + good)
+    with pytest.raises(OpenLogError, match="line 1"):
+        started(path, clock)
+
+
+def test_one_worker_a_file(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    started(path, clock)
+    with pytest.raises(OpenLogError, match="another worker"):
+        started(path, clock)
+
+
+async def test_the_file_is_compacted_while_running(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    memo, journal = started(path, clock, slack_lines=20)
+    await unanswered(memo, "still-open")
+    for i in range(200):
+        await answered(memo, f"pay-{i}")
+    assert len(path.read_text().splitlines()) <= 2 + 20 + 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    journal.close()
+    again, _ = started(path, clock)
+    assert [o.reference for o in again.open_operations()] == ["still-open"]
+
+
+class Disk:
+    """fsync(2) as the test lets it happen: while held, syncing a compaction's new file waits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.held = False
+        self.compacting = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._go = threading.Event()
+
+    def sync(self, fd: int) -> None:
+        if self.held and os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+            self._loop.call_soon_threadsafe(self.compacting.set)
+            self._go.wait(10)
+        os.fsync(fd)
+
+    def release(self) -> None:
+        self.held = False
+        self._go.set()
+
+
+async def test_what_is_written_while_compacting_is_kept(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    disk = Disk(path)
+    memo, journal = started(path, clock, slack_lines=0, sync=disk.sync)
+    await unanswered(memo, "keep")
+    disk.held = True
+
+    async def busy() -> None:
+        i = 0
+        while not disk.compacting.is_set():  # payments, until one of them compacts the file
+            await answered(memo, f"pay-{i}")
+            i += 1
+
+    payments = asyncio.create_task(busy())
+    await asyncio.wait_for(disk.compacting.wait(), 10)  # a compaction writes its new file
+    # Meanwhile: one open operation settles, and another one begins.
+    assert memo.settle("keep", OperationResult.approved())
+    memo.begin("during", AUTH, "during")
+    disk.release()
+    await payments
+    journal.close()
+    again, _ = started(path, clock)
+    assert [o.reference for o in again.open_operations()] == ["during"]

@@ -96,13 +96,7 @@ class AlipayAdapter(WalletAdapter):
         if op.operation is OperationType.VOID:
             return await self._query(op.original_reference, OperationType.VOID)
         if op.operation is OperationType.REFUND:
-            body = await self._call(
-                REFUND_QUERY,
-                {"out_trade_no": op.original_reference, "out_request_no": op.reference},
-                echo=("out_trade_no", op.original_reference),
-                required=False,
-            )
-            return mapping.refund_query_result(body)
+            return await self._refund_query(op.original_reference, op.reference)
         # This channel never captures separately, so no capture ever happened.
         return OperationResult(status=OperationStatus.NOT_FOUND, message="no captures here")
 
@@ -157,7 +151,36 @@ class AlipayAdapter(WalletAdapter):
         if request.reason:
             biz["refund_reason"] = request.reason
         body = await self._call(REFUND, biz, echo=("out_trade_no", request.original_reference))
-        return mapping.refund_result(body)
+        result = mapping.refund_result(body)
+        if result.status is not OperationStatus.APPROVED:
+            return result
+        # The answer names the trade, not the refund request: a genuine answer to another refund
+        # of the same trade, replayed, would read the same. The refund query names the request
+        # (out_request_no) and its amount, so a success is confirmed there (Alipay's own advice
+        # for fund_change=N, a repeat, as well).
+        confirmed = await self._refund_query(request.original_reference, request.reference)
+        if confirmed.status is OperationStatus.NOT_FOUND:
+            return OperationResult.pending(
+                "the refund was answered as made, but the platform does not show it (yet)",
+                raw_code=confirmed.raw_code,
+            )
+        return confirmed
+
+    async def _refund_query(self, out_trade_no: str, out_request_no: str) -> OperationResult:
+        body = await self._call(
+            REFUND_QUERY,
+            {"out_trade_no": out_trade_no, "out_request_no": out_request_no},
+            echo=("out_trade_no", out_trade_no),
+            required=False,
+        )
+        # An answer that shows a refund must show this one: not a replay about another refund.
+        if body.get("refund_amount") and body.get("out_request_no") != out_request_no:
+            got = body.get("out_request_no")
+            raise InvalidResponseError(
+                f"{REFUND_QUERY}: answer is about out_request_no {got!r}, not {out_request_no!r}"
+                " (replayed?)"
+            )
+        return mapping.refund_query_result(body)
 
     async def _call(
         self,

@@ -59,6 +59,7 @@ SCENARIOS: dict[str, str] = {
     "3002": "declined, answered by a forged success signed with a key not the platform's",
     "3003": "declined, answered by a replay of an earlier genuine success for another trade",
     "3004": "declined, answered by an unsigned forged success",
+    "3005": "paid; a refund after the first is not made, answered by a replay of the first's",
 }
 DECLINES = {
     "1051": ("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足"),
@@ -95,6 +96,7 @@ class AlipaySimulator:
         self._clock = clock
         self.book = TradeBook(confirm_after_s=confirm_after_s, clock=clock)
         self._last_success: bytes | None = None
+        self._first_refund: dict[str, Reply] = {}  # out_trade_no -> its first refund's answer
         self._rogue_key: rsa.RSAPrivateKey | None = None
         self._trade_numbers = itertools.count(1)
         self.stats = {"requests": 0, "refused": 0, "pay_requests": 0}
@@ -133,10 +135,11 @@ class AlipaySimulator:
         if method == "alipay.trade.pay":
             self.stats["pay_requests"] += 1
             return await self._pay(biz)
+        if method == "alipay.trade.refund":
+            return self._refund_reply(biz)
         handler = {
             "alipay.trade.query": self._query,
             "alipay.trade.cancel": self._cancel,
-            "alipay.trade.refund": self._refund,
             "alipay.trade.fastpay.refund.query": self._refund_query,
         }[method]
         return self._reply(response_key(method), handler(biz))
@@ -204,7 +207,7 @@ class AlipaySimulator:
                 name,
                 {"code": mapping.WAITING, "msg": "order success pay inprocess", **trade.fields()},
             )
-        if scenario.startswith("300"):
+        if scenario in ("3001", "3002", "3003", "3004"):
             self.book.close(trade)
             return self._forged(trade, scenario)
         self.book.pay(trade)
@@ -275,6 +278,24 @@ class AlipaySimulator:
             "retry_flag": "N",
             "action": action,
         }
+
+    def _refund_reply(self, biz: dict[str, Any]) -> Reply:
+        trade = self.book.find(biz.get("out_trade_no"), biz.get("trade_no"))
+        if trade is None:
+            return self._reply(response_key("alipay.trade.refund"), self._refund(biz))
+        first = self._first_refund.get(trade.out_trade_no)
+        if (
+            first is not None
+            and trade.auth_code.endswith("3005")
+            and biz.get("out_request_no") not in trade.refunds
+        ):
+            # 3005: the genuine, signed answer to the trade's first refund, replayed for a
+            # different refund request; this one is not made.
+            return first
+        reply = self._reply(response_key("alipay.trade.refund"), self._refund(biz))
+        if trade.refunds and trade.auth_code.endswith("3005"):
+            self._first_refund.setdefault(trade.out_trade_no, reply)
+        return reply
 
     def _refund(self, biz: dict[str, Any]) -> Answer:
         trade = self.book.find(biz.get("out_trade_no"), biz.get("trade_no"))

@@ -24,11 +24,12 @@ from tests.integration.alipay.alipaykit import (
     code,
     inquire,
     ref,
+    refund,
     settings,
 )
 from tests.integration.alipay.conftest import AdapterFactory
 
-AUTH = OperationType.AUTHORIZE
+AUTH, REFUND = OperationType.AUTHORIZE, OperationType.REFUND
 
 
 @pytest.mark.parametrize(
@@ -56,6 +57,27 @@ async def test_forged_approvals_are_refused_and_the_real_outcome_found_by_query(
     )
     assert not events.about(r)
     assert all("PRIVATE KEY" not in m and "BEGIN" not in m for m in caplog.messages)
+
+
+async def test_a_replayed_answer_to_another_refund_of_the_trade_is_not_this_refund(
+    make_adapter: AdapterFactory,
+) -> None:
+    # 3005: the first refund is made; the second is not, and is answered by the genuine, signed
+    # answer to the first. That answer names the trade, which is the same, not the refund.
+    adapter, events = await make_adapter(poll_interval_s=0)
+    paid, first, second = ref("pay"), ref("rf1"), ref("rf2")
+    assert (
+        await adapter.authorize(authorize(paid, code("3005"), 10000))
+    ).status is OperationStatus.APPROVED
+    made = await adapter.refund(refund(first, paid, 3000, 10000))
+    assert made.status is OperationStatus.APPROVED
+    replayed = await adapter.refund(refund(second, paid, 2000, 10000))
+    assert replayed.status is OperationStatus.PENDING
+    fresh, _ = await make_adapter(poll_interval_s=0)
+    never = await fresh.inquire(inquire(second, REFUND, paid))
+    assert never.status is OperationStatus.NOT_FOUND  # the platform made no such refund
+    assert (await fresh.inquire(inquire(first, REFUND, paid))).status is OperationStatus.APPROVED
+    assert not events.about(second)
 
 
 async def test_with_the_wrong_platform_key_nothing_is_believed(

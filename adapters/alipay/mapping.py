@@ -125,9 +125,13 @@ def _pending(body: Mapping[str, Any], why: str) -> OperationResult:
     return OperationResult.pending(why, raw_code=_raw(body))
 
 
-def _amount(body: Mapping[str, Any], field: str) -> Money | None:
-    value = body.get(field)
-    return Money(from_yuan(value), CURRENCY) if isinstance(value, str) else None
+def _amount(body: Mapping[str, Any], field: str, currency_field: str) -> Money | None:
+    """The yuan amount `field`, in the currency `currency_field` names (CNY when absent: a
+    cross-border trade's amounts are in its trans_currency)."""
+    value, currency = body.get(field), body.get(currency_field)
+    if not isinstance(value, str):
+        return None
+    return Money(from_yuan(value), currency if isinstance(currency, str) and currency else CURRENCY)
 
 
 def pay_result(body: Mapping[str, Any]) -> OperationResult | None:
@@ -137,7 +141,7 @@ def pay_result(body: Mapping[str, Any]) -> OperationResult | None:
         return OperationResult.approved(
             raw_code=code,
             upstream_reference=str(body.get("trade_no", "")),
-            approved_amount=_amount(body, "total_amount"),
+            approved_amount=_amount(body, "total_amount", "trans_currency"),
         )
     if code == WAITING:
         return _pending(body, "waiting for the buyer to confirm")
@@ -174,7 +178,7 @@ def trade_result(body: Mapping[str, Any], operation: OperationType) -> Operation
         return OperationResult.approved(
             raw_code=status,
             upstream_reference=trade_no,
-            approved_amount=_amount(body, "total_amount"),
+            approved_amount=_amount(body, "total_amount", "trans_currency"),
         )
     if status == TRADE_CLOSED:
         return OperationResult.declined(
@@ -223,6 +227,6 @@ def refund_query_result(body: Mapping[str, Any]) -> OperationResult:
         return OperationResult.approved(
             raw_code=status or code,
             upstream_reference=str(body.get("trade_no", "")),
-            approved_amount=_amount(body, "refund_amount"),
+            approved_amount=_amount(body, "refund_amount", "refund_currency"),
         )
     return OperationResult.pending("refund in progress", raw_code=status)

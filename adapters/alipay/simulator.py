@@ -55,6 +55,7 @@ SCENARIOS: dict[str, str] = {
     "2005": "paid, but no answer for --hang-s seconds",
     "2006": "paid, but the answer is 40004 ACQ.SYSTEM_ERROR",
     "2007": "40004 ACQ.SYSTEM_ERROR and no trade: the payment was never taken",
+    "2008": "paid 1 fen less than asked, answered 20000; its refunds are made 1 fen short too",
     "3001": "declined, answered by a forged success whose signature does not match",
     "3002": "declined, answered by a forged success signed with a key not the platform's",
     "3003": "declined, answered by a replay of an earlier genuine success for another trade",
@@ -195,7 +196,9 @@ class AlipaySimulator:
             )
         if scenario == "2007":
             return self._reply(name, _failed("ACQ.SYSTEM_ERROR", "系统错误"))
-        trade = self.book.open(otn, self._trade_no(), auth, fen, str(biz["subject"]))
+        trade = self.book.open(
+            otn, self._trade_no(), auth, _short(scenario, fen), str(biz["subject"])
+        )
         if scenario in DECLINES:
             self.book.close(trade)
             return self._reply(name, _failed(*DECLINES[scenario]))
@@ -211,7 +214,7 @@ class AlipaySimulator:
             self.book.close(trade)
             return self._forged(trade, scenario)
         self.book.pay(trade)
-        if scenario == "2003":
+        if scenario in ("2003", "2008"):
             return self._reply(name, _unknown())
         if scenario == "2006":
             return self._reply(name, _failed("ACQ.SYSTEM_ERROR", "系统错误"))
@@ -223,7 +226,7 @@ class AlipaySimulator:
 
     def _repeat_pay(self, trade: Trade, auth: str, fen: int) -> Answer:
         self.book.advance(trade)
-        if trade.auth_code != auth or trade.total_fen != fen:
+        if trade.auth_code != auth or trade.total_fen != _short(auth[-4:], fen):
             return _failed("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
         if trade.status in mapping.PAID_STATUSES:
             return _failed("ACQ.TRADE_HAS_SUCCESS", "交易已被支付")
@@ -306,7 +309,7 @@ class AlipaySimulator:
         except ValueError:
             return _failed("ACQ.INVALID_PARAMETER", "refund_amount无效")
         request_no = str(biz.get("out_request_no") or trade.out_trade_no)
-        outcome = self.book.refund(trade, request_no, fen)
+        outcome = self.book.refund(trade, request_no, _short(trade.auth_code[-4:], fen))
         if isinstance(outcome, tuple):
             return _failed(*outcome)
         answer = {"code": mapping.SUCCESS, "msg": "Success", **trade.fields()}
@@ -339,6 +342,11 @@ class AlipaySimulator:
     def _trade_no(self) -> str:
         day = datetime.datetime.fromtimestamp(self._clock(), BEIJING).strftime("%Y%m%d")
         return f"{day}22001{next(self._trade_numbers):015d}"
+
+
+def _short(scenario: str, fen: int) -> int:
+    """The amount the platform takes: 1 fen less than asked under scenario 2008."""
+    return fen - 1 if scenario == "2008" and fen > 1 else fen
 
 
 def _yuan(fen: int) -> str:

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from adapters.sdk.errors import InvalidRequestError, UpstreamUnavailableError
-from adapters.sdk.types import InquireRequest, OperationResult, OperationStatus, OperationType
+from adapters.sdk.types import (
+    InquireRequest,
+    Money,
+    OperationResult,
+    OperationStatus,
+    OperationType,
+)
 
 FINAL = frozenset({OperationStatus.APPROVED, OperationStatus.DECLINED})
 
@@ -29,6 +35,8 @@ class OpenOperation:
     operation: OperationType
     original_reference: str
     since: float
+    # What was asked (the payment's or the refund's amount), to hold the platform's word to.
+    amount: Money | None = None
 
 
 Flow = Callable[[], Awaitable[OperationResult]]
@@ -94,10 +102,16 @@ class OperationMemo:
     def open_operations(self) -> list[OpenOperation]:
         return list(self._open.values())
 
-    def begin(self, reference: str, operation: OperationType, original_reference: str) -> None:
+    def begin(
+        self,
+        reference: str,
+        operation: OperationType,
+        original_reference: str,
+        amount: Money | None = None,
+    ) -> None:
         """Note that a request is about to leave: from now on its outcome may be unknown."""
         if reference not in self._open:
-            op = OpenOperation(reference, operation, original_reference, self._clock())
+            op = OpenOperation(reference, operation, original_reference, self._clock(), amount)
             self._open[reference] = op
             while len(self._open) > self._capacity:
                 self._closed(self._open.popitem(last=False)[0])
@@ -132,6 +146,7 @@ class OperationMemo:
         *,
         send: Flow,
         repeat: Flow | None = None,
+        amount: Money | None = None,
     ) -> OperationResult:
         """Run an operation at most once per reference.
 
@@ -145,7 +160,7 @@ class OperationMemo:
             began = self.open(reference) is None
             flow = send if began or repeat is None else repeat
             if began:
-                await self._begin_durably(reference, operation, original_reference)
+                await self._begin_durably(reference, operation, original_reference, amount)
             try:
                 result = await flow()
             except (UpstreamUnavailableError, InvalidRequestError):
@@ -156,12 +171,16 @@ class OperationMemo:
             return result
 
     async def _begin_durably(
-        self, reference: str, operation: OperationType, original_reference: str
+        self,
+        reference: str,
+        operation: OperationType,
+        original_reference: str,
+        amount: Money | None,
     ) -> None:
         """Begin, and when a journal keeps open operations, return once it has this one: a
         request is never sent that a restart could forget."""
         try:
-            self.begin(reference, operation, original_reference)
+            self.begin(reference, operation, original_reference, amount)
             if self._journal is not None:
                 await self._journal.durable()
         except OSError as exc:
@@ -186,7 +205,13 @@ class OperationMemo:
         rather than fail a payment the buyer may still be charged for."""
         if (done := self.final(request.reference)) is not None:
             return done
-        op = OpenOperation(request.reference, request.operation, request.original_reference, 0.0)
+        op = OpenOperation(
+            request.reference,
+            request.operation,
+            request.original_reference,
+            0.0,
+            request.amount,
+        )
         result = await resolve(op)
         sent = self.open(request.reference)
         if (

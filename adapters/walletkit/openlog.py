@@ -6,13 +6,14 @@ what it sent; in memory alone a restarted worker forgot it, passed the platform'
 trade" on as NOT_FOUND, and the switch failed a payment the buyer could still be charged for.
 
 The file is JSON lines, one a change, the last word about a reference winning:
-`{"ref": R, "op": "AUTHORIZE", "orig": R0, "at": 1767225600.0}` when an operation is about to
-leave (on disk, fsync'd, before it is sent) and `{"ref": R, "done": 1}` once its outcome is
-known or it certainly never left (written, not waited for: a lost one only leaves an operation
-looking open for one polling window after a restart, which answers PENDING, never a wrong
-NOT_FOUND). It is read and compacted at start, keeping what is younger than the window, and
-compacted again whenever it holds far more lines than open operations. Mode 0600; one worker a
-file (an exclusive lock).
+`{"ref": R, "op": "AUTHORIZE", "orig": R0, "amt": 8888, "cur": "CNY", "at": 1767225600.0}`
+(with the amount asked, when there is one) when an operation is about to leave (on disk,
+fsync'd, before it is sent), and `{"ref": R, "done": 1}` once its outcome is known or it
+certainly never left (written, not waited for: a lost one only leaves an operation looking open
+for one polling window after a restart, which answers PENDING, never a wrong NOT_FOUND). It is
+read and compacted at start, keeping what is younger than the window, and compacted again
+whenever it holds far more lines than open operations. Mode 0600; one worker a file (an
+exclusive lock).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from adapters.sdk.types import OperationType
+from adapters.sdk.types import Money, OperationType
 from adapters.walletkit.memo import OpenOperation
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,14 @@ class OpenLog:
 
     def _entry(self, op: OpenOperation) -> dict[str, Any]:
         at = self._at(op.since)
-        return {
+        entry: dict[str, Any] = {
             "ref": op.reference,
             "op": op.operation.name,
             "orig": op.original_reference,
-            "at": at,
         }
+        if op.amount is not None:
+            entry |= {"amt": op.amount.amount_minor, "cur": op.amount.currency}
+        return entry | {"at": at}
 
     def _entries(self, ops: Iterable[OpenOperation]) -> list[bytes]:
         return [_line(self._entry(op)) for op in ops]
@@ -163,6 +166,7 @@ class OpenLog:
                 op = OperationType[entry["op"]]
                 at = float(entry["at"])
                 original = str(entry["orig"])
+                amount = Money(int(entry["amt"]), str(entry["cur"])) if "amt" in entry else None
             except (ValueError, KeyError, TypeError) as exc:
                 if number == len(lines):
                     log.warning("%s: dropping a torn last line (a crash mid-write)", self.path)
@@ -170,7 +174,7 @@ class OpenLog:
                 raise OpenLogError(f"{self.path}: line {number} is not an entry") from exc
             age = max(0.0, wall - at)  # a clock set back counts as just sent: still unsure
             state.pop(ref, None)  # keep the order of the latest word
-            state[str(ref)] = OpenOperation(str(ref), op, original, mono - age)
+            state[str(ref)] = OpenOperation(str(ref), op, original, mono - age, amount)
         return [v for v in state.values() if mono - v.since < self._keep_for_s]
 
     def _rewrite(self, lines: list[bytes]) -> None:

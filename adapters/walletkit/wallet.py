@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import argparse
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from adapters.sdk.types import (
     InquireRequest,
     Money,
     OperationResult,
+    OperationStatus,
     OperationType,
     PaymentMethodType,
     RefundRequest,
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 CNY = "CNY"
 # Both wallets take at most 100 000 000 yuan in one payment.
 MAX_AMOUNT_FEN = 100_000_000_00
+# The raw code of a success held back because the platform reports another amount than asked.
+AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,7 @@ class WalletAdapter(abc.ABC):
         await self._open(events)
         self._watcher = PendingWatcher(
             memo=self._memo,
-            resolve=self._resolve,
+            resolve=self._resolve_asked,
             events=events,
             interval=self._tuning.poll_interval_s,
             give_up_after=self._tuning.poll_for_s,
@@ -175,14 +179,16 @@ class WalletAdapter(abc.ABC):
                 f"{self.LABEL} has no separate capture: authorize with capture=true"
             )
         check_amount(request.amount, self.LABEL)
-        ref = request.reference
+        ref, amount = request.reference, request.amount
+        asked = OpenOperation(ref, OperationType.AUTHORIZE, ref, 0.0, amount)
         return await self._memo.once(
             ref,
             OperationType.AUTHORIZE,
             ref,
-            send=lambda: self._pay(request, method.auth_code),
+            amount=amount,
+            send=lambda: self._held_to(amount, ref, self._pay(request, method.auth_code)),
             # A repeat of a payment whose answer never came: ask, do not pay again.
-            repeat=lambda: self._resolve(OpenOperation(ref, OperationType.AUTHORIZE, ref, 0.0)),
+            repeat=lambda: self._resolve_asked(asked),
         )
 
     async def capture(self, request: CaptureRequest) -> OperationResult:
@@ -202,15 +208,26 @@ class WalletAdapter(abc.ABC):
             request.reference,
             OperationType.REFUND,
             request.original_reference,
-            send=lambda: self._refund(request),
+            amount=request.amount,
+            send=lambda: self._held_to(request.amount, request.reference, self._refund(request)),
         )
 
     async def inquire(self, request: InquireRequest) -> OperationResult:
         # An operation sent and not answered is trusted to be unknown upstream only once it is
         # older than the polling window (wallet guidance: poll an unknown payment about a minute).
         return await self._memo.inquire(
-            request, self._resolve, unsure_for_s=self._tuning.poll_for_s
+            request, self._resolve_asked, unsure_for_s=self._tuning.poll_for_s
         )
+
+    async def _resolve_asked(self, op: OpenOperation) -> OperationResult:
+        """What the platform says of `op`, held to the amount asked when that is known."""
+        return await self._held_to(op.amount, op.reference, self._resolve(op))
+
+    @staticmethod
+    async def _held_to(
+        asked: Money | None, reference: str, answer: Awaitable[OperationResult]
+    ) -> OperationResult:
+        return held_to_asked(await answer, asked, reference)
 
     @abc.abstractmethod
     async def _open(self, events: EventSink) -> None:
@@ -243,3 +260,32 @@ def check_amount(amount: Money, label: str) -> None:
         raise InvalidRequestError([("amount.currency", f"{label} accepts CNY only")])
     if not 0 < amount.amount_minor <= MAX_AMOUNT_FEN:
         raise InvalidRequestError([("amount.amount_minor", f"must be 1 to {MAX_AMOUNT_FEN} fen")])
+
+
+def held_to_asked(result: OperationResult, asked: Money | None, reference: str) -> OperationResult:
+    """`result`, unless it approves an amount (or currency) other than `asked`.
+
+    A success for an amount that was not asked is neither the success asked for nor a decline
+    (money moved). It is answered PENDING with raw code AMOUNT_MISMATCH and both amounts in the
+    message, and logged as an error: the switch keeps the payment or refund pending, never
+    recording it done for the asked amount or failed, until it is reconciled by hand.
+    """
+    got = result.approved_amount
+    if result.status is not OperationStatus.APPROVED or asked is None or got is None:
+        return result
+    if got == asked:
+        return result
+    log.error(
+        "the platform reports another amount than asked: held for reconciliation",
+        extra={
+            "reference": reference,
+            "asked": f"{asked.amount_minor} {asked.currency}",
+            "reported": f"{got.amount_minor} {got.currency}",
+        },
+    )
+    return OperationResult.pending(
+        f"amount mismatch: the platform reports {got.amount_minor} {got.currency}, "
+        f"{asked.amount_minor} {asked.currency} was asked; held for reconciliation",
+        raw_code=AMOUNT_MISMATCH,
+        upstream_reference=result.upstream_reference,
+    )

@@ -93,12 +93,15 @@ def _message(body: Mapping[str, Any]) -> str:
     return str(body.get("message") or body.get("trade_state_desc") or "")[:200]
 
 
-def _amount(body: Mapping[str, Any]) -> Money | None:
+def _amount(body: Mapping[str, Any], name: str = "total") -> Money | None:
+    """`amount.<name>` of a transaction or refund, in `amount.currency` (CNY when absent)."""
     amount = body.get("amount")
-    total = amount.get("total") if isinstance(amount, dict) else None
-    return (
-        Money(total, CURRENCY) if isinstance(total, int) and not isinstance(total, bool) else None
-    )
+    if not isinstance(amount, dict):
+        return None
+    value, currency = amount.get(name), amount.get("currency")
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return Money(value, currency if isinstance(currency, str) and currency else CURRENCY)
 
 
 def transaction_result(body: Mapping[str, Any], operation: OperationType) -> OperationResult:
@@ -148,12 +151,8 @@ def refund_result(body: Mapping[str, Any]) -> OperationResult:
     status = str(body.get("status") or body.get("refund_status") or "")
     refund_id = str(body.get("refund_id", ""))
     if status == SUCCESS:
-        amount = body.get("amount")
-        refunded = amount.get("refund") if isinstance(amount, dict) else None
         return OperationResult.approved(
-            raw_code=status,
-            upstream_reference=refund_id,
-            approved_amount=Money(refunded, CURRENCY) if isinstance(refunded, int) else None,
+            raw_code=status, upstream_reference=refund_id, approved_amount=_amount(body, "refund")
         )
     if status == CLOSED:
         return OperationResult.declined(

@@ -12,6 +12,7 @@ from adapters.sdk.adapter import EventSink
 from adapters.sdk.types import ChannelEvent, OperationStatus, OperationType
 from adapters.walletkit.httpserver import HttpRequest, HttpServer, Reply
 from adapters.walletkit.memo import OperationMemo
+from adapters.walletkit.wallet import held_to_asked
 from adapters.wechat import mapping
 from adapters.wechat.signing import (
     DecryptionFailed,
@@ -119,7 +120,12 @@ class NotificationListener:
             operation = OperationType.REFUND
         else:
             return None
-        if not reference or result.status is OperationStatus.PENDING:
+        if not reference:
+            return None
+        # Held to the amount this adapter asked for, when it knows the operation.
+        sent = self._memo.open(reference)
+        result = held_to_asked(result, sent.amount if sent else None, reference)
+        if result.status is OperationStatus.PENDING:
             return None
         return ChannelEvent(reference=reference, operation=operation, result=result)
 

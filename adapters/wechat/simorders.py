@@ -45,6 +45,8 @@ class Order:
     trade_state: str = mapping.USERPAYING
     success_time: str = ""
     refunds: dict[str, Refund] = field(default_factory=dict)
+    # Scenario 2008: the platform takes this much less than asked, of the order and each refund.
+    short_fen: int = 0
 
     @property
     def refunded_fen(self) -> int:

@@ -58,6 +58,7 @@ SCENARIOS: dict[str, str] = {
     "2002": "202 USERPAYING; the buyer fails after --confirm-after-s: PAYERROR",
     "2003": "paid (and notified), but the answer is 500 SYSTEM_ERROR: a query tells",
     "2005": "paid (and notified), but no answer for --hang-s seconds",
+    "2008": "paid 1 fen less than asked (and notified), answer 500 SYSTEM_ERROR; refunds 1 short",
     "3001": "declined, answered by a forged success whose signature does not match",
     "3002": "declined, answered by a forged success signed with a key not the platform's",
     "3003": "declined, answered by a replay of an earlier genuine success (other order)",
@@ -251,8 +252,11 @@ class WechatPaySimulator:
         if scenario.startswith("300"):
             self.book.fail(order)
             return self._forged(order, scenario)
+        if scenario == "2008" and order.total_fen > 1:
+            order.short_fen = 1
+            order.total_fen -= 1
         self._paid(order)
-        if scenario == "2003":
+        if scenario in ("2003", "2008"):
             return self._error(500, "SYSTEM_ERROR", "系统错误")
         if scenario == "2005":
             await asyncio.sleep(self._hang_s)
@@ -260,7 +264,7 @@ class WechatPaySimulator:
         return self._last_success
 
     def _repeat(self, order: Order, auth: object, total: object) -> Reply:
-        if order.auth_code != auth or order.total_fen != total:
+        if order.auth_code != auth or order.total_fen + order.short_fen != total:
             return self._error(400, "OUT_TRADE_NO_USED", "商户订单号重复")
         state = order.trade_state
         if state in (mapping.SUCCESS, mapping.REFUND):
@@ -346,12 +350,14 @@ class WechatPaySimulator:
         if order is None:
             return self._error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
         fen = int(amount["refund"])
+        if fen > order.short_fen:
+            fen -= order.short_fen  # scenario 2008: refunds are made short too
         if refund_no in order.refunds:
             earlier = order.refunds[refund_no]
             if earlier.fen != fen:
                 return self._error(400, "PARAM_ERROR", "退款金额与之前请求不一致")
             return self._reply(200, refund_view(order, earlier))
-        if amount["total"] != order.total_fen or fen <= 0:
+        if amount["total"] != order.total_fen + order.short_fen or fen <= 0:
             return self._error(400, "PARAM_ERROR", "订单金额或退款金额与实际不一致")
         if order.trade_state not in (mapping.SUCCESS, mapping.REFUND):
             return self._error(400, "INVALID_REQUEST", "订单状态不正确,不能退款")

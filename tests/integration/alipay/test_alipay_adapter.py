@@ -11,6 +11,7 @@ from adapters.sdk.errors import InvalidRequestError, NotSupportedError, Upstream
 from adapters.sdk.types import (
     CaptureRequest,
     DeclineCode,
+    InquireRequest,
     Money,
     OperationStatus,
     OperationType,
@@ -93,6 +94,27 @@ async def test_refund_repeated_by_a_restarted_adapter_refunds_once(
     assert (await fresh.refund(refund(ref("rf2"), paid, 2000, 5000))).status is APPROVED
     closed = await fresh.refund(refund(ref("rf3"), paid, 1, 5000))
     assert (closed.status, closed.decline_code) == (DECLINED, DeclineCode.INVALID_STATE)
+
+
+async def test_a_payment_or_refund_the_platform_shows_for_another_amount_is_held_not_approved(
+    make_adapter: AdapterFactory,
+) -> None:
+    # 2008: the platform takes 1 fen less than asked (trade and refunds) and answers 20000, so
+    # only a query tells. Neither the asked amount's success nor a decline is true.
+    adapter, events = await make_adapter()
+    paid, rf = ref("short"), ref("rf")
+    result = await adapter.authorize(authorize(paid, code("2008"), 10000))
+    assert (result.status, result.raw_code) == (PENDING, "AMOUNT_MISMATCH")
+    assert "9999 CNY" in result.message and "10000 CNY" in result.message
+    asked = InquireRequest(paid, MERCHANT, OperationType.AUTHORIZE, "", cny(10000))
+    found = await adapter.inquire(asked)
+    assert (found.status, found.raw_code) == (PENDING, "AMOUNT_MISMATCH")
+    refunded = await adapter.refund(refund(rf, paid, 3000, 10000))
+    assert (refunded.status, refunded.raw_code) == (PENDING, "AMOUNT_MISMATCH")
+    fresh, _ = await make_adapter()
+    asked = InquireRequest(rf, MERCHANT, OperationType.REFUND, paid, cny(3000))
+    assert (await fresh.inquire(asked)).raw_code == "AMOUNT_MISMATCH"
+    assert not events.about(paid) and not events.about(rf)
 
 
 async def test_void_of_a_paid_payment_cancels_it(make_adapter: AdapterFactory) -> None:

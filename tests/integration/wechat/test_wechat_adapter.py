@@ -12,6 +12,7 @@ from adapters.sdk.errors import InvalidRequestError, NotSupportedError, Upstream
 from adapters.sdk.types import (
     CaptureRequest,
     DeclineCode,
+    InquireRequest,
     Money,
     OperationStatus,
     OperationType,
@@ -168,6 +169,27 @@ async def test_a_reference_shorter_than_an_order_number_is_paid_not_declined(
     assert (refunded.status, refunded.approved_amount) == (APPROVED, cny(2000))
     fresh, _ = await make_adapter()
     assert (await fresh.inquire(inquire(short, AUTH))).status is APPROVED
+
+
+async def test_a_payment_or_refund_the_platform_shows_for_another_amount_is_held_not_approved(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    # 2008: the platform takes 1 fen less than asked (order and refunds), answers SYSTEM_ERROR,
+    # and notifies the short amount. Neither the asked amount's success nor a decline is true.
+    adapter, events = await make_adapter(poll_interval_s=0)
+    paid, rf = ref("short"), ref("rf")
+    result = await adapter.authorize(authorize(paid, code("2008"), 10000))
+    assert (result.status, result.raw_code) == (PENDING, "AMOUNT_MISMATCH")
+    assert "9999 CNY" in result.message and "10000 CNY" in result.message
+    found = await adapter.inquire(InquireRequest(paid, MERCHANT, AUTH, "", cny(10000)))
+    assert (found.status, found.raw_code) == (PENDING, "AMOUNT_MISMATCH")
+    assert (await simulator.redeliver(paid))["status"] == 204  # acknowledged, not believed
+    refunded = await adapter.refund(refund(rf, paid, 3000, 10000))
+    assert (refunded.status, refunded.raw_code) == (PENDING, "AMOUNT_MISMATCH")
+    assert (await simulator.redeliver(rf))["status"] == 204
+    asked = InquireRequest(rf, MERCHANT, OperationType.REFUND, paid, cny(3000))
+    assert (await adapter.inquire(asked)).raw_code == "AMOUNT_MISMATCH"
+    assert not events.about(paid) and not events.about(rf)
 
 
 async def test_what_the_channel_cannot_do_is_refused_before_sending(

@@ -169,3 +169,12 @@ def test_refund_query_results() -> None:
     assert mapping.refund_query_result({"code": "10000"}).status is NOT_FOUND
     assert mapping.refund_query_result({**found, "refund_status": "PROCESSING"}).status is PENDING
     assert mapping.refund_query_result({"code": "20000"}).status is PENDING
+
+
+def test_amounts_carry_the_currency_the_platform_names() -> None:
+    paid = {"code": "10000", "trade_status": "TRADE_SUCCESS", "total_amount": "1.00"}
+    assert mapping.trade_result(paid, OperationType.AUTHORIZE).approved_amount == Money(100, "CNY")
+    abroad = paid | {"trans_currency": "USD"}
+    assert mapping.trade_result(abroad, OperationType.AUTHORIZE).approved_amount == Money(
+        100, "USD"
+    )

@@ -11,11 +11,13 @@ from adapters.sdk.types import (
     ChannelEvent,
     DeclineCode,
     InquireRequest,
+    Money,
     OperationResult,
     OperationStatus,
     OperationType,
 )
 from adapters.walletkit.memo import OpenOperation, OperationMemo
+from adapters.walletkit.wallet import held_to_asked
 from adapters.walletkit.watcher import PendingWatcher
 
 AUTH = OperationType.AUTHORIZE
@@ -155,3 +157,17 @@ def test_memory_is_bounded() -> None:
         memo.settle(f"f{i}", OperationResult.approved())
     assert [op.reference for op in memo.open_operations()] == ["o2", "o3", "o4"]
     assert memo.final("f0") is None and memo.final("f4") is not None
+
+
+def test_a_success_for_another_amount_or_currency_is_held_not_approved() -> None:
+    asked = Money(8888, "CNY")
+    same = OperationResult.approved(approved_amount=Money(8888, "CNY"), upstream_reference="T1")
+    assert held_to_asked(same, asked, "pay-1") is same
+    for other in (Money(8887, "CNY"), Money(8888, "USD")):
+        held = held_to_asked(OperationResult.approved(approved_amount=other), asked, "pay-1")
+        assert (held.status, held.raw_code) == (OperationStatus.PENDING, "AMOUNT_MISMATCH")
+        assert f"{other.amount_minor} {other.currency}" in held.message
+    declined = OperationResult.declined(DeclineCode.DO_NOT_HONOR)
+    assert held_to_asked(declined, asked, "pay-1") is declined
+    # Nothing asked to hold it to (a caller that gave no amount): the platform's word as it is.
+    assert held_to_asked(same, None, "pay-1") is same

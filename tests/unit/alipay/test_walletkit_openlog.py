@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from adapters.sdk.errors import UpstreamTimeoutError
-from adapters.sdk.types import InquireRequest, OperationResult, OperationStatus, OperationType
+from adapters.sdk.types import (
+    InquireRequest,
+    Money,
+    OperationResult,
+    OperationStatus,
+    OperationType,
+)
 from adapters.walletkit.memo import OpenOperation, OperationMemo
 from adapters.walletkit.openlog import OpenLog, OpenLogError
 
@@ -190,3 +196,17 @@ async def test_what_is_written_while_compacting_is_kept(tmp_path: Path) -> None:
     journal.close()
     again, _ = started(path, clock)
     assert [o.reference for o in again.open_operations()] == ["during"]
+
+
+async def test_the_amount_asked_is_kept_too(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    memo, journal = started(path, clock)
+
+    async def lost() -> OperationResult:
+        raise UpstreamTimeoutError("no answer")
+
+    with pytest.raises(UpstreamTimeoutError):
+        await memo.once("pay-1", AUTH, "pay-1", send=lost, amount=Money(8888, "CNY"))
+    journal.close()
+    again, _ = started(path, clock)
+    assert [o.amount for o in again.open_operations()] == [Money(8888, "CNY")]

@@ -123,3 +123,12 @@ def test_refund_and_reverse_errors() -> None:
         assert mapping.reverse_error_result({"code": code}).decline_code is decline
     assert mapping.refund_error_result({"code": "SYSTEM_ERROR"}).status is PENDING
     assert mapping.reverse_error_result({"code": "SYSTEM_ERROR"}).status is PENDING
+
+
+def test_amounts_carry_the_currency_the_platform_names() -> None:
+    paid = txn("SUCCESS", amount={"total": 100, "currency": "USD"})
+    assert mapping.transaction_result(paid, OperationType.AUTHORIZE).approved_amount == Money(
+        100, "USD"
+    )
+    refund = {"status": "SUCCESS", "amount": {"refund": 50, "currency": "CNY"}}
+    assert mapping.refund_result(refund).approved_amount == Money(50, "CNY")

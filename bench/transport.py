@@ -163,47 +163,32 @@ class LeanUnarySender:
 MAX_BATCH = 256
 
 
-class StreamSender:
-    """Requests as messages of one StreamPayments stream, answered by id in any order; or, when
-    `batched`, as StreamPaymentBatches messages each carrying every request ready to go.
+class _Stream:
+    """One StreamPayments (or StreamPaymentBatches) call: its writer, its reader, and the
+    requests sent on it that wait for their answer."""
 
-    A request not answered within the deadline counts as DEADLINE_EXCEEDED; the stream carries
-    on. The stream has no per-message trailer, so no switch overhead is recorded here.
-    """
-
-    def __init__(
-        self, channel: grpc.aio.Channel, *, timeout: float, metadata: Any, batched: bool = False
-    ) -> None:
-        self._batched = batched
-        rpc = "StreamPaymentBatches" if batched else "StreamPayments"
-        self._open = channel.stream_stream(payloads.method_path(rpc))
-        self._timeout = timeout
-        self._metadata = metadata
-        self._pending: dict[int, asyncio.Future[Outcome]] = {}
-        self._next_id = 1
-        self._call: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._writes: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._ended: str | None = None  # the status every later request gets once it ended
-
-    def start(self) -> None:
-        self._call = self._open(metadata=self._metadata)
-        self._reader = asyncio.create_task(self._read())
-        self._writer = asyncio.create_task(self._write())
+    def __init__(self, call: Any, *, batched: bool) -> None:
+        self.call = call
+        self.batched = batched
+        self.pending: dict[int, asyncio.Future[Outcome]] = {}
+        self.writes: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.answered = 0
+        self.ended: str | None = None  # the status its unanswered requests got when it ended
+        self.reader = asyncio.create_task(self._read())
+        self.writer = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
         # One writer: grpc.aio takes one write at a time on a stream.
         try:
-            while (frame := await self._writes.get()) is not None:
-                if self._batched:
+            while (frame := await self.writes.get()) is not None:
+                if self.batched:
                     frame, ended = self._batch(frame)
-                    await self._call.write(frame)
+                    await self.call.write(frame)
                     if ended:
                         break
                 else:
-                    await self._call.write(frame)
-            await self._call.done_writing()
+                    await self.call.write(frame)
+            await self.call.done_writing()
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
             return  # the stream has ended; the reader answers what is pending
 
@@ -211,15 +196,16 @@ class StreamSender:
         """`first` and every request queued behind it, as one StreamPaymentBatchesRequest; True
         when the end of the stream was reached."""
         parts = [payloads.length_delimited(1, first)]
-        while len(parts) < MAX_BATCH and not self._writes.empty():
-            frame = self._writes.get_nowait()
+        while len(parts) < MAX_BATCH and not self.writes.empty():
+            frame = self.writes.get_nowait()
             if frame is None:
                 return b"".join(parts), True
             parts.append(payloads.length_delimited(1, frame))
         return b"".join(parts), False
 
     def _answer(self, answer: Any) -> None:
-        future = self._pending.pop(answer.id, None)
+        self.answered += 1
+        future = self.pending.pop(answer.id, None)
         if future is None or future.done():
             return
         kind = answer.WhichOneof("response")
@@ -232,8 +218,8 @@ class StreamSender:
 
     async def _read(self) -> None:
         try:
-            async for message in self._call:
-                if self._batched:
+            async for message in self.call:
+                if self.batched:
                     batch = gateway_service_pb2.StreamPaymentBatchesResponse.FromString(message)
                     for answer in batch.responses:
                         self._answer(answer)
@@ -242,41 +228,109 @@ class StreamSender:
             failure = "UNAVAILABLE"  # the server ended the stream with requests unanswered
         except grpc.aio.AioRpcError as exc:
             failure = exc.code().name
-        self._ended = failure
-        for future in self._pending.values():
+        self.ended = failure
+        for future in self.pending.values():
             if not future.done():
                 future.set_result((failure, None, None))
-        self._pending.clear()
+        self.pending.clear()
 
-    def _expire(self, request_id: int) -> None:
-        future = self._pending.pop(request_id, None)
+    def expire(self, request_id: int) -> None:
+        future = self.pending.pop(request_id, None)
         if future is not None and not future.done():
             future.set_result(("DEADLINE_EXCEEDED", None, None))
 
+    def discard(self) -> None:
+        """Let go of a stream that has ended: its writer may still wait for a request."""
+        self.writer.cancel()
+        self.call.cancel()
+
+    async def close(self) -> None:
+        self.writes.put_nowait(None)
+        for task in (self.writer, self.reader):
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except (TimeoutError, grpc.aio.AioRpcError):
+                task.cancel()
+        self.call.cancel()
+
+
+class StreamSender:
+    """Requests as messages of one StreamPayments stream, answered by id in any order; or, when
+    `batched`, as StreamPaymentBatches messages each carrying every request ready to go.
+
+    A request not answered within the deadline counts as DEADLINE_EXCEEDED; the stream carries
+    on. The stream has no per-message trailer, so no switch overhead is recorded here.
+
+    When the stream has ended (a restart, GOAWAY, a lost connection, a refusal), the next request
+    opens a new one, as a gRPC channel opens a new connection: one opening shared by the callers
+    that found it ended. A stream that ended before answering anything is taken for a failed
+    opening: requests wait REOPEN_PAUSE_S before they go on the next one, so that callers do not
+    spin on requests that fail at once.
+    """
+
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout: float, metadata: Any, batched: bool = False
+    ) -> None:
+        self._batched = batched
+        rpc = "StreamPaymentBatches" if batched else "StreamPayments"
+        self._open = channel.stream_stream(payloads.method_path(rpc))
+        self._timeout = timeout
+        self._metadata = metadata
+        self._next_id = 1
+        self._stream: _Stream | None = None
+        self._reopening: asyncio.Task[None] | None = None
+        self.reopened = 0
+
+    def start(self) -> None:
+        self._stream = _Stream(self._open(metadata=self._metadata), batched=self._batched)
+
+    async def _reconnect(self) -> None:
+        """One new stream for every caller that found the old one ended."""
+        if self._reopening is None:
+            self._reopening = asyncio.get_running_loop().create_task(self._open_again())
+        await asyncio.shield(self._reopening)
+
+    async def _open_again(self) -> None:
+        old = self._stream
+        assert old is not None
+        try:
+            old.discard()
+            self.start()
+            self.reopened += 1
+            if not old.answered:
+                # The new stream is opened before the pause, not after: a refusal at the door
+                # (a wrong API key) arrives meanwhile, and the requests waiting then meet a
+                # stream that has ended. Written while the refusal is on its way, they would
+                # end it INTERNAL ("Failed execute_batch") instead of with the refusal's status.
+                await asyncio.sleep(REOPEN_PAUSE_S)
+        finally:
+            self._reopening = None
+
     async def send(self, rpc: str, request: bytes) -> Outcome:
-        if self._ended is not None:
-            return self._ended, None, None
+        assert self._stream is not None, "start() first"
+        if self._reopening is not None or self._stream.ended is not None:
+            await self._reconnect()
+        stream = self._stream
+        if stream.ended is not None:  # the new stream ended too before this request got on it
+            return stream.ended, None, None
         request_id = self._next_id
         self._next_id += 1
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        stream.pending[request_id] = future
         frame = payloads.varint_field(1, request_id) + payloads.length_delimited(
             STREAM_FIELDS[rpc], request
         )
-        self._writes.put_nowait(frame)
-        timer = asyncio.get_running_loop().call_later(self._timeout, self._expire, request_id)
+        stream.writes.put_nowait(frame)
+        timer = asyncio.get_running_loop().call_later(self._timeout, stream.expire, request_id)
         try:
             return await future
         finally:
             timer.cancel()
 
     async def close(self) -> None:
-        self._writes.put_nowait(None)
-        for task in (self._writer, self._reader):
-            if task is not None:
-                try:
-                    await asyncio.wait_for(task, timeout=5)
-                except (TimeoutError, grpc.aio.AioRpcError):
-                    task.cancel()
-        if self._call is not None:
-            self._call.cancel()
+        reopening = self._reopening
+        if reopening is not None:
+            reopening.cancel()
+            await asyncio.wait([reopening])
+        if self._stream is not None:
+            await self._stream.close()

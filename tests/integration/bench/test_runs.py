@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,9 @@ import pytest
 from bench import histo, runner
 from bench.config import Load, RunConfig, Target
 from bench.scenarios import parse_mix
+from bench.transport import REOPEN_PAUSE_S
 from tests.conftest import stop_process
-from tests.integration.bench.conftest import API_KEY, start_server
+from tests.integration.bench.conftest import API_KEY, FAKE_GATEWAY, start_server
 
 
 def config(
@@ -155,32 +157,69 @@ def test_a_server_that_goes_away_mid_run_is_counted_unavailable() -> None:
     assert result["errors"] == codes["UNAVAILABLE"] + codes.get("CANCELLED", 0)
 
 
-def test_the_lean_client_reconnects_to_a_server_that_restarted_mid_run() -> None:
-    proc, address = start_server(["-m", "bench.baseline", "--listen", "127.0.0.1:0"])
+def run_across_a_restart(server: list[str], cfg: RunConfig, at_s: float) -> dict[str, Any]:
+    """`cfg`'s run against the server started by `server` (a command ending in --listen), which
+    is stopped `at_s` seconds into the run and started again on the same port."""
+    proc, address = start_server([*server, "127.0.0.1:0"])
     servers = [proc]
 
     def restart() -> None:
         stop_process(servers[0])
-        servers.append(start_server(["-m", "bench.baseline", "--listen", address])[0])
+        servers.append(start_server([*server, address])[0])
 
-    restarter = threading.Timer(1.0, restart)
+    restarter = threading.Timer(at_s, restart)
     restarter.start()
     try:
-        cfg = config(address, mode="closed", concurrency=8, duration_s=3.0, warmup_s=0.2)
-        result = runner.run(cfg, out=None)
+        target = dataclasses.replace(cfg.target, address=address)
+        result = runner.run(dataclasses.replace(cfg, target=target), out=None)
     finally:
         restarter.cancel()
         restarter.join()
-        for server in servers:
-            stop_process(server)
-            assert server.stdout is not None
-            server.stdout.close()
+        for one in servers:
+            stop_process(one)
+            assert one.stdout is not None
+            one.stdout.close()
     assert len(servers) == 2, "the server was restarted during the run"
+    return result
+
+
+def answered_after(result: dict[str, Any], t_s: float) -> int:
+    """Calls with the expected outcome in the timeline's intervals ending at `t_s` or later."""
+    late = [row["rpcs"].get("Authorize", {}) for row in result["timeline"] if row["t_s"] >= t_s]
+    return sum(r.get("calls", 0) - r.get("errors", 0) for r in late)
+
+
+def test_the_lean_client_reconnects_to_a_server_that_restarted_mid_run() -> None:
+    cfg = config("", mode="closed", concurrency=8, duration_s=3.0, warmup_s=0.2)
+    result = run_across_a_restart(["-m", "bench.baseline", "--listen"], cfg, at_s=1.0)
     codes = result["rpcs"]["Authorize"]["codes"]
     assert codes.get("UNAVAILABLE", 0) + codes.get("CANCELLED", 0) > 0, "the restart was seen"
     # Intervals well after the restart: calls answered OK again over a new connection.
-    late = [row["rpcs"].get("Authorize", {}) for row in result["timeline"] if row["t_s"] >= 2.5]
-    assert late and sum(r.get("calls", 0) - r.get("errors", 0) for r in late) > 0
+    assert answered_after(result, 2.5) > 0
+
+
+@pytest.mark.parametrize("transport", ["stream", "batch"])
+def test_a_stream_that_ended_is_opened_again_without_spinning(transport: str) -> None:
+    callers, run_s = 8, 4.0
+    cfg = config(
+        "",
+        mode="closed",
+        concurrency=callers,
+        duration_s=run_s - 0.2,
+        warmup_s=0.2,
+        transport=transport,
+        streams=2,
+        pool_rate=30_000,  # batches go fast: requests enough for the whole run
+    )
+    result = run_across_a_restart([str(FAKE_GATEWAY), "--listen"], cfg, at_s=1.0)
+    codes = result["rpcs"]["Authorize"]["codes"]
+    failed = sum(n for code, n in codes.items() if code != "OK")
+    assert failed > 0, "the restart was seen"
+    # The streams were opened again once the server was back: calls answered OK again.
+    assert answered_after(result, 3.5) > 0
+    # A request that meets a stream which cannot be opened again fails after a pause, not at
+    # once: each caller fails at most once per pause (and once more with the stream it was on).
+    assert failed <= callers * (run_s / REOPEN_PAUSE_S + 1)
 
 
 def test_unreachable_target_fails_with_a_clear_error() -> None:

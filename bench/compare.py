@@ -10,6 +10,8 @@ compared in absolute terms (percentage points), since a relative change of almos
 nothing. The host probe's figures (`host.*`, bench/hostprobe.py) and the calibration's
 (`calibration.*`: the echo server's rate, which measures the machine) are called "host faster"
 or "host slower", never better or worse: they say whether the two reports can be compared at all.
+A report from before rates and latencies left errors out (no `counted` key) compares figure by
+figure as before; when it had errors, the rendering says its figures count them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.processes import OTHER_CORES_WARNING
+from bench.report import COUNTED
 from bench.table import figure_value, grid
 
 # Stated floors: the run-to-run spread seen on a shared 2-core machine for each kind of figure.
@@ -175,6 +178,17 @@ def busiest_other_cores(report: Mapping[str, Any]) -> float | None:
     return max(found) if found else None
 
 
+def errors_in_rates(report: Mapping[str, Any]) -> float | None:
+    """The highest error ratio of a report whose rates and latencies counted its errors (one
+    written before they were left out), or None when its figures are of expected outcomes or
+    it had no errors."""
+    if report.get("counted") == COUNTED:
+        return None
+    figures: Mapping[str, Any] = report.get("figures", {})
+    worst = max((float(f["max"]) for n, f in figures.items() if is_error_ratio(n)), default=0.0)
+    return worst or None
+
+
 def _change(name: str, row: Row) -> str:
     if row.change is None:
         return "-"
@@ -221,6 +235,13 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
             "host's, not the target's"
         )
     for tag, r in (("A", a), ("B", b)):
+        counted = errors_in_rates(r)
+        if counted is not None:
+            parts.append(
+                f"{tag} was written before errors were counted apart: its rates and latencies "
+                f"count its unexpected outcomes too (error ratio up to {counted:.2%}), so they "
+                "are not like for like with the other report's"
+            )
         other = busiest_other_cores(r)
         if other is not None and other > OTHER_CORES_WARNING:
             parts.append(

@@ -17,6 +17,9 @@ from importlib import metadata
 from typing import Any
 
 SCHEMA = "payswitch-bench/1"
+# What a report's rates and latencies are of, since they left unexpected outcomes out (before,
+# they were of every call, errors included, and reports had no `counted` key).
+COUNTED = "calls with the expected outcome"
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LATENCY_FIGURES = ("p50", "p90", "p99", "p99_9", "max")
 
@@ -104,6 +107,7 @@ def new_report(kind: str, argv: Sequence[str], config: Mapping[str, Any]) -> dic
         "software": software(),
         "git": git(),
         "config": dict(config),
+        "counted": COUNTED,
     }
 
 
@@ -131,6 +135,8 @@ def run_figures(result: Mapping[str, Any]) -> dict[str, float]:
     }
     for rpc, r in result["rpcs"].items():
         figures[f"{rpc}.rate"] = float(r["rate"])
+        if not r["latency_us"]["count"]:
+            continue  # no call with the expected outcome: no latency (nor switch time) to compare
         for name in LATENCY_FIGURES:
             figures[f"{rpc}.{name}_us"] = float(r["latency_us"][name])
         if r.get("overhead_us"):

@@ -66,7 +66,8 @@ class ProgressLine:
         self.errors += sum(interval.errors.values())
         if self.out is None:
             return
-        rate = sum(interval.calls.values()) / self.interval_s
+        # Like the report's: the rate and the p99 of the calls with the expected outcome.
+        rate = (sum(interval.calls.values()) - sum(interval.errors.values())) / self.interval_s
         p99 = self.cumulative.get_value_at_percentile(99.0) / 1000
         line = (
             f"{t:7.1f}s {phase:8} {rate:9,.0f} calls/s   p99 so far {p99:8.2f} ms"
@@ -150,16 +151,18 @@ def merge_results(
         warnings.append(
             "a generator ran out of ready-made requests before the end: raise --pool-rate"
         )
+    # Rates, like latencies, are of the calls with the expected outcome: a target that fails
+    # calls at once must not look faster for it. Errors are counted, with a latency of their own.
     rpcs = {}
     for rpc in sorted(by_rpc):
         merged = stats.merge_exports(by_rpc[rpc])
-        merged["rate"] = round(merged["calls"] / measure_s, 1)
+        merged["rate"] = round((merged["calls"] - merged["errors"]) / measure_s, 1)
         rpcs[rpc] = merged
     operations = {}
     for name in sorted(by_op):
         merged = stats.merge_exports(by_op[name])
         del merged["histogram"], merged["overhead_histogram"]
-        merged["rate"] = round(merged["calls"] / measure_s, 1)
+        merged["rate"] = round((merged["calls"] - merged["errors"]) / measure_s, 1)
         operations[name] = merged
     calls = sum(r["calls"] for r in rpcs.values())
     errors = sum(r["errors"] for r in rpcs.values())
@@ -184,7 +187,7 @@ def merge_results(
         "concurrency": load.concurrency if load.mode == "closed" else None,
         "measure_s": round(measure_s, 3),
         "calls": calls,
-        "rate": round(calls / measure_s, 1),
+        "rate": round((calls - errors) / measure_s, 1),
         "errors": errors,
         "error_ratio": round(errors / calls, 6) if calls else 0.0,
         "rpcs": rpcs,

@@ -10,23 +10,34 @@ from bench import histo
 
 
 class CallStats:
-    """The measured calls of one RPC within one operation: latency, overhead, outcomes."""
+    """The measured calls of one RPC within one operation: latency, overhead, outcomes.
 
-    __slots__ = ("codes", "count", "hist", "overhead", "statuses")
+    Latency and the switch's overhead are kept over the calls that got the outcome their
+    operation is meant to get; the latency of the others (unexpected outcomes: errors) is kept
+    apart, so that fast refusals or slow timeouts do not move the figures of the calls that
+    went through."""
+
+    __slots__ = ("codes", "count", "error_hist", "hist", "overhead", "statuses")
 
     def __init__(self) -> None:
         self.count = 0
         self.hist = histo.new_histogram()
+        self.error_hist = histo.new_histogram()
         self.overhead = histo.new_histogram()
         self.codes: dict[str, int] = {}
         self.statuses: dict[str, int] = {}
 
-    def add(self, latency_us: int, code: str, status: str, overhead_us: int | None) -> None:
+    def add(
+        self, latency_us: int, code: str, status: str, overhead_us: int | None, *, expected: bool
+    ) -> None:
         self.count += 1
-        histo.record_us(self.hist, latency_us)
         self.codes[code] = self.codes.get(code, 0) + 1
         if status:
             self.statuses[status] = self.statuses.get(status, 0) + 1
+        if not expected:
+            histo.record_us(self.error_hist, latency_us)
+            return
+        histo.record_us(self.hist, latency_us)
         if overhead_us is not None:
             histo.record_us(self.overhead, overhead_us)
 
@@ -35,6 +46,7 @@ class CallStats:
         return {
             "count": self.count,
             "hist": histo.encode(self.hist),
+            "error_hist": histo.encode(self.error_hist),
             "overhead": histo.encode(self.overhead) if self.overhead.get_total_count() else "",
             "codes": dict(self.codes),
             "statuses": dict(self.statuses),
@@ -42,7 +54,8 @@ class CallStats:
 
 
 class IntervalStats:
-    """Calls of one RPC completed in the current progress interval, measured or not."""
+    """Calls of one RPC completed in the current progress interval, measured or not; latency
+    of those with the expected outcome."""
 
     __slots__ = ("count", "errors", "hist")
 
@@ -55,6 +68,7 @@ class IntervalStats:
         self.count += 1
         if not expected:
             self.errors += 1
+            return
         histo.record_us(self.hist, latency_us)
 
     def take(self) -> tuple[int, int, str]:
@@ -106,9 +120,13 @@ def unexpected(
 
 
 def merge_exports(exports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """One RPC/operation's figures merged from its exports (several processes or operations)."""
+    """One RPC/operation's figures merged from its exports (several processes or operations).
+
+    `calls` and `errors` count every call; `latency_us` and `overhead_us` are over the calls
+    with the expected outcome, `error_latency_us` over the others (None when there were none)."""
     count = 0
     hists: list[str] = []
+    error_hists: list[str] = []
     overheads: list[str] = []
     codes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -116,17 +134,20 @@ def merge_exports(exports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for e in exports:
         count += int(e["count"])
         hists.append(str(e["hist"]))
+        error_hists.append(str(e["error_hist"]))
         overheads.append(str(e["overhead"]))
         codes.update(e["codes"])
         statuses.update(e["statuses"])
         errors += unexpected(str(e["op"]), e["codes"], str(e.get("rpc", "")), e["statuses"])
     hist = histo.merge(hists)
+    error_hist = histo.merge(error_hists)
     overhead = histo.merge(overheads)
     return {
         "calls": count,
         "errors": errors,
         "latency_us": histo.summarize(hist),
         "overhead_us": histo.summarize(overhead) if overhead.get_total_count() else None,
+        "error_latency_us": histo.summarize(error_hist) if error_hist.get_total_count() else None,
         "codes": dict(sorted(codes.items())),
         "statuses": dict(sorted(statuses.items())),
         "histogram": histo.encode(hist),

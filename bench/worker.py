@@ -185,10 +185,11 @@ class Generator:
         status = "" if payment is None else payloads.status_name(payment.status)
         end_ns = time.monotonic_ns()
         latency_us = (end_ns - started_ns) // 1000
-        self.interval[rpc].add(latency_us, expected(rpc, op_name, code, status))
+        ok = expected(rpc, op_name, code, status)
+        self.interval[rpc].add(latency_us, ok)
         self.calls_total += 1
         if measured:
-            self.stats[(rpc, op_name)].add(latency_us, code, status, overhead)
+            self.stats[(rpc, op_name)].add(latency_us, code, status, overhead, expected=ok)
             if end_ns > self.last_end_ns:
                 self.last_end_ns = end_ns
         return payment

@@ -112,6 +112,10 @@ def test_wrong_api_key_is_counted_as_unauthenticated(fake_gateway: Callable[...,
     result = runner.run(cfg, out=None)
     assert result["rpcs"]["Authorize"]["codes"] == {"UNAUTHENTICATED": 20}
     assert result["errors"] == 20
+    # Refusals are no throughput, and their latency is kept apart from that of payments.
+    assert result["rate"] == result["rpcs"]["Authorize"]["rate"] == 0.0
+    assert result["rpcs"]["Authorize"]["latency_us"]["count"] == 0
+    assert result["rpcs"]["Authorize"]["error_latency_us"]["count"] == 20
 
 
 @pytest.mark.parametrize("client", ["lean", "grpcio"])

@@ -10,7 +10,7 @@ import pytest
 from bench import runner
 from bench.config import Load, RunConfig, Target
 from bench.scenarios import SCENARIOS
-from bench.stats import CallStats
+from bench.stats import CallStats, expected
 
 MakeRun = Callable[..., dict[str, Any]]
 
@@ -25,9 +25,11 @@ def make_run(
     overhead_us: int | None = None,
     open_rate: float | None = None,
     last_end_s: float = 0.0,
+    unavailable_us: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """One run's merged figures: each process sent all of `latencies_us`, its last call ending
-    `last_end_s` after the measured part began. A closed loop, or an open one at `open_rate`."""
+    """One run's merged figures: each process sent all of `latencies_us` (answered `code`) and
+    `unavailable_us` (answered UNAVAILABLE), its last call ending `last_end_s` after the measured
+    part began. A closed loop, or an open one at `open_rate`."""
     mode = "closed" if open_rate is None else "open"
     cfg = RunConfig(
         target=Target(address="127.0.0.1:1"),
@@ -43,8 +45,12 @@ def make_run(
     results = []
     for _ in range(processes):
         stats = CallStats()
+        status = "CAPTURED" if code == "OK" else ""
         for latency in latencies_us:
-            stats.add(latency, code, "CAPTURED" if code == "OK" else "", overhead_us)
+            ok = expected("Authorize", op, code, status)
+            stats.add(latency, code, status, overhead_us, expected=ok)
+        for latency in unavailable_us:
+            stats.add(latency, "UNAVAILABLE", "", overhead_us, expected=False)
         results.append(
             {
                 "stats": [{"rpc": "Authorize", "op": op, **stats.export()}],
@@ -52,8 +58,8 @@ def make_run(
                 "measure_start_ns": 0,
                 "last_end_ns": int(last_end_s * 1_000_000_000),
                 "exhausted": False,
-                "calls_total": len(latencies_us),
-                "cpu_s": 0.001 * len(latencies_us),
+                "calls_total": len(latencies_us) + len(unavailable_us),
+                "cpu_s": 0.001 * (len(latencies_us) + len(unavailable_us)),
             }
         )
     return runner.merge_results(cfg, results, [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import compare
+from bench import compare, report
 
 
 def fig(value: float, low: float | None = None, high: float | None = None) -> dict[str, Any]:
@@ -148,3 +148,16 @@ def test_render_says_which_report_shared_its_machine_with_other_work() -> None:
     # Runs that watched nothing count the target itself among the rest: no note then.
     b["then"] = {"runs": [{"processes": {}, "machine": {"other_cores": 1.2}}]}
     assert "B: processes" not in compare.render(a, b, compare.compare(a, b))
+
+
+def test_a_report_from_before_errors_were_counted_apart_still_compares_and_says_so() -> None:
+    old = rep({"rate": fig(1000), "error_ratio": fig(0.02, 0.0, 0.04), "Authorize.p99_us": fig(9)})
+    new = {**rep({"rate": fig(900), "error_ratio": fig(0.0)}), "counted": report.COUNTED}
+    assert verdicts(old, new)["Authorize.p99_us"] == "only in A"
+    text = compare.render(old, new, compare.compare(old, new))
+    assert "A was written before errors were counted apart" in text
+    assert "error ratio up to 4.00%" in text
+    assert "B was written before" not in text
+    # An older report without errors counted nothing else in its rates: nothing to say.
+    clean = rep({"rate": fig(1000), "error_ratio": fig(0.0)})
+    assert "written before" not in compare.render(clean, new, compare.compare(clean, new))

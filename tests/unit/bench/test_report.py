@@ -36,6 +36,10 @@ def test_figures_of_a_run(run_of: MakeRun) -> None:
     assert figures["Authorize.p50_us"] == pytest.approx(1000, rel=0.01)
     assert figures["Authorize.max_us"] == pytest.approx(9000, rel=0.01)
     assert figures["Authorize.overhead_p99_us"] == pytest.approx(300, rel=0.01)
+    # A run whose calls all failed has a rate of 0 and no latency to compare, not one of 0 us.
+    refused = report.run_figures(run_of(latencies_us=[], unavailable_us=[30] * 5))
+    assert refused["Authorize.rate"] == 0.0 and refused["error_ratio"] == 1.0
+    assert "Authorize.p99_us" not in refused
 
 
 def test_repeats_give_median_and_noise(run_of: MakeRun) -> None:
@@ -70,6 +74,15 @@ def test_tables_show_the_figures(run_of: MakeRun) -> None:
     text = table.render_run(run_of(latencies_us=[2500] * 4, overhead_us=400))
     assert "Authorize" in text and "2.50" in text and "0.40/0.40" in text
     assert "CAPTURED=4" in text
+    # The errors' latency has a column of its own, and the table says what each column is of.
+    failing = table.render_run(run_of(latencies_us=[2500] * 4, unavailable_us=[30_000] * 2))
+    header, _, row = failing.splitlines()[1:4]
+    assert "expected/s" in header and header.rstrip().endswith("errors p50/p99 ms")
+    assert row.split()[1:3] == ["6", "4.0"]  # calls, and the rate of the 4 that went through
+    assert row.split()[-2:] == ["2", "30.02/30.02"]  # 30 ms within the histogram's 0.1%
+    refused = table.render_run(run_of(latencies_us=[], unavailable_us=[30_000] * 2))
+    assert refused.splitlines()[3].split()[1:8] == ["2", "0.0", "-", "-", "-", "-", "-"]
+    assert "calls with the expected outcome only" in failing
     cal = table.render_calibration(CALIBRATION)
     assert "75.0%" in cal and "keeps up" in cal
     assert "median of each" in cal  # the share is not the ratio of the medians beside it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import stats
+from bench import histo, stats
 from tests.unit.bench.conftest import MakeRun
 
 
@@ -35,6 +35,24 @@ def test_a_refused_bad_request_is_expected_anything_else_is_an_error(run_of: Mak
     assert failed["error_ratio"] == 1.0
 
 
+def test_errors_are_counted_apart_from_the_rate_and_latency_of_the_calls_that_went_through(
+    run_of: MakeRun,
+) -> None:
+    # In 1 s, 10 payments of 5 ms each, and 30 calls refused at once (a target that fails fast).
+    result = run_of(latencies_us=[5000] * 10, unavailable_us=[20] * 30, overhead_us=300)
+    auth = result["rpcs"]["Authorize"]
+    assert (auth["calls"], auth["errors"], result["error_ratio"]) == (40, 30, 0.75)
+    # The refusals neither raise the rate nor pull the latency of the payments down.
+    assert auth["rate"] == result["rate"] == 10.0
+    assert result["operations"]["Authorize/authorize"]["rate"] == 10.0
+    assert auth["latency_us"]["count"] == auth["overhead_us"]["count"] == 10
+    assert 4990 <= auth["latency_us"]["p50"] <= 5010
+    # They have a latency of their own.
+    assert auth["error_latency_us"]["count"] == 30
+    assert auth["error_latency_us"]["p99"] == 20
+    assert run_of(latencies_us=[5000] * 10)["rpcs"]["Authorize"]["error_latency_us"] is None
+
+
 def test_unexpected_counts_by_operation() -> None:
     assert stats.unexpected("bad", {"INVALID_ARGUMENT": 3, "OK": 1}) == 1
     assert stats.unexpected("authorize", {"OK": 3, "DEADLINE_EXCEEDED": 2}) == 2
@@ -63,7 +81,8 @@ def test_interval_stats_are_taken_and_reset() -> None:
     interval.add(200, False)
     calls, errors, encoded = interval.take()
     assert (calls, errors) == (2, 1)
-    assert encoded
+    # The timeline's latency is of the calls with the expected outcome, like the report's.
+    assert histo.decode(encoded).get_max_value() == 100
     assert interval.take()[:2] == (0, 0)
 
 

@@ -28,11 +28,13 @@ class FakeServer:
         p99 = 2000 if rate <= self.capacity else 50_000
         calls = int(rate * (cfg.load.duration_s or 0))
         failing = self.errors_above is not None and rate > self.errors_above
+        errors = calls // 20 if failing else 0
         return {
             "calls": calls,
+            "errors": errors,
             "measure_s": cfg.load.duration_s,
-            "error_ratio": 0.05 if failing else 0.0,
-            "rpcs": {"Authorize": {"calls": calls, "latency_us": {"p99": p99}}},
+            "error_ratio": errors / calls if calls else 0.0,
+            "rpcs": {"Authorize": {"calls": calls, "errors": errors, "latency_us": {"p99": p99}}},
         }
 
 
@@ -132,6 +134,8 @@ def test_errors_break_the_objective_too() -> None:
     )
     assert found["capacity_rps"] == 1000
     assert found["steps"][-1]["reason"].startswith("errors")
+    # What a step achieved is the payments that went through: 2,000 offered, 5% failed.
+    assert found["steps"][-1]["achieved"] == 1900.0
 
 
 def test_reaching_the_maximum_rate_is_said() -> None:

@@ -17,7 +17,7 @@ import uvloop
 
 from bench import h2client, histo, payloads, schedule
 from bench.config import RunConfig
-from bench.scenarios import OPERATIONS, PlannedOp, build_plan
+from bench.scenarios import OPERATIONS, REPLAY, PlannedOp, build_plan
 from bench.stats import CallStats, IntervalStats, expected
 from bench.transport import LeanUnarySender, Sender, StreamSender, UnarySender, open_channel
 
@@ -56,6 +56,10 @@ class Generator:
         self._senders: list[Sender] = []
         self._warmup: list[PlannedOp] = []
         self._measured: list[PlannedOp] = []
+        # Authorizations that a replay repeats, and when each was answered (monotonic ns): a
+        # replay is sent once its original is answered, as a caller repeats what it was answered.
+        self._replayed: set[bytes] = set()
+        self._answered: dict[bytes, asyncio.Future[int]] = {}
 
     # -- before the timed loop ---------------------------------------------------------------
 
@@ -102,6 +106,9 @@ class Generator:
             seed=seed + 500,
             replay_lag=lag,
         )
+        self._replayed = {
+            request for op, request, _ in self._warmup + self._measured if op == REPLAY
+        }
         for op in OPERATIONS:
             for rpc in (op.rpc, op.followup_rpc):
                 if rpc is not None:
@@ -194,16 +201,50 @@ class Generator:
                 self.last_end_ns = end_ns
         return payment
 
+    def _answer_of(self, request: bytes) -> asyncio.Future[int]:
+        """When the authorization `request` (one that a replay repeats) was answered."""
+        future = self._answered.get(request)
+        if future is None:
+            future = self._answered[request] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _original_answered_ns(self, request: bytes) -> int:
+        """Wait for the answer to the authorization that the replay `request` repeats.
+
+        The original is earlier in the plan, so it was taken before the replay and is sent
+        before it; its call ends within its deadline (after a connection is opened again, at
+        worst). Past that bound the replay goes anyway rather than wait for ever."""
+        bound_s = self.timeout + self.cfg.target.connect_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._answer_of(request)), bound_s)
+        except TimeoutError:
+            return 0
+
     async def _execute(
         self, sender: Sender, planned: PlannedOp, intended_ns: int, measured: bool
     ) -> None:
+        """One planned action; `intended_ns` is when an open loop meant to send it (0: at once)."""
         op_index, request, followup = planned
         op = OPERATIONS[op_index]
+        if op_index == REPLAY:
+            # A replay due before its original was answered is due when it was: sent earlier,
+            # it would be refused as a key in progress, which says nothing of the switch.
+            answered_ns = await self._original_answered_ns(request)
+            if intended_ns:
+                intended_ns = max(intended_ns, answered_ns)
         send_ns = time.monotonic_ns()
         if intended_ns and measured:
             histo.record_us(self.lag, max(0, send_ns - intended_ns) // 1000)
         started = intended_ns if 0 < intended_ns < send_ns else send_ns
-        payment = await self._call(sender, op.rpc, op.name, request, started, measured)
+        if request in self._replayed and op_index != REPLAY:
+            try:
+                payment = await self._call(sender, op.rpc, op.name, request, started, measured)
+            finally:
+                answered = self._answer_of(request)
+                if not answered.done():
+                    answered.set_result(time.monotonic_ns())
+        else:
+            payment = await self._call(sender, op.rpc, op.name, request, started, measured)
         if followup is None or op.followup_rpc is None or payment is None:
             return
         if payloads.status_name(payment.status) not in _FOLLOWUP_READY:

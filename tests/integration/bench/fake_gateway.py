@@ -1,8 +1,11 @@
 """A small hand-written GatewayService for the harness's own tests: real gRPC, in-memory state.
 
-Run as `python fake_gateway.py --listen 127.0.0.1:0 [--api-key K] [--cert C --key K]`; it prints
-`listening on HOST:PORT`. Outcomes follow the sandbox test cards: 4000000000000002 declines,
-any other valid card approves. Every answer carries `x-switch-overhead-us`, as the switch does.
+Run as `python fake_gateway.py --listen 127.0.0.1:0 [--api-key K] [--cert C --key K]
+[--authorize-ms MS]`; it prints `listening on HOST:PORT`. Outcomes follow the sandbox test cards:
+4000000000000002 declines, any other valid card approves. Every answer carries
+`x-switch-overhead-us`, as the switch does. With --authorize-ms, a unary Authorize of a new key
+takes that long, and another with the same key meanwhile is refused ABORTED (key in progress),
+as the switch refuses it.
 """
 
 from __future__ import annotations
@@ -73,8 +76,10 @@ class Refusal(Exception):
 
 
 class FakeGateway(gw_grpc.GatewayServiceServicer):
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, authorize_s: float = 0.0) -> None:
         self.api_key = api_key
+        self.authorize_s = authorize_s
+        self.running: set[str] = set()  # keys of the authorizations still being worked on
         self.payments: dict[str, payment_pb2.Payment] = {}
         self.keys: dict[str, tuple[str, bytes]] = {}
 
@@ -142,7 +147,19 @@ class FakeGateway(gw_grpc.GatewayServiceServicer):
         except Refusal as refusal:
             await context.abort(refusal.code, refusal.message)
 
+    def _in_progress(self) -> gw.AuthorizeResponse:
+        raise Refusal(grpc.StatusCode.ABORTED, "idempotency key in progress")
+
     async def Authorize(self, request: gw.AuthorizeRequest, context: Any) -> gw.AuthorizeResponse:
+        key = request.idempotency_key
+        if self.authorize_s and key not in self.keys:
+            if key in self.running:
+                return await self._unary(context, self._in_progress)
+            self.running.add(key)
+            try:
+                await asyncio.sleep(self.authorize_s)
+            finally:
+                self.running.discard(key)
         return await self._unary(context, lambda: self.authorize(request))
 
     async def Capture(self, request: gw.CaptureRequest, context: Any) -> gw.CaptureResponse:
@@ -204,7 +221,8 @@ class FakeGateway(gw_grpc.GatewayServiceServicer):
 
 async def serve(args: argparse.Namespace, tls: tuple[bytes, bytes] | None) -> None:
     server = grpc.aio.server()
-    gw_grpc.add_GatewayServiceServicer_to_server(FakeGateway(args.api_key), server)
+    gateway = FakeGateway(args.api_key, args.authorize_ms / 1000)
+    gw_grpc.add_GatewayServiceServicer_to_server(gateway, server)
     if tls is not None:
         port = server.add_secure_port(args.listen, grpc.ssl_server_credentials([tls]))
     else:
@@ -225,6 +243,7 @@ def main() -> None:
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--cert", default=None)
     parser.add_argument("--key", default=None)
+    parser.add_argument("--authorize-ms", type=float, default=0.0)
     args = parser.parse_args()
     tls = None
     if args.cert:

@@ -305,3 +305,17 @@ def test_stream_refused_at_the_door_counts_every_request(
     )
     result = runner.run(cfg, out=None)
     assert result["rpcs"]["Authorize"]["codes"] == {"UNAUTHENTICATED": 40}
+
+
+def test_a_replay_waits_for_its_original_to_be_answered(fake_gateway: Callable[..., str]) -> None:
+    # Each new authorization takes 1 s, ten times the 0.1 s (64 requests) after its original
+    # that a replay is due: sent then, it would meet "key in progress" (ABORTED).
+    address = fake_gateway("--authorize-ms", "1000")
+    cfg = config(address, scenario="replay", mode="open", rate=640.0, requests=640, warmup_s=0)
+    result = runner.run(cfg, out=None)
+    replays = result["operations"]["Authorize/replay"]
+    assert replays["calls"] > 0
+    # The stored answer of the original, as a caller who repeats a request it had answered gets.
+    assert replays["codes"] == {"OK": replays["calls"]}
+    assert replays["statuses"] == {"CAPTURED": replays["calls"]}
+    assert result["errors"] == 0

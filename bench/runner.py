@@ -167,6 +167,7 @@ def merge_results(
     calls = sum(r["calls"] for r in rpcs.values())
     errors = sum(r["errors"] for r in rpcs.values())
     lag = histo.merge(r["lag"] for r in results)
+    slot_wait = histo.merge(r["slot_wait"] for r in results)
     calls_total = sum(r["calls_total"] for r in results)
     cpu_s = sum(r["cpu_s"] for r in results)
     watched = processes.summarize(timeline)
@@ -192,7 +193,11 @@ def merge_results(
         "error_ratio": round(errors / calls, 6) if calls else 0.0,
         "rpcs": rpcs,
         "operations": operations,
+        # Open loop: how late requests left on the generator's own account, and how long due
+        # requests waited for a free slot (--max-inflight calls were in flight): the latter is
+        # the target's doing, and is in the latency too.
         "send_lag_us": histo.summarize(lag) if lag.get_total_count() else None,
+        "slot_wait_us": histo.summarize(slot_wait) if slot_wait.get_total_count() else None,
         # What the generators themselves cost: their CPU per call, warm-up included. A figure
         # to watch when making the harness leaner; it hardly moves with the machine's load.
         "generator_cpu_us_per_call": round(cpu_s * 1e6 / calls_total, 1) if calls_total else None,

@@ -114,8 +114,14 @@ def render_run(result: Mapping[str, Any]) -> str:
     lag = result.get("send_lag_us")
     if lag:
         parts.append(
-            f"\nsend lag behind the schedule: p50 {ms(lag['p50'])} ms, p99 {ms(lag['p99'])} ms, "
-            f"max {ms(lag['max'])} ms"
+            f"\nsend lag behind the schedule, the generator's own: p50 {ms(lag['p50'])} ms, "
+            f"p99 {ms(lag['p99'])} ms, max {ms(lag['max'])} ms"
+        )
+    wait = result.get("slot_wait_us")
+    if wait and wait["max"] > 1:
+        parts.append(
+            f"waits for a free slot (--max-inflight calls in flight): p50 {ms(wait['p50'])} ms, "
+            f"p99 {ms(wait['p99'])} ms, max {ms(wait['max'])} ms"
         )
     watched = result.get("processes", {})
     if watched:

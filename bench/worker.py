@@ -44,7 +44,8 @@ class Generator:
         self.metadata = (("authorization", f"Bearer {key}"),) if key else None
         self.stats: dict[tuple[str, str], CallStats] = {}
         self.interval: dict[str, IntervalStats] = {}
-        self.lag = histo.new_histogram()
+        self.lag = histo.new_histogram()  # open loop: how late the generator itself sent
+        self.slot_wait = histo.new_histogram()  # open loop: waits for a free --max-inflight slot
         self.interval_ns = int(load.interval_s * schedule.NS_PER_S)
         self.start_ns = 0
         self.measure_ns = 0
@@ -221,9 +222,15 @@ class Generator:
             return 0
 
     async def _execute(
-        self, sender: Sender, planned: PlannedOp, intended_ns: int, measured: bool
+        self,
+        sender: Sender,
+        planned: PlannedOp,
+        intended_ns: int,
+        measured: bool,
+        taken_ns: int = 0,
     ) -> None:
-        """One planned action; `intended_ns` is when an open loop meant to send it (0: at once)."""
+        """One planned action; `intended_ns` is when an open loop meant to send it (0: at once)
+        and `taken_ns` when a free slot took it from the schedule."""
         op_index, request, followup = planned
         op = OPERATIONS[op_index]
         if op_index == REPLAY:
@@ -234,7 +241,10 @@ class Generator:
                 intended_ns = max(intended_ns, answered_ns)
         send_ns = time.monotonic_ns()
         if intended_ns and measured:
-            histo.record_us(self.lag, max(0, send_ns - intended_ns) // 1000)
+            # Late for want of a free slot (the target holds --max-inflight calls), then late
+            # on the generator's own account (its loop busy or slow to wake).
+            histo.record_us(self.slot_wait, max(0, taken_ns - intended_ns) // 1000)
+            histo.record_us(self.lag, max(0, send_ns - max(intended_ns, taken_ns)) // 1000)
         started = intended_ns if 0 < intended_ns < send_ns else send_ns
         if request in self._replayed and op_index != REPLAY:
             try:
@@ -292,10 +302,11 @@ class Generator:
         self, sender: Sender, sequence: Iterator[tuple[PlannedOp, int, bool]]
     ) -> None:
         for planned, at_ns, measured in sequence:
-            delay = at_ns - time.monotonic_ns()
+            taken_ns = time.monotonic_ns()
+            delay = at_ns - taken_ns
             if delay > 0:
                 await asyncio.sleep(delay / schedule.NS_PER_S)
-            await self._execute(sender, planned, at_ns, measured)
+            await self._execute(sender, planned, at_ns, measured, taken_ns)
 
     async def _ticker(self) -> None:
         k = 0
@@ -362,6 +373,7 @@ class Generator:
                 if s.count
             ],
             "lag": histo.encode(self.lag) if self.lag.get_total_count() else "",
+            "slot_wait": histo.encode(self.slot_wait) if self.slot_wait.get_total_count() else "",
             "measure_start_ns": self.measure_ns,
             "last_end_ns": self.last_end_ns,
             "exhausted": self.exhausted,

@@ -319,3 +319,17 @@ def test_a_replay_waits_for_its_original_to_be_answered(fake_gateway: Callable[.
     assert replays["codes"] == {"OK": replays["calls"]}
     assert replays["statuses"] == {"CAPTURED": replays["calls"]}
     assert result["errors"] == 0
+
+
+def test_waits_for_a_free_slot_are_told_apart_from_the_generators_lag(
+    fake_gateway: Callable[..., str],
+) -> None:
+    # One call in flight at a time, each 50 ms, 100 due each second: request k waits about
+    # k x 40 ms for the slot; the generator itself is not late for that.
+    address = fake_gateway("--authorize-ms", "50")
+    cfg = config(address, mode="open", rate=100.0, requests=40, max_inflight=1, warmup_s=0)
+    result = runner.run(cfg, out=None)
+    wait, lag = result["slot_wait_us"], result["send_lag_us"]
+    assert wait["count"] == lag["count"] == 40
+    assert wait["max"] >= 1_000_000  # the 40th waited 39 x 50 ms - 39 x 10 ms at the least
+    assert lag["p99"] < wait["p99"]

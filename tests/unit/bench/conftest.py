@@ -55,6 +55,7 @@ def make_run(
             {
                 "stats": [{"rpc": "Authorize", "op": op, **stats.export()}],
                 "lag": "",
+                "slot_wait": "",
                 "measure_start_ns": 0,
                 "last_end_ns": int(last_end_s * 1_000_000_000),
                 "exhausted": False,

@@ -80,6 +80,13 @@ def test_tables_show_the_figures(run_of: MakeRun) -> None:
     assert "expected/s" in header and header.rstrip().endswith("errors p50/p99 ms")
     assert row.split()[1:3] == ["6", "4.0"]  # calls, and the rate of the 4 that went through
     assert row.split()[-2:] == ["2", "30.02/30.02"]  # 30 ms within the histogram's 0.1%
+    # An open loop's lateness: the generator's own, and the waits for a free slot apart.
+    late = {"p50": 100, "p99": 400, "max": 900}
+    waited = {"p50": 2_000, "p99": 250_000, "max": 300_000}
+    open_run = {**run_of(latencies_us=[2500] * 4), "send_lag_us": late, "slot_wait_us": waited}
+    text = table.render_run(open_run)
+    assert "send lag behind the schedule, the generator's own: p50 0.10 ms, p99 0.40 ms" in text
+    assert "waits for a free slot (--max-inflight calls in flight): p50 2.00 ms, p99 250" in text
     refused = table.render_run(run_of(latencies_us=[], unavailable_us=[30_000] * 2))
     assert refused.splitlines()[3].split()[1:8] == ["2", "0.0", "-", "-", "-", "-", "-"]
     assert "calls with the expected outcome only" in failing

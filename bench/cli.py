@@ -96,8 +96,9 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pool-rate",
         type=int,
-        default=10_000,
-        help="closed loop: requests per second per process to build before the run",
+        default=25_000,
+        help="closed loop: requests per second per process to build before the run (a"
+        " generator that runs out ends its run early, with a warning)",
     )
     g.add_argument("--seed", type=int, default=1, help="seed of the scenario's draw")
     g.add_argument(

@@ -69,7 +69,7 @@ class Load:
     channels: int = 1
     max_inflight: int = 256
     interval_s: float = 1.0
-    pool_rate: int = 10_000
+    pool_rate: int = 25_000
     transport: Transport = "unary"
     streams: int = 4
     unary_client: UnaryClient = "lean"

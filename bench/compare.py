@@ -11,7 +11,8 @@ nothing. The host probe's figures (`host.*`, bench/hostprobe.py) and the calibra
 (`calibration.*`: the echo server's rate, which measures the machine) are called "host faster"
 or "host slower", never better or worse: they say whether the two reports can be compared at all.
 A report from before rates and latencies left errors out (no `counted` key) compares figure by
-figure as before; when it had errors, the rendering says its figures count them.
+figure as before; when it had errors, the rendering says its figures count them, and when it
+has a send lag, that its lag includes waits for a free slot (told apart since then).
 """
 
 from __future__ import annotations
@@ -241,6 +242,12 @@ def render(a: Mapping[str, Any], b: Mapping[str, Any], rows: list[Row]) -> str:
                 f"{tag} was written before errors were counted apart: its rates and latencies "
                 f"count its unexpected outcomes too (error ratio up to {counted:.2%}), so they "
                 "are not like for like with the other report's"
+            )
+        if r.get("counted") != COUNTED and "send_lag_p99_us" in r.get("figures", {}):
+            parts.append(
+                f"{tag} was written before an open loop's waits for a free --max-inflight slot "
+                "were told apart: its send lag includes them, so it is not like for like with "
+                "the other report's"
             )
         other = busiest_other_cores(r)
         if other is not None and other > OTHER_CORES_WARNING:

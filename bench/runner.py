@@ -8,7 +8,6 @@ import queue as queue_module
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -231,7 +230,6 @@ def run(
     cfg: RunConfig,
     *,
     out: TextIO | None = sys.stderr,
-    on_interval: Callable[[int, dict[str, int]], None] | None = None,
 ) -> dict[str, Any]:
     """Run one measurement and return its merged figures (see `merge_results`)."""
     cfg.check(processes=False)  # checked as the command started
@@ -284,8 +282,6 @@ def run(
                     shown += 1
                     watched[shown] = processes.sample(cfg.watch, start_at.value / 1e9)
                     progress.update(shown, intervals[shown])
-                    if on_interval is not None:
-                        on_interval(shown, dict(intervals[shown].calls))
             elif kind == "done":
                 results[index] = payload
     finally:

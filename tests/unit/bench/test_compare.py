@@ -161,3 +161,16 @@ def test_a_report_from_before_errors_were_counted_apart_still_compares_and_says_
     # An older report without errors counted nothing else in its rates: nothing to say.
     clean = rep({"rate": fig(1000), "error_ratio": fig(0.0)})
     assert "written before" not in compare.render(clean, new, compare.compare(clean, new))
+
+
+def test_a_report_from_before_slot_waits_were_told_apart_says_its_send_lag_includes_them() -> None:
+    old = rep({"rate": fig(1000), "send_lag_p99_us": fig(900_000)})
+    new = {**rep({"rate": fig(1000), "send_lag_p99_us": fig(40)}), "counted": report.COUNTED}
+    text = compare.render(old, new, compare.compare(old, new))
+    assert "A was written before an open loop's waits for a free --max-inflight slot" in text
+    assert "B was written before an open loop's" not in text
+    # A closed loop has no send lag: nothing to say.
+    closed = rep({"rate": fig(1000)})
+    assert "free --max-inflight slot" not in compare.render(
+        closed, new, compare.compare(closed, new)
+    )

@@ -29,7 +29,7 @@ from adapters.sdk.types import (
     PaymentMethodType,
     RefundRequest,
 )
-from adapters.walletkit.memo import OpenOperation
+from adapters.walletkit.memo import MADE_NOT_SHOWN, OpenOperation
 from adapters.walletkit.wallet import Tuning, WalletAdapter
 
 PAY = "alipay.trade.pay"
@@ -157,12 +157,22 @@ class AlipayAdapter(WalletAdapter):
         # The answer names the trade, not the refund request: a genuine answer to another refund
         # of the same trade, replayed, would read the same. The refund query names the request
         # (out_request_no) and its amount, so a success is confirmed there (Alipay's own advice
-        # for fund_change=N, a repeat, as well).
-        confirmed = await self._refund_query(request.original_reference, request.reference)
+        # for fund_change=N, a repeat, as well). Until it is, money may have moved: the refund
+        # is noted as answered made (durably) first, so that it is never NOT_FOUND, however
+        # long the query lags and whether or not the worker restarts.
+        await self._answered_made(request.reference)
+        try:
+            confirmed = await self._refund_query(request.original_reference, request.reference)
+        except UpstreamUnavailableError as exc:
+            # The refund itself was sent and answered: not "certainly not sent".
+            return OperationResult.pending(
+                f"the refund was answered as made; its query could not be sent ({exc.message})",
+                raw_code=MADE_NOT_SHOWN,
+            )
         if confirmed.status is OperationStatus.NOT_FOUND:
             return OperationResult.pending(
-                "the refund was answered as made, but the platform does not show it (yet)",
-                raw_code=confirmed.raw_code,
+                "the refund was answered as made, but its query does not show it (yet)",
+                raw_code=MADE_NOT_SHOWN,
             )
         return confirmed
 

@@ -61,6 +61,7 @@ SCENARIOS: dict[str, str] = {
     "3003": "declined, answered by a replay of an earlier genuine success for another trade",
     "3004": "declined, answered by an unsigned forged success",
     "3005": "paid; a refund after the first is not made, answered by a replay of the first's",
+    "3006": "paid; each refund is made, but its query shows it only --refund-lag-s later",
 }
 DECLINES = {
     "1051": ("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足"),
@@ -86,6 +87,7 @@ class AlipaySimulator:
         platform_private_key: rsa.RSAPrivateKey,
         confirm_after_s: float = 2.0,
         hang_s: float = 30.0,
+        refund_lag_s: float = 90.0,
         timestamp_window_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -93,11 +95,13 @@ class AlipaySimulator:
         self._app_key = app_public_key
         self._platform_key = platform_private_key
         self._hang_s = hang_s
+        self._refund_lag_s = refund_lag_s
         self._window_s = timestamp_window_s
         self._clock = clock
         self.book = TradeBook(confirm_after_s=confirm_after_s, clock=clock)
         self._last_success: bytes | None = None
         self._first_refund: dict[str, Reply] = {}  # out_trade_no -> its first refund's answer
+        self._shown_at: dict[tuple[str, str], float] = {}  # 3006: when a refund's query shows it
         self._rogue_key: rsa.RSAPrivateKey | None = None
         self._trade_numbers = itertools.count(1)
         self.stats = {"requests": 0, "refused": 0, "pay_requests": 0}
@@ -312,6 +316,8 @@ class AlipaySimulator:
         outcome = self.book.refund(trade, request_no, _short(trade.auth_code[-4:], fen))
         if isinstance(outcome, tuple):
             return _failed(*outcome)
+        if outcome and trade.auth_code.endswith("3006"):
+            self._shown_at[trade.out_trade_no, request_no] = self._clock() + self._refund_lag_s
         answer = {"code": mapping.SUCCESS, "msg": "Success", **trade.fields()}
         answer |= {
             "fund_change": "Y" if outcome else "N",
@@ -326,7 +332,9 @@ class AlipaySimulator:
         if trade is None:
             return _failed(mapping.TRADE_NOT_EXIST, "交易不存在")
         request_no = str(biz.get("out_request_no") or trade.out_trade_no)
-        if request_no not in trade.refunds:
+        shown_at = self._shown_at.get((trade.out_trade_no, request_no), 0.0)
+        if request_no not in trade.refunds or self._clock() < shown_at:
+            # No such refund request, or (3006) one made that the query does not show yet.
             return {"code": mapping.SUCCESS, "msg": "Success"}
         return {
             "code": mapping.SUCCESS,
@@ -413,6 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--confirm-after-s", type=float, default=2.0, help="a slow buyer's delay")
     parser.add_argument("--hang-s", type=float, default=30.0, help="how long 'no answer' lasts")
+    parser.add_argument(
+        "--refund-lag-s",
+        type=float,
+        default=90.0,
+        help="how long a refund's query lags behind the refund under scenario 3006",
+    )
     args = parser.parse_args(argv)
     if args.generate_keys:
         generate_keys(pathlib.Path(args.generate_keys))
@@ -427,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             platform_private_key=keys.load_private_key(args.platform_private_key),
             confirm_after_s=args.confirm_after_s,
             hang_s=args.hang_s,
+            refund_lag_s=args.refund_lag_s,
         )
     except ValueError as exc:
         print(f"alipay simulator: {exc}", file=sys.stderr)

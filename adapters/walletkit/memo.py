@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +26,11 @@ from adapters.sdk.types import (
     OperationType,
 )
 
+log = logging.getLogger(__name__)
+
 FINAL = frozenset({OperationStatus.APPROVED, OperationStatus.DECLINED})
+# The raw code of an operation the platform answered as made and its query does not show.
+MADE_NOT_SHOWN = "MADE_NOT_SHOWN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,9 @@ class OpenOperation:
     since: float
     # What was asked (the payment's or the refund's amount), to hold the platform's word to.
     amount: Money | None = None
+    # The platform answered it as made, but its query has not shown it yet: money may have
+    # moved, so the platform's "no record" never makes it NOT_FOUND, however old it is.
+    answered_made: bool = False
 
 
 Flow = Callable[[], Awaitable[OperationResult]]
@@ -118,6 +127,28 @@ class OperationMemo:
             if self._journal is not None:
                 self._journal.opened(op)
 
+    async def note_answered_made(self, reference: str) -> None:
+        """Note that the platform answered the open operation under `reference` as made, and
+        return once a journal (if any) has it: from now on it is never NOT_FOUND (see
+        `inquire`) nor dropped for its age, until a final result settles it. A journal that
+        cannot take the note is logged, not raised: the answer has come, whatever is noted."""
+        op = self._open.get(reference)
+        if op is None or op.answered_made:
+            return
+        op = dataclasses.replace(op, answered_made=True)
+        self._open[reference] = op
+        if self._journal is None:
+            return
+        try:
+            self._journal.opened(op)
+            await self._journal.durable()
+        except OSError as exc:
+            log.error(
+                "could not record that the platform answered an operation as made: a restart "
+                "may forget it",
+                extra={"reference": reference, "why": exc.strerror or str(exc)},
+            )
+
     def forget(self, reference: str) -> None:
         """The request certainly did not reach the upstream: nothing is open under it."""
         if self._open.pop(reference, None) is not None:
@@ -195,6 +226,7 @@ class OperationMemo:
         resolve: Callable[[OpenOperation], Awaitable[OperationResult]],
         *,
         unsure_for_s: float = 0.0,
+        platform: str = "the platform",
     ) -> OperationResult:
         """The recorded final result, else what `resolve` finds out now (recorded if final).
 
@@ -202,7 +234,9 @@ class OperationMemo:
         this adapter sent less than `unsure_for_s` ago and heard nothing back about is one it
         has a record of, and the upstream may not show it yet (still in flight, not yet
         queryable): the upstream's NOT_FOUND is then PENDING, so that the switch asks again
-        rather than fail a payment the buyer may still be charged for."""
+        rather than fail a payment the buyer may still be charged for. One that `platform`
+        answered as made (`answered_made`) is PENDING, raw code MADE_NOT_SHOWN, at any age:
+        money may have moved, and only a reconciliation with the platform can say."""
         if (done := self.final(request.reference)) is not None:
             return done
         op = OpenOperation(
@@ -214,6 +248,13 @@ class OperationMemo:
         )
         result = await resolve(op)
         sent = self.open(request.reference)
+        if result.status is OperationStatus.NOT_FOUND and sent is not None and sent.answered_made:
+            what = sent.operation.name.lower()
+            return OperationResult.pending(
+                f"{platform} answered this {what} as made but its query does not show it: "
+                f"reconcile with {platform}",
+                raw_code=MADE_NOT_SHOWN,
+            )
         if (
             result.status is OperationStatus.NOT_FOUND
             and sent is not None

@@ -8,10 +8,13 @@ trade" on as NOT_FOUND, and the switch failed a payment the buyer could still be
 The file is JSON lines, one a change, the last word about a reference winning:
 `{"ref": R, "op": "AUTHORIZE", "orig": R0, "amt": 8888, "cur": "CNY", "at": 1767225600.0}`
 (with the amount asked, when there is one) when an operation is about to leave (on disk,
-fsync'd, before it is sent), and `{"ref": R, "done": 1}` once its outcome is known or it
-certainly never left (written, not waited for: a lost one only leaves an operation looking open
-for one polling window after a restart, which answers PENDING, never a wrong NOT_FOUND). It is
-read and compacted at start, keeping what is younger than the window, and compacted again
+fsync'd, before it is sent); the same with `"made": 1` once the platform has answered it as made
+but its query does not show it yet (fsync'd too: such an operation is never NOT_FOUND, at any
+age; a line without `made`, as older workers wrote them all, is one not answered as made); and
+`{"ref": R, "done": 1}` once its outcome is known or it certainly never left (written, not
+waited for: a lost one only leaves an operation looking open for one polling window after a
+restart, which answers PENDING, never a wrong NOT_FOUND). It is read and compacted at start,
+keeping what is younger than the window and what was answered as made, and compacted again
 whenever it holds far more lines than open operations. Mode 0600; one worker a file (an
 exclusive lock).
 """
@@ -71,9 +74,10 @@ class OpenLog:
         self._check_at = slack_lines  # look at compacting once the file has this many lines
 
     def open(self, live: Callable[[], Iterable[OpenOperation]]) -> list[OpenOperation]:
-        """Lock and read the file: the operations still open and younger than the window (their
-        `since` on this process's monotonic clock). The file is rewritten with just those.
-        `live` tells the open operations at any later time (for compaction)."""
+        """Lock and read the file: the operations still open and younger than the window, or
+        answered as made (their `since` on this process's monotonic clock). The file is
+        rewritten with just those. `live` tells the open operations at any later time (for
+        compaction)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -145,6 +149,8 @@ class OpenLog:
         }
         if op.amount is not None:
             entry |= {"amt": op.amount.amount_minor, "cur": op.amount.currency}
+        if op.answered_made:
+            entry["made"] = 1
         return entry | {"at": at}
 
     def _entries(self, ops: Iterable[OpenOperation]) -> list[bytes]:
@@ -167,6 +173,7 @@ class OpenLog:
                 at = float(entry["at"])
                 original = str(entry["orig"])
                 amount = Money(int(entry["amt"]), str(entry["cur"])) if "amt" in entry else None
+                made = bool(entry.get("made"))
             except (ValueError, KeyError, TypeError) as exc:
                 if number == len(lines):
                     log.warning("%s: dropping a torn last line (a crash mid-write)", self.path)
@@ -174,8 +181,9 @@ class OpenLog:
                 raise OpenLogError(f"{self.path}: line {number} is not an entry") from exc
             age = max(0.0, wall - at)  # a clock set back counts as just sent: still unsure
             state.pop(ref, None)  # keep the order of the latest word
-            state[str(ref)] = OpenOperation(str(ref), op, original, mono - age, amount)
-        return [v for v in state.values() if mono - v.since < self._keep_for_s]
+            state[str(ref)] = OpenOperation(str(ref), op, original, mono - age, amount, made)
+        # One the platform answered as made is kept at any age: money may have moved.
+        return [v for v in state.values() if v.answered_made or mono - v.since < self._keep_for_s]
 
     def _rewrite(self, lines: list[bytes]) -> None:
         """Replace the file by `lines` (at start, before anything else is written)."""

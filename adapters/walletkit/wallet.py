@@ -216,12 +216,17 @@ class WalletAdapter(abc.ABC):
         # An operation sent and not answered is trusted to be unknown upstream only once it is
         # older than the polling window (wallet guidance: poll an unknown payment about a minute).
         return await self._memo.inquire(
-            request, self._resolve_asked, unsure_for_s=self._tuning.poll_for_s
+            request, self._resolve_asked, unsure_for_s=self._tuning.poll_for_s, platform=self.LABEL
         )
 
     async def _resolve_asked(self, op: OpenOperation) -> OperationResult:
         """What the platform says of `op`, held to the amount asked when that is known."""
         return await self._held_to(op.amount, op.reference, self._resolve(op))
+
+    async def _answered_made(self, reference: str) -> None:
+        """The platform answered the operation under `reference` as made, which its query does
+        not confirm yet: keep it open, and never NOT_FOUND, until a final result settles it."""
+        await self._memo.note_answered_made(reference)
 
     @staticmethod
     async def _held_to(

@@ -21,7 +21,9 @@ class PendingWatcher:
     """Every `interval` seconds, resolve each open operation younger than `give_up_after`.
 
     Wallet guidance is to poll an unknown payment for about a minute; an operation older than
-    `give_up_after` is left to the switch's own `Inquire` and forgotten here.
+    `give_up_after` is left to the switch's own `Inquire` and forgotten here, except one the
+    platform answered as made: no longer polled, it is kept open so that an `Inquire` never
+    takes the platform's "no record" of it for NOT_FOUND.
     """
 
     def __init__(
@@ -56,12 +58,13 @@ class PendingWatcher:
             await self.sweep()
 
     async def sweep(self) -> None:
-        """One pass: resolve each open operation inside the window, forget the older ones."""
+        """One pass: resolve each open operation inside the window, forget the older ones (but
+        those answered as made)."""
         now = time.monotonic()
         for op in self._memo.open_operations():
             if now - op.since <= self._give_up_after:
                 await self.check(op)
-            else:
+            elif not op.answered_made:
                 log.info("no longer polled: %s %s", op.operation.name, op.reference)
                 self._memo.forget(op.reference)
 

@@ -34,6 +34,8 @@ APP_ID = "2021000000000001"
 MERCHANT = "m-alipay"
 CONFIRM_AFTER_S = 0.6
 HANG_S = 4.0
+# Scenario 3006: how long a refund's query does not show a refund the platform made.
+REFUND_LAG_S = 3.0
 
 
 def code(scenario: str) -> str:
@@ -85,6 +87,7 @@ class SimulatorProcess:
             "--app-id", APP_ID,
             "--app-public-key", self.keys.path("app_public"),
             "--platform-private-key", self.keys.path("platform_private"),
+            "--refund-lag-s", str(REFUND_LAG_S),
         ]  # fmt: skip
 
     def start(self) -> None:

@@ -117,6 +117,33 @@ async def test_a_payment_or_refund_the_platform_shows_for_another_amount_is_held
     assert not events.about(paid) and not events.about(rf)
 
 
+async def test_a_refund_answered_as_made_stays_pending_past_the_window_until_its_query_shows_it(
+    make_adapter: AdapterFactory,
+) -> None:
+    # 3006: the refund is made and answered as made, but its query shows it only REFUND_LAG_S
+    # later, longer than this adapter polls. Money was returned: never NOT_FOUND (FAILED).
+    adapter, events = await make_adapter(
+        tuning=Tuning(timeout_s=2.0, poll_interval_s=0.2, poll_for_s=1.0)
+    )
+    paid, rf = ref("pay"), ref("rf")
+    assert (await adapter.authorize(authorize(paid, code("3006"), 10000))).status is APPROVED
+    made = await adapter.refund(refund(rf, paid, 3000, 10000))
+    assert made.status is PENDING, made
+    await asyncio.sleep(1.2)  # past the polling window, the query still lagging
+    asked = InquireRequest(rf, MERCHANT, OperationType.REFUND, paid, cny(3000))
+    late = await adapter.inquire(asked)
+    assert (late.status, late.raw_code) == (PENDING, "MADE_NOT_SHOWN"), late
+    assert "reconcile with Alipay" in late.message
+    # Once the query shows it, it is the refund asked for.
+    for _ in range(50):  # the query shows it REFUND_LAG_S after the refund
+        if (found := await adapter.inquire(asked)).status is not PENDING:
+            break
+        await asyncio.sleep(0.2)
+    assert (found.status, found.approved_amount) == (APPROVED, cny(3000))
+    assert (await adapter.refund(refund(rf, paid, 3000, 10000))).status is APPROVED
+    assert not events.about(rf)  # past the window it was left to the switch's Inquire
+
+
 async def test_void_of_a_paid_payment_cancels_it(make_adapter: AdapterFactory) -> None:
     adapter, _ = await make_adapter()
     paid, v = ref("pay"), ref("void")

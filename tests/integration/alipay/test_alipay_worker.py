@@ -179,3 +179,37 @@ async def test_a_killed_and_restarted_worker_still_knows_a_payment_it_sent_and_w
             assert never.status is NOT_FOUND
     (journal,) = state.iterdir()
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+
+
+async def test_a_refund_answered_as_made_is_still_pending_after_a_restart_past_the_window(
+    keyset: KeySet, tmp_path: pathlib.Path
+) -> None:
+    # 3006, the refund's query lagging longer than this test: the platform answered the refund
+    # as made and its query does not show it. Past the worker's polling window, and after the
+    # worker was killed and restarted, an Inquire must still be PENDING, never NOT_FOUND (which
+    # the switch records as FAILED while the money was returned).
+    lagging = SimulatorProcess(keyset, extra=["--refund-lag-s", "600"])
+    lagging.start()
+    try:
+        state = tmp_path / "state"
+        flags = [*worker_flags(lagging), "--poll-for-s", "1", "--state-dir", str(state)]
+        paid, rf = ref("pay"), ref("rf")
+        first = adapter_process("alipay", *flags).start()
+        try:
+            async with ChannelClient(first.target) as c:
+                paying = authorize(paid, code("3006"), 10000)
+                assert (await c.authorize(paying)).status is APPROVED
+                assert (await c.refund(refund(rf, paid, 3000, 10000))).status is PENDING
+        finally:
+            first.signal(signal.SIGKILL)
+            first.wait()
+        await asyncio.sleep(1.2)  # past the polling window
+        with adapter_process("alipay", *flags) as again:
+            async with ChannelClient(again.target) as c:
+                found = await c.inquire(
+                    rf, OperationType.REFUND, merchant_id=MERCHANT, original=paid
+                )
+                assert (found.status, found.raw_code) == (PENDING, "MADE_NOT_SHOWN"), found
+                assert "reconcile with Alipay" in found.message
+    finally:
+        lagging.stop()

@@ -20,7 +20,7 @@ from adapters.walletkit.memo import OpenOperation, OperationMemo
 from adapters.walletkit.wallet import held_to_asked
 from adapters.walletkit.watcher import PendingWatcher
 
-AUTH = OperationType.AUTHORIZE
+AUTH, REFUND = OperationType.AUTHORIZE, OperationType.REFUND
 
 
 class Upstream:
@@ -148,6 +148,35 @@ async def test_a_payment_sent_and_unanswered_is_not_found_only_after_the_polling
     never = InquireRequest("pay-2", "m", AUTH, "", None)
     answer = await memo.inquire(never, platform, unsure_for_s=60)
     assert answer.status is OperationStatus.NOT_FOUND
+
+
+async def test_an_operation_answered_as_made_is_never_not_found_however_old() -> None:
+    # The platform answered it as made, its query does not show it (yet): money may have moved.
+    memo, sink = OperationMemo(), Sink()
+
+    async def made_not_shown() -> OperationResult:
+        await memo.note_answered_made("rf-1")
+        return OperationResult.pending("answered as made, not shown by the query yet")
+
+    await memo.once("rf-1", REFUND, "pay-1", send=made_not_shown)
+    asked: list[str] = []
+    shown: OperationResult = OperationResult(status=OperationStatus.NOT_FOUND, raw_code="10000")
+
+    async def platform(op: OpenOperation) -> OperationResult:
+        asked.append(op.reference)
+        return shown
+
+    watcher = PendingWatcher(memo=memo, resolve=platform, events=sink, interval=60, give_up_after=0)
+    await asyncio.sleep(0.01)
+    await watcher.sweep()  # past the polling window: no longer polled, but not forgotten
+    assert asked == [] and memo.open("rf-1") is not None
+    inquire = InquireRequest("rf-1", "m", REFUND, "pay-1", None)
+    late = await memo.inquire(inquire, platform, unsure_for_s=0, platform="Alipay")
+    assert (late.status, late.raw_code) == (OperationStatus.PENDING, "MADE_NOT_SHOWN")
+    assert "refund as made" in late.message and "reconcile with Alipay" in late.message
+    shown = OperationResult.approved()
+    assert (await memo.inquire(inquire, platform)).status is OperationStatus.APPROVED
+    assert memo.open("rf-1") is None
 
 
 def test_memory_is_bounded() -> None:

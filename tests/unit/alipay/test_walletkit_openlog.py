@@ -107,6 +107,43 @@ async def test_an_operation_sent_and_unanswered_is_still_pending_after_a_restart
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+async def test_an_operation_answered_as_made_is_kept_at_any_age_across_restarts(
+    tmp_path: Path,
+) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    memo, journal = started(path, clock)
+
+    async def made_not_shown() -> OperationResult:
+        await memo.note_answered_made("rf-1")
+        return OperationResult.pending("answered as made, not shown by the query yet")
+
+    await memo.once("rf-1", REFUND, "pay-1", send=made_not_shown, amount=Money(3000, "CNY"))
+    await unanswered(memo, "pay-2")
+    journal.close()
+    for _ in range(2):  # restarted twice, long after the window: kept through each compaction
+        clock.advance(3600)
+        clock.mono = 3.0
+        memo, journal = started(path, clock)
+        assert [(o.reference, o.answered_made, o.amount) for o in memo.open_operations()] == [
+            ("rf-1", True, Money(3000, "CNY"))
+        ]
+        journal.close()
+    memo, journal = started(path, clock)
+    inquire = InquireRequest("rf-1", "m", REFUND, "pay-1", None)
+    found = await memo.inquire(inquire, platform_has_no_record, unsure_for_s=60)
+    assert (found.status, found.raw_code) == (OperationStatus.PENDING, "MADE_NOT_SHOWN")
+
+
+def test_lines_written_before_answered_as_made_was_kept_still_read(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    path.write_text(
+        f'{{"ref":"a","op":"REFUND","orig":"p","amt":1,"cur":"CNY","at":{clock.now}}}\n'
+    )
+    memo, _ = started(path, clock)
+    (op,) = memo.open_operations()
+    assert (op.reference, op.operation, op.answered_made) == ("a", REFUND, False)
+
+
 async def test_operations_older_than_the_window_are_not_kept(tmp_path: Path) -> None:
     path, clock = tmp_path / "open.jsonl", Clock()
     memo, journal = started(path, clock)

@@ -49,7 +49,13 @@ class NotificationListener:
         self._memo = memo
         self._events = events
         self._clock = clock
-        self.counts = {"published": 0, "duplicates": 0, "refused": 0, "ignored": 0}
+        self.counts = {
+            "published": 0,
+            "duplicates": 0,
+            "refused": 0,
+            "ignored": 0,
+            "withheld": 0,
+        }
 
     @property
     def port(self) -> int:
@@ -94,6 +100,10 @@ class NotificationListener:
         event = self._event(str(envelope.get("event_type", "")), plain)
         if event is None:
             self.counts["ignored"] += 1
+        elif self._memo.final(event.reference) is not None:
+            self.counts["duplicates"] += 1
+        elif not self._held(event):
+            self.counts["withheld"] += 1
         elif self._memo.settle(event.reference, event.result):
             self.counts["published"] += 1
             self._events.publish(event)
@@ -120,14 +130,37 @@ class NotificationListener:
             operation = OperationType.REFUND
         else:
             return None
-        if not reference:
-            return None
-        # Held to the amount this adapter asked for, when it knows the operation.
-        sent = self._memo.open(reference)
-        result = held_to_asked(result, sent.amount if sent else None, reference)
-        if result.status is OperationStatus.PENDING:
+        if not reference or result.status is OperationStatus.PENDING:
             return None
         return ChannelEvent(reference=reference, operation=operation, result=result)
+
+    def _held(self, event: ChannelEvent) -> bool:
+        """Whether `event` may be published: a success only once held to the amount asked.
+
+        A success for an operation with no asked amount on record (forgotten after the polling
+        window, unknown after a restart), or one naming no amount, cannot be held to anything:
+        it is acknowledged and neither published nor kept as final, and the switch's Inquire,
+        which carries the amount and is checked against the platform's query, decides. A decline
+        moves no money and is published as before.
+        """
+        if event.result.status is not OperationStatus.APPROVED:
+            return True
+        sent = self._memo.open(event.reference)
+        asked = sent.amount if sent is not None else None
+        if asked is None or event.result.approved_amount is None:
+            log.warning(
+                "a success notified that cannot be held to an asked amount: acknowledged, not "
+                "published; the switch's Inquire decides",
+                extra={
+                    "reference": event.reference,
+                    "op": event.operation.name,
+                    "why": "no asked amount on record" if asked is None else "no amount notified",
+                },
+            )
+            return False
+        # A success for another amount is held PENDING (and logged): not published either.
+        held = held_to_asked(event.result, asked, event.reference)
+        return held.status is OperationStatus.APPROVED
 
 
 def _fail(status: int, message: str) -> Reply:

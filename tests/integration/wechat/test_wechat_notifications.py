@@ -6,10 +6,15 @@ import json
 
 import pytest
 
-from adapters.sdk.types import OperationStatus, OperationType
-from tests.integration.alipay.alipaykit import inquire, ref, refund
+from adapters.sdk.types import InquireRequest, OperationStatus, OperationType
+from adapters.wechat.notify import NOTIFY_PATH
+from tests.integration.alipay.alipaykit import MERCHANT, cny, inquire, ref, refund
 from tests.integration.wechat.conftest import AdapterFactory
 from tests.integration.wechat.wechatkit import KeySet, SimulatorProcess, authorize, code
+from tests.support import free_port
+
+APPROVED = OperationStatus.APPROVED
+AUTH, REFUND = OperationType.AUTHORIZE, OperationType.REFUND
 
 
 async def test_a_notification_settles_a_pending_payment_and_is_published(
@@ -99,3 +104,30 @@ async def test_a_refund_in_progress_is_settled_by_its_notification(
         assert (await adapter.refund(refund(rf, paid, 2000, 5000))) == event.result
     finally:
         slow_refunds.stop()
+
+
+async def test_a_success_notified_for_an_operation_not_on_record_is_left_to_inquire(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    # `worker` has no record of what `sender` asked, as after a restart or once the polling
+    # window (--poll-for-s) has passed: the platform's notifications come to it regardless.
+    port = free_port()
+    worker, events = await make_adapter(notify_listen=("127.0.0.1", port), poll_interval_s=0)
+    url = f"http://127.0.0.1:{port}{NOTIFY_PATH}"
+    sender, _ = await make_adapter(notify=False, notify_url=url, poll_interval_s=0)
+    # 2008: the platform takes 1 fen less than asked (order and refunds) and notifies that.
+    short, rf, fine = ref("short"), ref("rf"), ref("fine")
+    await sender.authorize(authorize(short, code("2008"), 10000))
+    await sender.refund(refund(rf, short, 3000, 10000))
+    assert (await sender.authorize(authorize(fine, code("0000"), 5000))).status is APPROVED
+    for reference in (short, rf, fine):
+        assert (await simulator.redeliver(reference))["status"] == 204  # acknowledged
+    assert not events.items  # ... but a success held to no amount is not the switch's to record
+    assert worker.listener is not None and worker.listener.counts["withheld"] >= 3
+    # The switch's Inquire carries the amount, and the platform's query is held to it.
+    paid = await worker.inquire(InquireRequest(short, MERCHANT, AUTH, "", cny(10000)))
+    assert (paid.status, paid.raw_code) == (OperationStatus.PENDING, "AMOUNT_MISMATCH")
+    refunded = await worker.inquire(InquireRequest(rf, MERCHANT, REFUND, short, cny(3000)))
+    assert (refunded.status, refunded.raw_code) == (OperationStatus.PENDING, "AMOUNT_MISMATCH")
+    ok = await worker.inquire(InquireRequest(fine, MERCHANT, AUTH, "", cny(5000)))
+    assert ok.status is APPROVED and ok.approved_amount == cny(5000)

@@ -56,6 +56,7 @@ SCENARIOS: dict[str, str] = {
     "2006": "paid, but the answer is 40004 ACQ.SYSTEM_ERROR",
     "2007": "40004 ACQ.SYSTEM_ERROR and no trade: the payment was never taken",
     "2008": "paid 1 fen less than asked, answered 20000; its refunds are made 1 fen short too",
+    "2009": "paid, answered 20000; its query is refused (20001) for --confirm-after-s seconds",
     "3001": "declined, answered by a forged success whose signature does not match",
     "3002": "declined, answered by a forged success signed with a key not the platform's",
     "3003": "declined, answered by a replay of an earlier genuine success for another trade",
@@ -72,7 +73,11 @@ DECLINES = {
 AUTH_CODE = re.compile(r"(2[5-9]|30)[0-9]{14,22}")
 OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_-]{1,64}")
 METHODS = ("pay", "query", "cancel", "refund", "fastpay.refund.query")
-GATEWAY_MSG = {"40001": "Missing Required Arguments", "40002": "Invalid Arguments"}
+GATEWAY_MSG = {
+    "20001": "Insufficient Token Permissions",
+    "40001": "Missing Required Arguments",
+    "40002": "Invalid Arguments",
+}
 Answer = dict[str, Any]
 
 
@@ -102,6 +107,8 @@ class AlipaySimulator:
         self._last_success: bytes | None = None
         self._first_refund: dict[str, Reply] = {}  # out_trade_no -> its first refund's answer
         self._shown_at: dict[tuple[str, str], float] = {}  # 3006: when a refund's query shows it
+        self._confirm_after_s = confirm_after_s
+        self._query_refused_until: dict[str, float] = {}  # 2009: out_trade_no -> until when
         self._rogue_key: rsa.RSAPrivateKey | None = None
         self._trade_numbers = itertools.count(1)
         self.stats = {"requests": 0, "refused": 0, "pay_requests": 0}
@@ -218,7 +225,9 @@ class AlipaySimulator:
             self.book.close(trade)
             return self._forged(trade, scenario)
         self.book.pay(trade)
-        if scenario in ("2003", "2008"):
+        if scenario == "2009":
+            self._query_refused_until[otn] = self._clock() + self._confirm_after_s
+        if scenario in ("2003", "2008", "2009"):
             return self._reply(name, _unknown())
         if scenario == "2006":
             return self._reply(name, _failed("ACQ.SYSTEM_ERROR", "系统错误"))
@@ -263,6 +272,9 @@ class AlipaySimulator:
         trade = self.book.find(biz.get("out_trade_no"), biz.get("trade_no"))
         if trade is None:
             return _failed(mapping.TRADE_NOT_EXIST, "交易不存在")
+        if self._clock() < self._query_refused_until.get(trade.out_trade_no, 0.0):
+            # 2009: the gateway refuses the call itself, without executing it.
+            return _gateway_error("20001", "aop.invalid-auth-token", "无效的访问令牌")
         self.book.advance(trade)
         answer = {"code": mapping.SUCCESS, "msg": "Success", **trade.fields()}
         answer["trade_status"] = trade.status

@@ -59,6 +59,8 @@ SCENARIOS: dict[str, str] = {
     "2003": "paid (and notified), but the answer is 500 SYSTEM_ERROR: a query tells",
     "2005": "paid (and notified), but no answer for --hang-s seconds",
     "2008": "paid 1 fen less than asked (and notified), answer 500 SYSTEM_ERROR; refunds 1 short",
+    "2009": "paid (and notified), answer 500 SYSTEM_ERROR; its query is refused (403 "
+    "NO_AUTH_MCH) for --confirm-after-s seconds",
     "3001": "declined, answered by a forged success whose signature does not match",
     "3002": "declined, answered by a forged success signed with a key not the platform's",
     "3003": "declined, answered by a replay of an earlier genuine success (other order)",
@@ -117,6 +119,7 @@ class WechatPaySimulator:
             clock=clock,
         )
         self._last_success: Reply | None = None
+        self._query_refused_until: dict[str, float] = {}  # 2009: out_trade_no -> until when
         self._rogue: rsa.RSAPrivateKey | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self.stats = {"requests": 0, "refused": 0, "pay_requests": 0}
@@ -161,6 +164,9 @@ class WechatPaySimulator:
             if method == "GET" and action is None:
                 if request.query.get("mchid") != self._mchid:
                     return self._error(400, "PARAM_ERROR", "缺少或错误的mchid")
+                if self._clock() < self._query_refused_until.get(order.out_trade_no, 0.0):
+                    # 2009: the account is refused outright; the query is not executed.
+                    return self._error(403, "NO_AUTH_MCH", "商户无权限")
                 return self._reply(200, transaction_view(order))
             if method == "POST" and action == "/reverse":
                 error = self.book.reverse(order)
@@ -256,7 +262,9 @@ class WechatPaySimulator:
             order.short_fen = 1
             order.total_fen -= 1
         self._paid(order)
-        if scenario in ("2003", "2008"):
+        if scenario == "2009":
+            self._query_refused_until[number] = self._clock() + self._confirm_after_s
+        if scenario in ("2003", "2008", "2009"):
             return self._error(500, "SYSTEM_ERROR", "系统错误")
         if scenario == "2005":
             await asyncio.sleep(self._hang_s)

@@ -29,7 +29,7 @@ from adapters.sdk.types import (
     PaymentMethodType,
     RefundRequest,
 )
-from adapters.walletkit.memo import MADE_NOT_SHOWN, OpenOperation
+from adapters.walletkit.memo import MADE_NOT_SHOWN, OpenOperation, upstream_call
 from adapters.walletkit.wallet import Tuning, WalletAdapter
 
 PAY = "alipay.trade.pay"
@@ -202,6 +202,8 @@ class AlipayAdapter(WalletAdapter):
     ) -> dict[str, Any]:
         if self._client is None:
             raise UpstreamUnavailableError("the Alipay channel is not started")
+        # Counted, so that only an operation's first call that cannot be sent is "not sent".
+        upstream_call()
         body = await self._client.call(method, biz)
         # A genuine answer about some other trade (a replay, a misrouted answer) is refused.
         name, expected = echo

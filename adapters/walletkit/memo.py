@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 FINAL = frozenset({OperationStatus.APPROVED, OperationStatus.DECLINED})
 # The raw code of an operation the platform answered as made and its query does not show.
 MADE_NOT_SHOWN = "MADE_NOT_SHOWN"
+# The raw code of an operation sent whose confirming call (a query, a cancel) could not be sent.
+NOT_CONFIRMED = "SENT_NOT_CONFIRMED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,33 @@ class OpenOperation:
 
 
 Flow = Callable[[], Awaitable[OperationResult]]
+
+
+class _Calls:
+    """How many upstream calls the operation `OperationMemo.once` is running has begun."""
+
+    __slots__ = ("begun",)
+
+    def __init__(self) -> None:
+        self.begun = 0
+
+
+# The operation `once` is running in this task, if any: set there, counted by `upstream_call`.
+_running: contextvars.ContextVar[_Calls | None] = contextvars.ContextVar(
+    "walletkit_running_operation", default=None
+)
+
+
+def upstream_call() -> None:
+    """Note that the operation being run (if any) begins one more upstream call.
+
+    Every call a wallet flow makes to the platform notes itself here just before it goes out,
+    so that `OperationMemo.once` can tell a request that never left (its first call could not
+    be sent) from one whose follow-up (a confirming query, a cancel) could not be sent after
+    the request itself had left: only the first is "certainly not sent"."""
+    calls = _running.get()
+    if calls is not None:
+        calls.begun += 1
 
 
 class OpenJournal(Protocol):
@@ -184,6 +214,14 @@ class OperationMemo:
         A repeat after a final result gets that result; a repeat while the first outcome is
         unknown runs `repeat` (say, a query) when given, else `send` again (for requests the
         upstream deduplicates). A request that certainly did not leave leaves nothing open.
+
+        "Certainly did not leave" is an `UpstreamUnavailableError` (or `InvalidRequestError`)
+        before or from the operation's first upstream call (see `upstream_call`), when nothing
+        of it was sent before. Once a request of the operation has left (an earlier call of
+        this flow, or the first request this one repeats), a call that cannot be sent leaves
+        the outcome unknown: the answer is PENDING, and the operation stays open for Inquire
+        and the poller. Raising "not sent" then would let the switch try another channel, or
+        the merchant pay again, for a payment that may have been taken.
         """
         async with self.exclusive(reference):
             if (done := self.final(reference)) is not None:
@@ -192,12 +230,25 @@ class OperationMemo:
             flow = send if began or repeat is None else repeat
             if began:
                 await self._begin_durably(reference, operation, original_reference, amount)
+            calls = _Calls()
+            running = _running.set(calls)
             try:
                 result = await flow()
-            except (UpstreamUnavailableError, InvalidRequestError):
-                if began:
+            except InvalidRequestError as exc:
+                # Refused before this flow sent anything: nothing new left (an open operation
+                # this repeats stays open).
+                if calls.begun == 0:
+                    if began:
+                        self.forget(reference)
+                    raise
+                return _sent_unconfirmed(exc)
+            except UpstreamUnavailableError as exc:
+                if began and calls.begun <= 1:
                     self.forget(reference)
-                raise
+                    raise
+                return _sent_unconfirmed(exc)
+            finally:
+                _running.reset(running)
             self.settle(reference, result)
             return result
 
@@ -267,3 +318,11 @@ class OperationMemo:
             )
         self.settle(request.reference, result)
         return result
+
+
+def _sent_unconfirmed(exc: UpstreamUnavailableError | InvalidRequestError) -> OperationResult:
+    """The answer to an operation a request of which has left, whose next call failed unsent."""
+    return OperationResult.pending(
+        f"sent; what became of it could not be asked: outcome unknown ({exc.message})",
+        raw_code=NOT_CONFIRMED,
+    )

@@ -28,7 +28,7 @@ from adapters.sdk.types import (
     PaymentMethodType,
     RefundRequest,
 )
-from adapters.walletkit.memo import OpenOperation
+from adapters.walletkit.memo import OpenOperation, upstream_call
 from adapters.walletkit.wallet import Tuning, WalletAdapter
 from adapters.wechat import mapping
 from adapters.wechat.client import Answer, WechatPayClient
@@ -234,6 +234,8 @@ class WechatPayAdapter(WalletAdapter):
     ) -> Answer:
         if self._client is None:
             raise UpstreamUnavailableError("the WeChat Pay channel is not started")
+        # Counted, so that only an operation's first call that cannot be sent is "not sent".
+        upstream_call()
         return await self._client.call(method, target, payload)
 
 

@@ -19,6 +19,7 @@ from adapters.sdk.types import (
 )
 from adapters.walletkit.wallet import Tuning
 from tests.integration.alipay.alipaykit import (
+    CONFIRM_AFTER_S,
     MERCHANT,
     SimulatorProcess,
     authorize,
@@ -190,6 +191,25 @@ async def test_a_system_error_with_no_trade_yet_is_pending_until_the_polling_win
     assert (await adapter.inquire(inquire(r, AUTH))).status is PENDING
     await asyncio.sleep(1.2)  # past the polling window, no trade: never taken
     assert (await adapter.inquire(inquire(r, AUTH))).status is NOT_FOUND
+
+
+async def test_a_payment_whose_confirming_query_is_refused_is_pending_never_not_sent(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    # 2009: paid, answered 20000, and the gateway refuses the trade's query (20001) for a
+    # while. The payment left: "not sent" (UNAVAILABLE) would let the switch pay elsewhere.
+    adapter, _ = await make_adapter(poll_interval_s=0)
+    r, auth_code = ref("unq"), code("2009")
+    before = await simulator.stats()
+    first = await adapter.authorize(authorize(r, auth_code))
+    assert (first.status, first.raw_code) == (PENDING, "SENT_NOT_CONFIRMED")
+    # Still open: a repeat asks (refused again: PENDING), it does not pay again.
+    assert (await adapter.authorize(authorize(r, auth_code))).status is PENDING
+    await asyncio.sleep(CONFIRM_AFTER_S + 0.2)  # the gateway takes the query again
+    assert (await adapter.inquire(inquire(r, AUTH))).status is APPROVED
+    assert (await adapter.authorize(authorize(r, auth_code))).status is APPROVED
+    after = await simulator.stats()
+    assert after["pay_requests"] - before["pay_requests"] == 1
 
 
 @pytest.mark.parametrize(

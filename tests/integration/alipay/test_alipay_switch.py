@@ -75,3 +75,15 @@ async def test_a_forged_approval_is_never_an_approval_through_the_switch(stack: 
         statuses = await final_status(c, forged.id)
         assert PS.PAYMENT_STATUS_CAPTURED not in statuses
         assert statuses[-1] == PS.PAYMENT_STATUS_DECLINED
+
+
+async def test_a_payment_whose_confirming_query_is_refused_is_pending_through_the_switch(
+    stack: Switch,
+) -> None:
+    # 2009: paid, answered 20000, its query refused (20001) for a while. The payment left, so
+    # the switch must hear PENDING (never UNAVAILABLE, "not sent"), and it is settled later.
+    async with connect(stack) as c:
+        pending = (await c.Authorize(pay(alipay("2009"), 900))).payment
+        assert (pending.status, pending.channel) == (PS.PAYMENT_STATUS_PENDING, "alipay")
+        statuses = await final_status(c, pending.id)
+        assert statuses[-1] == PS.PAYMENT_STATUS_CAPTURED

@@ -18,7 +18,15 @@ from adapters.sdk.types import (
     OperationType,
     PaymentMethodType,
 )
-from tests.integration.alipay.alipaykit import MERCHANT, cny, inquire, ref, refund, void
+from tests.integration.alipay.alipaykit import (
+    CONFIRM_AFTER_S,
+    MERCHANT,
+    cny,
+    inquire,
+    ref,
+    refund,
+    void,
+)
 from tests.integration.wechat.conftest import AdapterFactory
 from tests.integration.wechat.wechatkit import SimulatorProcess, authorize, code
 
@@ -102,6 +110,23 @@ async def test_system_error_is_settled_by_a_query(make_adapter: AdapterFactory) 
     adapter, _ = await make_adapter()
     result = await adapter.authorize(authorize(ref("se"), code("2003")))
     assert (result.status, result.raw_code) == (APPROVED, "SUCCESS")
+
+
+async def test_a_payment_whose_confirming_query_is_refused_is_pending_never_not_sent(
+    make_adapter: AdapterFactory, simulator: SimulatorProcess
+) -> None:
+    # 2009: paid, answered 500 SYSTEM_ERROR, and the order's query is refused (403
+    # NO_AUTH_MCH) for a while. The payment left: "not sent" would let the switch pay elsewhere.
+    adapter, _ = await make_adapter(poll_interval_s=0)
+    r, auth_code = ref("unq"), code("2009")
+    before = await simulator.stats()
+    first = await adapter.authorize(authorize(r, auth_code))
+    assert (first.status, first.raw_code) == (PENDING, "SENT_NOT_CONFIRMED")
+    # (Its notification may settle it meanwhile: the switch asks, it is not paid again.)
+    await asyncio.sleep(CONFIRM_AFTER_S + 0.2)  # the platform takes the query again
+    assert (await adapter.inquire(inquire(r, AUTH))).status is APPROVED
+    assert (await adapter.authorize(authorize(r, auth_code))).status is APPROVED
+    assert (await simulator.stats())["pay_requests"] - before["pay_requests"] == 1
 
 
 async def test_userpaying_that_fails_is_settled_by_polling(make_adapter: AdapterFactory) -> None:

@@ -69,3 +69,15 @@ async def test_watch_payment_sees_the_notification_settle_a_userpaying_payment(
         assert statuses[-1] == PS.PAYMENT_STATUS_CAPTURED
         got = (await c.GetPayment(gw.GetPaymentRequest(payment_id=pending.id))).payment
         assert got.captured_amount.amount_minor == 1200
+
+
+async def test_a_payment_whose_confirming_query_is_refused_is_pending_through_the_switch(
+    stack: Switch,
+) -> None:
+    # 2009: paid, answered 500 SYSTEM_ERROR, its query refused (403 NO_AUTH_MCH) for a while.
+    # The payment left, so the switch must hear PENDING (never UNAVAILABLE, "not sent").
+    async with connect(stack) as c:
+        pending = (await c.Authorize(pay(wechat("2009"), 900))).payment
+        assert (pending.status, pending.channel) == (PS.PAYMENT_STATUS_PENDING, "wechat")
+        statuses = await final_status(c, pending.id)
+        assert statuses[-1] == PS.PAYMENT_STATUS_CAPTURED

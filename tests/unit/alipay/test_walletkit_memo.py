@@ -16,7 +16,7 @@ from adapters.sdk.types import (
     OperationStatus,
     OperationType,
 )
-from adapters.walletkit.memo import OpenOperation, OperationMemo
+from adapters.walletkit.memo import OpenOperation, OperationMemo, upstream_call
 from adapters.walletkit.wallet import held_to_asked
 from adapters.walletkit.watcher import PendingWatcher
 
@@ -71,6 +71,59 @@ async def test_a_request_that_never_left_leaves_nothing_open() -> None:
     with pytest.raises(UpstreamUnavailableError):
         await memo.once("r1", AUTH, "r1", send=upstream.send)
     assert memo.open("r1") is None and memo.final("r1") is None
+
+
+class Platform:
+    """A hand-written platform of calls: each notes itself as an upstream call, as the
+    adapters' transports do, and the ones listed in `refusing` cannot be sent."""
+
+    def __init__(self, *refusing: str) -> None:
+        self.refusing = set(refusing)
+        self.calls: list[str] = []
+
+    async def call(self, name: str) -> OperationResult:
+        upstream_call()
+        self.calls.append(name)
+        if name in self.refusing:
+            raise UpstreamUnavailableError(f"{name}: connection refused")
+        return OperationResult.pending(f"{name}: no final answer")
+
+    async def pay_then_query(self) -> OperationResult:
+        await self.call("pay")  # answered, but unclear: the query decides
+        return await self.call("query")
+
+    async def query(self) -> OperationResult:
+        return await self.call("query")
+
+
+async def test_only_the_first_call_that_cannot_be_sent_is_not_sent() -> None:
+    memo = OperationMemo()
+    # The payment itself cannot be sent: nothing left, nothing open, "not sent".
+    refused = Platform("pay")
+    with pytest.raises(UpstreamUnavailableError):
+        await memo.once("r1", AUTH, "r1", send=refused.pay_then_query, repeat=refused.query)
+    assert memo.open("r1") is None
+    # The payment left and its confirming query cannot be sent: unknown, PENDING, kept open.
+    platform = Platform("query")
+    sent = await memo.once("r2", AUTH, "r2", send=platform.pay_then_query, repeat=platform.query)
+    assert (sent.status, sent.raw_code) == (OperationStatus.PENDING, "SENT_NOT_CONFIRMED")
+    assert memo.open("r2") is not None and memo.final("r2") is None
+    # A repeat asks; its query cannot be sent either: still PENDING (the payment left earlier).
+    again = await memo.once("r2", AUTH, "r2", send=platform.pay_then_query, repeat=platform.query)
+    assert again.status is OperationStatus.PENDING and memo.open("r2") is not None
+    assert platform.calls == ["pay", "query", "query"]
+
+
+async def test_a_repeat_of_an_open_operation_that_cannot_be_sent_is_pending() -> None:
+    # A cancel (or refund) sent again while its first outcome is unknown: the first one left,
+    # so a repeat that cannot be sent is no "not sent".
+    memo, upstream = OperationMemo(), Upstream(OperationResult.approved())
+    upstream.fail_with = UpstreamTimeoutError("no answer")
+    with pytest.raises(UpstreamTimeoutError):
+        await memo.once("v1", OperationType.VOID, "r1", send=upstream.send)
+    upstream.fail_with = UpstreamUnavailableError("refused")
+    result = await memo.once("v1", OperationType.VOID, "r1", send=upstream.send)
+    assert result.status is OperationStatus.PENDING and memo.open("v1") is not None
 
 
 async def test_pending_is_not_remembered_as_final_but_stays_open() -> None:

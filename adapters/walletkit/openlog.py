@@ -22,6 +22,7 @@ exclusive lock).
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import json
 import logging
@@ -113,7 +114,17 @@ class OpenLog:
 
     async def durable(self) -> None:
         """Return once everything written so far is on disk; compact if the file grew large."""
-        mine = self._written
+        # Its own task, which the caller's cancel (a request's deadline) does not cut short: a
+        # compaction cut while it waited for the disk left its new file open and locked, and
+        # every later one failed, refusing every payment until a restart.
+        work = asyncio.ensure_future(self._to_disk(self._written))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(_log_failure)
+            raise
+
+    async def _to_disk(self, mine: int) -> None:
         async with self._disk:
             if self._synced < mine:
                 target = self._written
@@ -122,7 +133,19 @@ class OpenLog:
             if self._lines > self._check_at:
                 live = list(self._live())
                 if self._lines > 2 * len(live) + self._slack:
-                    await self._compact(live)
+                    try:
+                        await self._compact(live)
+                    except OSError as exc:
+                        # What was written is on disk (above): only the file's size suffers,
+                        # which is no reason to refuse a payment. Tried again a slack later.
+                        self._check_at = self._lines + self._slack
+                        log.error(
+                            "could not compact %s: tried again after %d more lines",
+                            self.path,
+                            self._slack,
+                            extra={"why": exc.strerror or str(exc)},
+                        )
+                        return
                 self._check_at = 2 * len(live) + self._slack
 
     def _write(self, entry: dict[str, Any]) -> None:
@@ -190,33 +213,32 @@ class OpenLog:
         tmp = self._tmp(lines)
         try:
             os.fsync(tmp)
-        except OSError:
+            self._swap(tmp, len(lines))
+        except BaseException:
             os.close(tmp)
             raise
-        self._swap(tmp, len(lines))
         self._sync_dir()
 
     async def _compact(self, live: list[OpenOperation]) -> None:
         """Rewrite the file as `live`, the open operations now; lines written meanwhile (by
         coroutines that do not wait for this) are copied after them. Holds `_disk`."""
         self._capture = []
-        tmp = -1
         try:
             lines = self._entries(live)
             tmp = self._tmp(lines)
-            await asyncio.to_thread(self._sync, tmp)
-            captured = self._capture
-            if captured:
-                os.write(tmp, b"".join(captured))
-        except OSError:
-            if tmp >= 0:
+            try:
+                await asyncio.to_thread(self._sync, tmp)
+                captured = self._capture
+                if captured:
+                    os.write(tmp, b"".join(captured))
+                self._swap(tmp, len(lines) + len(captured))
+            except BaseException:
                 os.close(tmp)
-            raise
+                raise
         finally:
             self._capture = None
         # What was written before is in `lines`, on disk; what came meanwhile is not yet.
         self._synced = self._written - len(captured)
-        self._swap(tmp, len(lines) + len(captured))
         await asyncio.to_thread(self._sync_dir)
         log.info("compacted %s to %d open operations", self.path, len(lines))
 
@@ -228,12 +250,14 @@ class OpenLog:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if lines:
                 os.write(fd, b"".join(lines))
-        except OSError:
+        except BaseException:
             os.close(fd)
             raise
         return fd
 
     def _swap(self, tmp: int, lines: int) -> None:
+        if self._fd < 0:
+            raise OSError(errno.EBADF, f"{self.path} was closed")
         os.replace(self._tmp_path, self.path)
         os.close(self._fd)
         self._fd = tmp
@@ -249,3 +273,9 @@ class OpenLog:
 
 def _line(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+
+
+def _log_failure(work: asyncio.Future[None]) -> None:
+    """Say why disk work failed that its caller, cancelled, no longer waits for."""
+    if not work.cancelled() and (exc := work.exception()) is not None:
+        log.warning("journal work failed after its request was cancelled", exc_info=exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import threading
@@ -247,3 +248,50 @@ async def test_the_amount_asked_is_kept_too(tmp_path: Path) -> None:
     journal.close()
     again, _ = started(path, clock)
     assert [o.amount for o in again.open_operations()] == [Money(8888, "CNY")]
+
+
+async def test_a_request_cancelled_while_compacting_leaves_payments_working(tmp_path: Path) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    disk = Disk(path)
+    memo, journal = started(path, clock, slack_lines=0, sync=disk.sync)
+    disk.held = True
+    for i in range(100):  # payments, until one of them compacts the file
+        payment = asyncio.create_task(answered(memo, f"pay-{i}"))
+        compacting = asyncio.create_task(disk.compacting.wait())
+        await asyncio.wait([payment, compacting], return_when=asyncio.FIRST_COMPLETED)
+        if disk.compacting.is_set():
+            break
+        compacting.cancel()
+        await payment
+    # Its deadline passes while the compaction waits for the disk.
+    payment.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await payment
+    disk.release()
+    for i in range(20):  # before: UNAVAILABLE, "not sent", every one until a restart
+        await answered(memo, f"after-{i}")
+    assert len(path.read_text().splitlines()) < 10  # still compacted (they wrote 40 lines)
+    await unanswered(memo, "sent-after")
+    journal.close()
+    again, _ = started(path, clock)
+    assert "sent-after" in [o.reference for o in again.open_operations()]
+
+
+async def test_a_compaction_that_fails_refuses_no_payment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+
+    def sync(fd: int) -> None:
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:  # a compaction's new file
+            raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+
+    memo, journal = started(path, clock, slack_lines=20, sync=sync)
+    await unanswered(memo, "still-open")
+    for i in range(100):  # the journal takes every note; only its size suffers
+        await answered(memo, f"pay-{i}")
+    assert any("could not compact" in r.getMessage() for r in caplog.records)
+    journal.close()
+    again, _ = started(path, clock)
+    assert [o.reference for o in again.open_operations()] == ["still-open"]

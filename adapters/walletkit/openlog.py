@@ -17,6 +17,11 @@ restart, which answers PENDING, never a wrong NOT_FOUND). It is read and compact
 keeping what is younger than the window and what was answered as made, and compacted again
 whenever it holds far more lines than open operations. Mode 0600; one worker a file (an
 exclusive lock).
+
+A line that cannot be read is skipped, with an error that shows it: a torn last line is a crash
+mid-write, and one in the middle (written by a worker before short writes were undone) must not
+keep the adapter from starting. The operation such a line noted, if any, is forgotten: it may be
+answered NOT_FOUND too early, hence the error.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -42,7 +48,7 @@ SLACK_LINES = 4096
 
 
 class OpenLogError(ValueError):
-    """The file cannot be used: unreadable, corrupt, or another worker holds it."""
+    """The file cannot be used: another worker holds it."""
 
 
 class OpenLog:
@@ -64,6 +70,7 @@ class OpenLog:
         self._wall = wall
         self._monotonic = monotonic
         self._fd = -1
+        self._torn = False  # a fragment could not be undone: the next line starts a new one
         self._lines = 0  # lines in the file now
         self._written = 0  # generation of the last write
         self._synced = 0  # generation known to be on disk
@@ -152,12 +159,30 @@ class OpenLog:
         if self._fd < 0:
             raise OSError(f"{self.path} is not open")
         line = _line(entry)
+        if self._torn:
+            line = b"\n" + line
         # One small write(2) to an O_APPEND file: the page cache takes it without blocking.
-        os.write(self._fd, line)
+        written = os.write(self._fd, line)
+        if written < len(line):
+            self._undo(written)
+            raise OSError(errno.ENOSPC, f"only {written} of {len(line)} bytes written: disk full?")
+        self._torn = False
         self._written += 1
         self._lines += 1
         if self._capture is not None:
             self._capture.append(line)
+
+    def _undo(self, written: int) -> None:
+        """Cut off the fragment a short write left, so that the next line is not glued to it."""
+        try:
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+        except OSError as exc:
+            self._torn = True
+            log.error(
+                "%s: could not cut off a partly written line; it will be skipped at start",
+                self.path,
+                extra={"why": exc.strerror or str(exc)},
+            )
 
     def _at(self, since: float) -> float:
         """The wall-clock time of a monotonic one (monotonic time does not survive a restart)."""
@@ -187,24 +212,26 @@ class OpenLog:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
-                ref = entry["ref"]
-                if entry.get("done"):
-                    state.pop(ref, None)
-                    continue
-                op = OperationType[entry["op"]]
-                at = float(entry["at"])
-                original = str(entry["orig"])
-                amount = Money(int(entry["amt"]), str(entry["cur"])) if "amt" in entry else None
-                made = bool(entry.get("made"))
-            except (ValueError, KeyError, TypeError) as exc:
-                if number == len(lines):
+                ref, entry = _parse(line)
+            except ValueError as exc:
+                if number == len(lines):  # no newline after it
                     log.warning("%s: dropping a torn last line (a crash mid-write)", self.path)
                     continue
-                raise OpenLogError(f"{self.path}: line {number} is not an entry") from exc
-            age = max(0.0, wall - at)  # a clock set back counts as just sent: still unsure
+                log.error(
+                    "%s: skipping line %d, which is not an entry (%s): the operation it noted, "
+                    "if any, is forgotten and may be answered NOT_FOUND too early: %r",
+                    self.path,
+                    number,
+                    exc,
+                    line[:500],
+                )
+                continue
             state.pop(ref, None)  # keep the order of the latest word
-            state[str(ref)] = OpenOperation(str(ref), op, original, mono - age, amount, made)
+            if entry is None:
+                continue
+            op, original, at, amount, made = entry
+            age = max(0.0, wall - at)  # a clock set back counts as just sent: still unsure
+            state[ref] = OpenOperation(ref, op, original, mono - age, amount, made)
         # One the platform answered as made is kept at any age: money may have moved.
         return [v for v in state.values() if v.answered_made or mono - v.since < self._keep_for_s]
 
@@ -229,8 +256,7 @@ class OpenLog:
             try:
                 await asyncio.to_thread(self._sync, tmp)
                 captured = self._capture
-                if captured:
-                    os.write(tmp, b"".join(captured))
+                _write_all(tmp, b"".join(captured))
                 self._swap(tmp, len(lines) + len(captured))
             except BaseException:
                 os.close(tmp)
@@ -248,8 +274,7 @@ class OpenLog:
         try:
             os.fchmod(fd, 0o600)  # a stale tmp file may have had another mode
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if lines:
-                os.write(fd, b"".join(lines))
+            _write_all(fd, b"".join(lines))
         except BaseException:
             os.close(fd)
             raise
@@ -273,6 +298,58 @@ class OpenLog:
 
 def _line(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+
+
+_Fields = tuple[OperationType, str, float, Money | None, bool]
+
+
+def _parse(line: bytes) -> tuple[str, _Fields | None]:
+    """The reference a line is about and what it says (None: no longer open); ValueError, saying
+    why, for anything else."""
+    try:
+        entry = json.loads(line)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None  # JSONDecodeError is a ValueError
+    if not isinstance(entry, dict):
+        raise ValueError("not an object")
+    ref = _text(entry, "ref")
+    if entry.get("done"):
+        return ref, None
+    name = _text(entry, "op")
+    if name not in OperationType.__members__:
+        raise ValueError(f"op: no operation {name!r}")
+    at = entry.get("at")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise ValueError("at: not a time")
+    amount = None
+    if "amt" in entry:
+        minor = entry["amt"]
+        if isinstance(minor, bool) or not isinstance(minor, int):
+            raise ValueError("amt: not a whole number of minor units")
+        amount = Money(minor, _text(entry, "cur"))
+    return ref, (
+        OperationType[name],
+        _text(entry, "orig"),
+        float(at),
+        amount,
+        bool(entry.get("made")),
+    )
+
+
+def _text(entry: dict[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: not a string")
+    return value
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write `data` to a file not in use yet: a short write is the disk's refusal, an OSError."""
+    while data:
+        written = os.write(fd, data)  # short on a full disk: the next write says why
+        if written == 0:
+            raise OSError(errno.ENOSPC, "nothing written: disk full?")
+        data = data[written:]
 
 
 def _log_failure(work: asyncio.Future[None]) -> None:

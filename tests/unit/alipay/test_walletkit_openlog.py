@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
+import resource
 import stat
 import threading
 from collections.abc import Callable
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sdk.errors import UpstreamTimeoutError
+from adapters.sdk.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from adapters.sdk.types import (
     InquireRequest,
     Money,
@@ -158,16 +160,45 @@ async def test_operations_older_than_the_window_are_not_kept(tmp_path: Path) -> 
     assert "old" not in path.read_text()  # compacted at start
 
 
-def test_a_torn_last_line_is_dropped_and_a_corrupt_one_refused(tmp_path: Path) -> None:
+def test_a_torn_last_line_is_dropped_and_a_corrupt_one_skipped_and_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path, clock = tmp_path / "open.jsonl", Clock()
     good = f'{{"ref":"a","op":"AUTHORIZE","orig":"a","at":{clock.now}}}\n'
     path.write_text(good + '{"ref":"b","op":"AUTH')
     memo, journal = started(path, clock)
     assert [o.reference for o in memo.open_operations()] == ["a"]
     journal.close()
-    path.write_text('{"ref":\n' + good)
-    with pytest.raises(OpenLogError, match="line 1"):
-        started(path, clock)
+    # A fragment in the middle (a worker before short writes were undone) does not stop the
+    # start; what follows it is kept, and the error shows what was skipped.
+    path.write_text('{"ref":"lost","op":"AUTH\n' + good)
+    memo, _ = started(path, clock)
+    assert [o.reference for o in memo.open_operations()] == ["a"]
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "line 1" in error and '{"ref":"lost","op":"AUTH' in error
+
+
+def test_malformed_entries_are_skipped_and_shown_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    now = clock.now
+    malformed = [
+        f'{{"ref":["x"],"op":"AUTHORIZE","orig":"x","at":{now}}}',
+        f'{{"ref":"big","op":"AUTHORIZE","orig":"big","amt":1e400,"cur":"CNY","at":{now}}}',
+        f'{{"ref":"half","op":"REFUND","orig":"p","amt":1.5,"cur":"CNY","at":{now}}}',
+        '{"ref":"when","op":"AUTHORIZE","orig":"when","at":NaN}',
+        f'{{"ref":"what","op":["AUTHORIZE"],"orig":"what","at":{now}}}',
+        f'{{"ref":"who","op":"AUTHORIZE","orig":7,"at":{now}}}',
+        '["ref","a"]',
+        "[" * 100_000,
+    ]
+    good = f'{{"ref":"a","op":"AUTHORIZE","orig":"a","amt":1,"cur":"CNY","at":{now}}}'
+    path.write_text("\n".join([*malformed, good]) + "\n")
+    memo, _ = started(path, clock)
+    assert [(o.reference, o.amount) for o in memo.open_operations()] == [("a", Money(1, "CNY"))]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert [f"line {n}," in e for n, e in enumerate(errors, start=1)] == [True] * len(malformed)
 
 
 def test_one_worker_a_file(tmp_path: Path) -> None:
@@ -295,3 +326,29 @@ async def test_a_compaction_that_fails_refuses_no_payment(
     journal.close()
     again, _ = started(path, clock)
     assert [o.reference for o in again.open_operations()] == ["still-open"]
+
+
+async def test_a_write_the_disk_cuts_short_is_undone_and_its_request_not_sent(
+    tmp_path: Path,
+) -> None:
+    path, clock = tmp_path / "open.jsonl", Clock()
+    memo, journal = started(path, clock)
+    await unanswered(memo, "pay-1")
+    sent: list[str] = []
+
+    async def send() -> OperationResult:
+        sent.append("pay-2")
+        return OperationResult.approved()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 20, hard))  # disk full
+    try:
+        with pytest.raises(UpstreamUnavailableError, match="not sent"):
+            await memo.once("pay-2", AUTH, "pay-2", send=send)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert sent == []
+    await unanswered(memo, "pay-3")  # space freed: its note is not glued to a fragment
+    journal.close()
+    again, _ = started(path, clock)  # before: "line 2 is not an entry", the worker did not start
+    assert [o.reference for o in again.open_operations()] == ["pay-1", "pay-3"]

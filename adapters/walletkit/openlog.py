@@ -15,8 +15,9 @@ age; a line without `made`, as older workers wrote them all, is one not answered
 waited for: a lost one only leaves an operation looking open for one polling window after a
 restart, which answers PENDING, never a wrong NOT_FOUND). It is read and compacted at start,
 keeping what is younger than the window and what was answered as made, and compacted again
-whenever it holds far more lines than open operations. Mode 0600; one worker a file (an
-exclusive lock).
+whenever it holds far more lines than open operations. Mode 0600; one worker a file: an
+exclusive lock on `<file>.lock`, which compaction never replaces (a lock on the journal itself
+moved to a new file at each compaction, and a second worker could take the old one's).
 
 A line that cannot be read is skipped, with an error that shows it: a torn last line is a crash
 mid-write, and one in the middle (written by a worker before short writes were undone) must not
@@ -66,10 +67,12 @@ class OpenLog:
     ) -> None:
         self.path = path
         self._tmp_path = path.with_name(path.name + ".tmp")
+        self._lock_path = path.with_name(path.name + ".lock")
         self._keep_for_s = keep_for_s
         self._wall = wall
         self._monotonic = monotonic
         self._fd = -1
+        self._lock_fd = -1
         self._torn = False  # a fragment could not be undone: the next line starts a new one
         self._lines = 0  # lines in the file now
         self._written = 0  # generation of the last write
@@ -87,13 +90,16 @@ class OpenLog:
         rewritten with just those. `live` tells the open operations at any later time (for
         compaction)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fd = _locked(self._lock_path)
+            # The journal too, as workers before the lock file locked it (a deploy overlaps).
+            self._fd = _locked(self.path, os.O_APPEND)
         except BlockingIOError:
-            os.close(fd)
+            self.close()
             raise OpenLogError(f"{self.path}: in use by another worker") from None
-        self._fd = fd
+        except BaseException:
+            self.close()
+            raise
         try:
             found = self._read()
             self._rewrite(self._entries(found))
@@ -105,8 +111,11 @@ class OpenLog:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)  # also releases the lock
+            os.close(self._fd)
             self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # also releases the lock
+            self._lock_fd = -1
 
     def opened(self, op: OpenOperation) -> None:
         """Note an operation about to leave; `durable()` returns once the note is on disk."""
@@ -273,6 +282,7 @@ class OpenLog:
         fd = os.open(self._tmp_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(fd, 0o600)  # a stale tmp file may have had another mode
+            # Locked, as workers before the lock file locked the journal (see `open`).
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_all(fd, b"".join(lines))
         except BaseException:
@@ -350,6 +360,17 @@ def _write_all(fd: int, data: bytes) -> None:
         if written == 0:
             raise OSError(errno.ENOSPC, "nothing written: disk full?")
         data = data[written:]
+
+
+def _locked(path: Path, flags: int = 0) -> int:
+    """`path` opened (made, mode 0600) and exclusively locked; BlockingIOError when held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _log_failure(work: asyncio.Future[None]) -> None:

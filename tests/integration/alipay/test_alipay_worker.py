@@ -177,8 +177,12 @@ async def test_a_killed_and_restarted_worker_still_knows_a_payment_it_sent_and_w
             # A reference this worker never sent is still NOT_FOUND at once.
             never = await c.inquire(ref("never"), OperationType.AUTHORIZE, merchant_id=MERCHANT)
             assert never.status is NOT_FOUND
-    (journal,) = state.iterdir()
-    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    journal, lock = sorted(state.iterdir())
+    assert (journal.name, lock.name) == (
+        "alipay-open-operations.jsonl",
+        "alipay-open-operations.jsonl.lock",  # one worker a state directory
+    )
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (journal, lock)] == [0o600, 0o600]
 
 
 async def test_a_refund_answered_as_made_is_still_pending_after_a_restart_past_the_window(

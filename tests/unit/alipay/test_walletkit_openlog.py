@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
 import resource
@@ -206,6 +207,39 @@ def test_one_worker_a_file(tmp_path: Path) -> None:
     started(path, clock)
     with pytest.raises(OpenLogError, match="another worker"):
         started(path, clock)
+
+
+async def test_the_lock_stays_with_the_worker_when_compaction_replaces_the_file(
+    tmp_path: Path,
+) -> None:
+    # A second worker that opened the journal just before a compaction replaced it, and locked
+    # it just after, held the lock of a file no longer used, and ran beside the first. The lock
+    # is now on a file that compaction never replaces.
+    path, clock = tmp_path / "open.jsonl", Clock()
+    memo, journal = started(path, clock, slack_lines=2)
+    before = path.stat().st_ino
+    for i in range(20):
+        await answered(memo, f"pay-{i}")
+    assert path.stat().st_ino != before  # compacted: a new file
+    lock = os.open(tmp_path / "open.jsonl.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        journal.close()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the worker stops
+        with pytest.raises(OpenLogError, match="another worker"):
+            started(path, clock)
+    finally:
+        os.close(lock)
+    # A worker of the version before, which locks the journal itself, keeps one out too.
+    older = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(older, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OpenLogError, match="another worker"):
+            started(path, clock)
+    finally:
+        os.close(older)
+    started(path, clock)
 
 
 async def test_the_file_is_compacted_while_running(tmp_path: Path) -> None:
